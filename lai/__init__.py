@@ -1,0 +1,3 @@
+"""lai: a self-hosted router for OpenAI-compatible LLM traffic."""
+
+__version__ = "0.1.0"

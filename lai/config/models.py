@@ -1,0 +1,211 @@
+"""The frozen settings models. Field names are the snake_case keys of ``config.toml``."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ProviderType = Literal["local", "openai", "anthropic"]
+AuthType = Literal["none", "bearer", "api_key"]
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ServerSettings(_Frozen):
+    """The ``[server]`` table."""
+
+    host: str = "127.0.0.1"
+    """Address `lai proxy` listens on."""
+    port: int = Field(8012, ge=1, le=65535)
+    """TCP port of `lai proxy`."""
+    database_url: str = "sqlite:///data/lai.db"
+    """Any SQLAlchemy URL; a relative sqlite path is relative to the config file's folder."""
+    data_dir: Path = Path("data")
+    """Images, the admin socket and the SQLite file live here; relative to the config file."""
+    auth: bool = True
+    """Require `lai_` keys on /v1 and /admin. false only on a trusted single-user machine."""
+    queue_timeout: float = Field(30.0, gt=0)
+    """Seconds a request may wait for a free slot before 503 provider_capacity_exceeded."""
+    queue_max_size: int = Field(100, ge=0)
+    """Requests that may wait at once; one more is refused at once with 503."""
+    cloud_fallback: bool = True
+    """May `auto` traffic spill over to cloud providers (types openai, anthropic)."""
+    warm_timeout: float = Field(300.0, ge=0)
+    """A model that served a request this many seconds ago still counts as warm."""
+    max_body_size: int = Field(20 * 1024 * 1024, ge=1024)
+    """Largest request body in bytes; larger ones get 413 request_too_large."""
+    max_image_size: int = Field(10 * 1024 * 1024, ge=1024)
+    """Largest uploaded image in bytes."""
+    max_images_per_message: int = Field(5, ge=1)
+    """Images one message may carry."""
+    images_retention_days: int | None = Field(None, ge=1)
+    """When set, a daily sweep deletes image folders older than this many days."""
+    metrics_auth: bool = False
+    """Require a key on GET /metrics too."""
+    electricity_rate_kwh: float = Field(0.0, ge=0)
+    """Price of a kWh in USD, for providers that set power_watts."""
+    shutdown_timeout: float = Field(30.0, ge=0)
+    """Seconds a graceful shutdown waits for in-flight requests."""
+
+
+class Capabilities(_Frozen):
+    """What a model can do."""
+
+    streaming: bool = True
+    function_calling: bool = False
+    vision: bool = False
+    json_mode: bool = False
+
+
+class ProviderConfig(_Frozen):
+    """One ``[[providers]]`` entry: a model server (local) or a cloud API."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    name: str = ""
+    type: ProviderType = "local"
+    endpoint: str = Field(min_length=1)
+    priority: int = 1
+    enabled: bool = True
+    max_concurrent: int = Field(1, ge=1)
+    health_check_interval: float = Field(30.0, gt=0)
+    health_check_timeout: float = Field(5.0, gt=0)
+    health_check_path: str | None = None
+    """Probe path; default /health for local, /models for openai, /v1/models for anthropic."""
+    connect_timeout: float | None = Field(None, gt=0)
+    """Seconds to connect; default 5 for local, 10 for cloud."""
+    read_timeout: float | None = Field(None, gt=0)
+    """Seconds without a byte from the upstream; default 60 for local, 120 for cloud."""
+    auth_type: AuthType = "none"
+    auth_secret: str = ""
+    """A literal secret, or "env:NAME" to read it from the environment at start-up."""
+    power_watts: float = Field(0.0, ge=0)
+    """Power the box draws while serving; with server.electricity_rate_kwh gives a cost."""
+
+    @property
+    def is_cloud(self) -> bool:
+        return self.type != "local"
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
+
+    @property
+    def probe_path(self) -> str:
+        if self.health_check_path is not None:
+            return self.health_check_path
+        return {"local": "/health", "openai": "/models", "anthropic": "/v1/models"}[self.type]
+
+    @property
+    def effective_connect_timeout(self) -> float:
+        return self.connect_timeout or (5.0 if self.type == "local" else 10.0)
+
+    @property
+    def effective_read_timeout(self) -> float:
+        return self.read_timeout or (60.0 if self.type == "local" else 120.0)
+
+    @property
+    def base_url(self) -> str:
+        """The endpoint without a trailing slash, and for local servers without ``/v1``."""
+        url = self.endpoint.rstrip("/")
+        if self.type == "local" and url.endswith("/v1"):
+            url = url[: -len("/v1")]
+        return url
+
+
+class ModelConfig(_Frozen):
+    """One ``[[models]]`` entry: a model that a provider serves."""
+
+    id: str = Field(pattern=ID_PATTERN)
+    name: str = ""
+    provider_id: str
+    upstream_id: str | None = None
+    context_window: int = Field(8192, ge=1)
+    max_tokens: int = Field(4096, ge=1)
+    is_default: bool = False
+    cost_per_1k_tokens: float | None = Field(None, ge=0)
+    cost_per_1k_input: float | None = Field(None, ge=0)
+    cost_per_1k_output: float | None = Field(None, ge=0)
+    capabilities: Capabilities = Capabilities()
+    tags: tuple[str, ...] = ()
+    fallbacks: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_price_form(self) -> ModelConfig:
+        if self.cost_per_1k_tokens is not None and (
+            self.cost_per_1k_input is not None or self.cost_per_1k_output is not None
+        ):
+            raise ValueError(
+                "cost_per_1k_tokens cannot be set together with cost_per_1k_input/output"
+            )
+        return self
+
+    @property
+    def upstream_name(self) -> str:
+        return self.upstream_id or self.id
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.id
+
+
+class Settings(_Frozen):
+    """The whole config file, after environment overrides and path resolution."""
+
+    server: ServerSettings = ServerSettings()
+    providers: tuple[ProviderConfig, ...] = ()
+    models: tuple[ModelConfig, ...] = ()
+    source: Path | None = Field(None, exclude=True)
+    """The file these settings came from (None when built in code)."""
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Settings:
+        seen: set[str] = set()
+        for i, p in enumerate(self.providers):
+            if p.id in seen:
+                raise ValueError(f"providers[{i}].id: duplicate provider id {p.id!r}")
+            seen.add(p.id)
+        model_ids: set[str] = set()
+        defaults: dict[str, str] = {}
+        for i, m in enumerate(self.models):
+            if m.provider_id not in seen:
+                raise ValueError(
+                    f"models[{i}].provider_id: no provider with id {m.provider_id!r}"
+                )
+            key = f"{m.provider_id}/{m.id}"
+            if key in model_ids:
+                raise ValueError(f"models[{i}].id: duplicate model {key!r}")
+            model_ids.add(key)
+            if m.is_default:
+                if m.provider_id in defaults:
+                    raise ValueError(
+                        f"models[{i}].is_default: provider {m.provider_id!r} already has "
+                        f"default model {defaults[m.provider_id]!r}"
+                    )
+                defaults[m.provider_id] = m.id
+        bare = {m.id for m in self.models}
+        for i, m in enumerate(self.models):
+            for f in m.fallbacks:
+                if f not in bare and f not in model_ids and f not in seen:
+                    raise ValueError(f"models[{i}].fallbacks: unknown model {f!r}")
+        return self
+
+    def provider(self, provider_id: str) -> ProviderConfig | None:
+        for p in self.providers:
+            if p.id == provider_id:
+                return p
+        return None
+
+    def models_of(self, provider_id: str) -> list[ModelConfig]:
+        return [m for m in self.models if m.provider_id == provider_id]
+
+
+def env_name(provider_id: str) -> str:
+    """``gaming-pc-3090`` -> ``GAMING_PC_3090`` (for PROVIDER_{ID}_ENDPOINT and friends)."""
+    return re.sub(r"[^A-Za-z0-9]", "_", provider_id).upper()

@@ -1,0 +1,133 @@
+"""Engine events and the bus that carries them to observers (recorder, metrics, TUI board).
+
+Observers subscribe a plain callable; ``emit`` calls each one synchronously and in order,
+so an observer must only hand the event on (put it in its own queue) and never block.
+An observer that raises is logged and kept; the request path never sees the exception.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from lai.engine.types import ProviderStatus, RequestContext, Usage
+
+log = logging.getLogger("lai.engine")
+
+
+@dataclass(frozen=True, slots=True)
+class RequestStarted:
+    """A request got a slot on a provider (once per attempt; failover emits it again)."""
+
+    context: RequestContext
+    model_requested: str
+    model_id: str
+    provider_id: str
+    streaming: bool
+    at: float
+    queue_ms: float
+    kind: Literal["request_started"] = "request_started"
+
+
+@dataclass(frozen=True, slots=True)
+class Failover:
+    """An attempt on ``from_provider`` failed and the request moves on."""
+
+    context: RequestContext
+    from_provider: str
+    to_provider: str | None
+    reason: str
+    at: float
+    kind: Literal["failover"] = "failover"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFinished:
+    """The end of a request, success or not: everything the store keeps in ``requests``."""
+
+    context: RequestContext
+    model_requested: str
+    model_id: str | None
+    provider_id: str | None
+    failover_from: tuple[str, ...]
+    """Providers tried and given up on before the one that answered (or failed last)."""
+    streaming: bool
+    status: Literal["success", "error"]
+    http_status: int
+    error_code: str | None
+    error_message: str | None
+    usage: Usage
+    cost_usd: float
+    started_at: float
+    """Wall-clock epoch seconds when the engine took the request."""
+    queue_ms: float
+    ttft_ms: float | None
+    duration_ms: float
+    upstream_ms: float
+    """Time spent waiting on upstreams; duration_ms - upstream_ms - queue_ms is lai's own."""
+    request_messages: tuple[dict[str, Any], ...]
+    """The client's messages, as it sent them (image_refs kept)."""
+    response_message: dict[str, Any] | None
+    """The assistant message: role, content, tool_calls when present."""
+    finish_reason: str | None = None
+    kind: Literal["request_finished"] = "request_finished"
+
+
+@dataclass(frozen=True, slots=True)
+class HealthChanged:
+    provider_id: str
+    old: ProviderStatus
+    new: ProviderStatus
+    at: float
+    latency_ms: float | None
+    error: str | None
+    kind: Literal["health_changed"] = "health_changed"
+
+
+@dataclass(frozen=True, slots=True)
+class HealthChecked:
+    """A probe ran (whether or not the status changed)."""
+
+    provider_id: str
+    status: ProviderStatus
+    at: float
+    latency_ms: float | None
+    error: str | None
+    kind: Literal["health_checked"] = "health_checked"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueChanged:
+    depth: int
+    at: float
+    kind: Literal["queue_changed"] = "queue_changed"
+
+
+Event = RequestStarted | Failover | RequestFinished | HealthChanged | HealthChecked | QueueChanged
+Observer = Callable[[Event], None]
+
+
+@dataclass(slots=True)
+class EventBus:
+    """Fans engine events out to observers. One per engine; nothing process-wide."""
+
+    _observers: list[Observer] = field(default_factory=list)
+
+    def subscribe(self, observer: Observer) -> Callable[[], None]:
+        """Add an observer; returns a function that removes it again."""
+        self._observers.append(observer)
+
+        def unsubscribe() -> None:
+            if observer in self._observers:
+                self._observers.remove(observer)
+
+        return unsubscribe
+
+    def emit(self, event: Event) -> None:
+        for observer in tuple(self._observers):
+            try:
+                observer(event)
+            except Exception:  # an observer's bug must not break a request
+                log.exception("event observer %r failed on %s", observer, event.kind)

@@ -1,0 +1,109 @@
+"""Values the engine takes and gives: frozen dataclasses, no framework types."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ProviderStatus = Literal["unknown", "healthy", "degraded", "unhealthy", "disabled"]
+
+
+def new_request_id() -> str:
+    return "req_" + secrets.token_hex(12)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestContext:
+    """Who asks and how urgently. Built by the proxy (or the TUI) for each request."""
+
+    request_id: str = field(default_factory=new_request_id)
+    priority: int = 1
+    """0 jumps the queue (agent keys), 1 otherwise."""
+    key_name: str | None = None
+    key_prefix: str | None = None
+    allowed_models: frozenset[str] | None = None
+    """When set, only these model ids (or provider/model) may serve the request."""
+    conversation_id: str | None = None
+    username: str | None = None
+    source: str | None = None
+    display_name: str | None = None
+    endpoint: str = "chat.completions"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    estimated: bool = False
+    """True when the upstream sent no usage and the numbers were counted by lai."""
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A finished non-streamed answer: the upstream JSON with ``"provider"`` added."""
+
+    body: bytes
+    provider_id: str
+    model_id: str
+    usage: Usage
+    cost_usd: float
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSnapshot:
+    """A provider's live state, as /v1/providers and the TUI board show it."""
+
+    id: str
+    name: str
+    type: str
+    status: ProviderStatus
+    enabled: bool
+    priority: int
+    active_requests: int
+    max_concurrent: int
+    queue_depth: int
+    latency_ms: float | None
+    last_check: float | None
+    """Wall-clock epoch seconds of the last probe, None before the first."""
+    consecutive_failures: int
+    last_error: str | None
+    models: tuple[str, ...]
+    warm_models: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "type": self.type,
+            "status": self.status,
+            "enabled": self.enabled,
+            "priority": self.priority,
+            "active_requests": self.active_requests,
+            "max_concurrent": self.max_concurrent,
+            "queue_depth": self.queue_depth,
+            "latency_ms": self.latency_ms,
+            "last_check": self.last_check,
+            "consecutive_failures": self.consecutive_failures,
+            "last_error": self.last_error,
+            "models": list(self.models),
+            "warm_models": list(self.warm_models),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """A request being served right now (the TUI board's lower table)."""
+
+    request_id: str
+    key_name: str | None
+    model_id: str
+    provider_id: str
+    started_at: float
+    """Wall-clock epoch seconds."""
+    streaming: bool
+    completion_tokens: int
