@@ -11,11 +11,11 @@ import os
 from logging.config import fileConfig
 from typing import Any
 
-from alembic import context
 from sqlalchemy import create_engine, pool
 from sqlmodel import SQLModel
 
 import lai.store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+from alembic import context
 from lai.store.fts import include_object
 
 config = context.config

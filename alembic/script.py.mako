@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+
 from alembic import op
 ${imports if imports else ""}
 revision: str = ${repr(up_revision)}

@@ -20,8 +20,7 @@ depends_on: str | Sequence[str] | None = None
 # it meant when it was written, whatever later code says.
 _SQLITE_UP = [
     # External content: the index refers to messages rows by id and stores no copy.
-    "CREATE VIRTUAL TABLE messages_fts USING fts5("
-    "content, content='messages', content_rowid='id')",
+    "CREATE VIRTUAL TABLE messages_fts USING fts5(content, content='messages', content_rowid='id')",
     "CREATE TRIGGER messages_fts_ai AFTER INSERT ON messages BEGIN "
     "INSERT INTO messages_fts(rowid, content) VALUES (new.id, new.content); END",
     "CREATE TRIGGER messages_fts_ad AFTER DELETE ON messages BEGIN "
