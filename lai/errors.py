@@ -7,6 +7,7 @@ Every error a user can see maps to an OpenAI-shaped body
     ├── InvalidRequest (400, invalid_request_error)
     │   ├── ContextLengthExceeded (400, code context_length_exceeded)
     │   ├── ModelNotFound (404, code model_not_found)
+    │   ├── UpstreamRejected (the upstream's 4xx status, code upstream_rejected)
     │   └── RequestTooLarge (413, code request_too_large)
     ├── AuthenticationFailed (401, authentication_error / invalid_api_key)
     ├── PermissionDenied (403, permission_error)
@@ -83,6 +84,19 @@ class ModelNotFound(InvalidRequest):
 class RequestTooLarge(InvalidRequest):
     status = 413
     code = "request_too_large"
+
+
+class UpstreamRejected(InvalidRequest):
+    """The upstream refused the request as the client's mistake (a 4xx other than 429).
+
+    The client gets the upstream's status and message; the provider is not blamed.
+    """
+
+    code = "upstream_rejected"
+
+    def __init__(self, message: str, *, status: int = 400, param: str | None = None) -> None:
+        super().__init__(message, param=param)
+        self.status = status
 
 
 class NotFound(InvalidRequest):

@@ -1,0 +1,55 @@
+"""``lai proxy``: serve the HTTP API until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from lai.config.loader import find_config_path, load_settings
+from lai.proxy.app import create_app
+from lai.proxy.serve import install_signal_handlers, serve_app, tcp_socket, unix_socket
+from lai.runtime import build_runtime
+
+log = logging.getLogger("lai")
+
+
+def setup_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    path = find_config_path(args.config)
+    settings, warnings = load_settings(path)
+    for warning in warnings:
+        log.warning("%s", warning)
+    server = settings.server
+    host = args.host or server.host
+    port = server.port if args.port is None else args.port
+    sockets = [tcp_socket(host, port)]
+    data_dir = server.data_dir
+    sockets.append(unix_socket(data_dir / "lai.sock"))
+    runtime = build_runtime(settings)
+    app = create_app(runtime)
+    shutdown = asyncio.Event()
+    install_signal_handlers(
+        shutdown, lambda: log.info("shutting down: finishing in-flight requests")
+    )
+    bound = sockets[0].getsockname()
+    log.info("lai proxy on http://%s:%s (config %s, admin socket %s)",
+             bound[0], bound[1], path, data_dir / "lai.sock")
+    # A line on stdout that scripts and tests can wait for.
+    print(f"lai proxy listening on http://{bound[0]}:{bound[1]}", flush=True)
+    await serve_app(app, sockets, shutdown=shutdown, graceful_timeout=server.shutdown_timeout)
+    log.info("lai proxy stopped")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    setup_logging()
+    return asyncio.run(_serve(args))

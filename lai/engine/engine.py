@@ -1,0 +1,658 @@
+"""The routing engine: picks a provider, holds its slot, calls it, fails over, reports.
+
+    engine = Engine(settings, client, clock=SystemClock())
+    await engine.start()                      # health checks
+    done = await engine.complete(body, ctx)   # non-streamed: Completion
+    stream = await engine.stream(body, ctx)   # streamed: first byte already there
+    async for event_bytes in stream: ...      # SSE bytes for the client
+    await stream.aclose()                     # always; frees the slot
+
+Failures (DESIGN.md "Routing behaviour"): connection refused/reset before any byte fails
+over at once; 429/5xx is retried once after ``retry_delay`` (or the upstream's
+Retry-After up to ``max_retry_after``), then fails over; a read timeout is a 504 with no
+retry. A stream fails over only until its first event is in hand; after that a failure
+ends it with an error event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+
+from lai.config.models import Settings
+from lai.engine.adapters import adapter_for
+from lai.engine.adapters.base import StreamParser, StreamState, UpstreamRequest
+from lai.engine.clock import Clock, SystemClock
+from lai.engine.cost import request_cost
+from lai.engine.events import EventBus, Failover, QueueChanged, RequestFinished, RequestStarted
+from lai.engine.health import HealthMonitor, ProviderState, describe_http_error
+from lai.engine.jsonbytes import members, splice
+from lai.engine.requests import ChatShape, inspect_chat
+from lai.engine.routing import Candidate, Catalog, plan
+from lai.engine.slots import SlotManager
+from lai.engine.sse import SSEDecoder, error_event
+from lai.engine.types import (
+    Completion,
+    InFlight,
+    ProviderSnapshot,
+    RequestContext,
+    Usage,
+)
+from lai.errors import LaiError, NotFound, UpstreamError, UpstreamRejected, UpstreamTimeout
+
+log = logging.getLogger("lai.engine")
+
+_CONNECT_FAILURES = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError,
+                     httpx.ReadError, httpx.WriteError)
+_TIMEOUTS = (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout)
+
+
+ImageResolver = Callable[[list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
+"""Turns messages carrying ``image_refs`` into messages with base64 ``image_url`` parts.
+Raises InvalidRequest for a reference it cannot read."""
+
+
+class _Failover(Exception):
+    """This provider cannot serve this request now; try the next candidate."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class _Run:
+    """Book-keeping for one request across its attempts."""
+
+    ctx: RequestContext
+    shape: ChatShape
+    body: dict[str, Any]
+    """The client's body, as recorded."""
+    upstream_body: dict[str, Any]
+    """What the adapters send: image references resolved, lai-only fields removed."""
+    started_at: float
+    t0: float
+    queue_ms: float = 0.0
+    upstream_ms: float = 0.0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    candidate: Candidate | None = None
+    ttft_ms: float | None = None
+    stream_state: StreamState | None = None
+
+
+class Engine:
+    """Routes chat requests over the configured providers. See the module docstring."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: httpx.AsyncClient,
+        *,
+        clock: Clock | None = None,
+        retry_delay: float = 1.0,
+        max_retry_after: float = 10.0,
+        image_resolver: ImageResolver | None = None,
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.clock = clock or SystemClock()
+        self.retry_delay = retry_delay
+        self.max_retry_after = max_retry_after
+        self.image_resolver = image_resolver
+        self.catalog = Catalog(settings)
+        self.events = EventBus()
+        self.states = {p.id: ProviderState(p, p.enabled) for p in settings.providers}
+        self.slots = SlotManager(
+            {p.id: p.max_concurrent for p in settings.providers},
+            queue_max_size=settings.server.queue_max_size,
+            on_queue_change=lambda depth: self.events.emit(QueueChanged(depth, self.clock.time())),
+        )
+        self.health = HealthMonitor(self.states, client, self.clock, self.events,
+                                    self.slots.in_flight)
+        self._timeouts = {
+            p.id: httpx.Timeout(connect=p.effective_connect_timeout,
+                                read=p.effective_read_timeout, write=30.0, pool=30.0)
+            for p in settings.providers
+        }
+        self._running: dict[str, _Run] = {}
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Start the background health checks."""
+        self.health.start()
+
+    async def close(self) -> None:
+        """Stop the health checks. In-flight requests are the caller's to finish."""
+        await self.health.stop()
+
+    # ----------------------------------------------------------------- state
+
+    def _state(self, provider_id: str) -> ProviderState:
+        try:
+            return self.states[provider_id]
+        except KeyError:
+            raise NotFound(f"No provider with id '{provider_id}'.") from None
+
+    def is_warm(self, provider_id: str, model_id: str) -> bool:
+        used = self.states[provider_id].warm.get(model_id)
+        return used is not None and (
+            self.clock.monotonic() - used <= self.settings.server.warm_timeout
+        )
+
+    def provider(self, provider_id: str) -> ProviderSnapshot:
+        """One provider's live state. Raises NotFound."""
+        s = self._state(provider_id)
+        models = tuple(m.id for m in self.catalog.by_provider[provider_id])
+        return ProviderSnapshot(
+            id=s.config.id, name=s.config.display_name, type=s.config.type, status=s.status,
+            enabled=s.enabled, priority=s.config.priority,
+            active_requests=self.slots.in_flight[provider_id],
+            max_concurrent=s.config.max_concurrent,
+            queue_depth=self.slots.queue_depth_for(provider_id),
+            latency_ms=None if s.latency_ms is None else round(s.latency_ms, 1),
+            last_check=s.last_check, consecutive_failures=s.consecutive_failures,
+            last_error=s.last_error, models=models,
+            warm_models=tuple(m for m in models if self.is_warm(provider_id, m)),
+        )
+
+    def providers(self) -> list[ProviderSnapshot]:
+        """Every provider's live state, by priority."""
+        ordered = sorted(self.settings.providers, key=lambda p: p.priority)
+        return [self.provider(p.id) for p in ordered]
+
+    def models(self) -> list[dict[str, Any]]:
+        """The model list of GET /v1/models (``auto`` first)."""
+        now = int(self.clock.time())
+        any_usable = any(s.usable for s in self.states.values())
+        out: list[dict[str, Any]] = [{
+            "id": "auto", "object": "model", "created": now, "owned_by": "lai",
+            "provider": None, "status": "healthy" if any_usable else "unhealthy",
+            "warm": any(self.is_warm(p, m) for p, s in self.states.items() for m in s.warm),
+        }]
+        for m in self.settings.models:
+            state = self.states[m.provider_id]
+            out.append({
+                "id": m.id, "object": "model", "created": now, "owned_by": m.provider_id,
+                "name": m.display_name, "provider": m.provider_id, "status": state.status,
+                "warm": self.is_warm(m.provider_id, m.id),
+                "context_window": m.context_window, "max_tokens": m.max_tokens,
+                "capabilities": m.capabilities.model_dump(), "tags": list(m.tags),
+            })
+        return out
+
+    def in_flight(self) -> list[InFlight]:
+        """Requests holding a slot right now."""
+        out = []
+        for run in self._running.values():
+            if run.candidate is None:
+                continue
+            tokens = run.stream_state.content_events if run.stream_state else 0
+            out.append(InFlight(run.ctx.request_id, run.ctx.key_name, run.candidate.model.id,
+                                run.candidate.provider.id, run.started_at, run.shape.stream,
+                                tokens))
+        return out
+
+    def set_enabled(self, provider_id: str, enabled: bool) -> ProviderSnapshot:
+        """Enable or disable a provider at run time (not written to the config file).
+
+        Disabling stops new traffic; requests in flight finish. Raises NotFound.
+        """
+        state = self._state(provider_id)
+        old = state.status
+        state.enabled = enabled
+        log.info("provider %s %s", provider_id, "enabled" if enabled else "disabled")
+        self.health.notify_toggle(provider_id, old)
+        return self.provider(provider_id)
+
+    async def check(self, provider_id: str) -> ProviderSnapshot:
+        """Probe a provider now, even if busy or disabled. Raises NotFound."""
+        self._state(provider_id)
+        await self.health.probe(provider_id)
+        return self.provider(provider_id)
+
+    # ----------------------------------------------------------------- requests
+
+    async def _begin(self, body: Any, ctx: RequestContext) -> tuple[_Run, list[Candidate]]:
+        started_at, t0 = self.clock.time(), self.clock.monotonic()
+        shape = inspect_chat(body)
+        candidates = plan(
+            self.catalog, shape, ctx,
+            usable=lambda pid: self.states[pid].usable,
+            status=lambda pid: self.states[pid].status,
+            warm=self.is_warm,
+        )
+        upstream_body = body
+        messages = body["messages"]
+        if any("image_refs" in m for m in messages):
+            if self.image_resolver is not None:
+                messages = await self.image_resolver(messages)
+            messages = [{k: v for k, v in m.items() if k != "image_refs"} for m in messages]
+            upstream_body = {**body, "messages": messages}
+        run = _Run(ctx, shape, body, upstream_body, started_at, t0)
+        return run, candidates
+
+    async def _acquire(self, run: _Run, remaining: list[Candidate]) -> Candidate:
+        pids = list(dict.fromkeys(c.provider.id for c in remaining))
+        waited = run.queue_ms / 1000
+        t = self.clock.monotonic()
+        try:
+            pid = await self.slots.acquire(
+                pids, priority=run.ctx.priority,
+                timeout=max(0.001, self.settings.server.queue_timeout - waited),
+            )
+        finally:
+            run.queue_ms += (self.clock.monotonic() - t) * 1000
+        return next(c for c in remaining if c.provider.id == pid)
+
+    async def _serve(self, run: _Run, candidates: list[Candidate], attempt: Any) -> Any:
+        """Try candidates in order until one answers; the winner keeps its slot."""
+        remaining = list(candidates)
+        self._running[run.ctx.request_id] = run
+        while remaining:
+            cand = await self._acquire(run, remaining)
+            pid = cand.provider.id
+            if not self.states[pid].usable:  # disabled or failed while we queued
+                self.slots.release(pid)
+                remaining = [c for c in remaining if c.provider.id != pid]
+                run.failures.append((pid, self.states[pid].status))
+                continue
+            run.candidate = cand
+            self.events.emit(RequestStarted(run.ctx, run.shape.model, cand.model.id, pid,
+                                            run.shape.stream, self.clock.time(), run.queue_ms))
+            try:
+                return await attempt(run, cand)
+            except _Failover as exc:
+                self.slots.release(pid)
+                run.candidate = None
+                self.health.record_failure(pid, exc.reason)
+                run.failures.append((pid, exc.reason))
+                remaining = [c for c in remaining if c.provider.id != pid]
+                nxt = remaining[0].provider.id if remaining else None
+                log.warning("request %s: %s failed (%s); failing over to %s",
+                            run.ctx.request_id, pid, exc.reason, nxt or "nothing")
+                self.events.emit(Failover(run.ctx, pid, nxt, exc.reason, self.clock.time()))
+            except BaseException:
+                self.slots.release(pid)
+                raise
+        tried = "; ".join(f"{pid}: {why}" for pid, why in run.failures)
+        raise UpstreamError(f"Every eligible provider failed ({tried}).")
+
+    async def _retry_wait(self, resp: httpx.Response) -> None:
+        delay = self.retry_delay
+        header = resp.headers.get("retry-after")
+        if header:
+            try:
+                delay = min(max(float(header), 0.0), self.max_retry_after)
+            except ValueError:
+                pass
+        await self.clock.sleep(delay)
+
+    def _rejected(self, cand: Candidate, resp: httpx.Response, raw: bytes) -> LaiError:
+        message = adapter_for(cand.provider).error_message(raw)
+        return UpstreamRejected(
+            f"{cand.provider.id} refused the request: {message}", status=resp.status_code
+        )
+
+    def _request(self, cand: Candidate, run: _Run, stream: bool) -> UpstreamRequest:
+        return adapter_for(cand.provider).chat_request(
+            cand.provider, cand.model, run.upstream_body, stream
+        )
+
+    def _timeout_error(self, cand: Candidate, exc: Exception) -> UpstreamTimeout:
+        p = cand.provider
+        self.health.record_failure(p.id, describe_http_error(exc))
+        return UpstreamTimeout(
+            f"{p.id} sent nothing for {p.effective_read_timeout:g} s (read_timeout)."
+        )
+
+    # ----------------------------------------------------------------- non-streamed
+
+    async def complete(self, body: Any, ctx: RequestContext) -> Completion:
+        """Serve a non-streamed chat request.
+
+        Raises InvalidRequest, ModelNotFound, PermissionDenied, ContextLengthExceeded,
+        CapacityExceeded, NoHealthyProvider, UpstreamRejected, UpstreamError or
+        UpstreamTimeout; every outcome is reported as a RequestFinished event.
+        """
+        run: _Run | None = None
+        try:
+            run, candidates = await self._begin(body, ctx)
+            return await self._serve(run, candidates, self._attempt_complete)
+        except LaiError as exc:
+            self._finish(run, body, ctx, error=exc)
+            raise
+        except asyncio.CancelledError:
+            self._finish(run, body, ctx, error=None, cancelled=True)
+            raise
+        finally:
+            if run is not None:
+                self._running.pop(run.ctx.request_id, None)
+
+    async def _attempt_complete(self, run: _Run, cand: Candidate) -> Completion:
+        pid = cand.provider.id
+        req = self._request(cand, run, stream=False)
+        adapter = adapter_for(cand.provider)
+        for attempt in (1, 2):
+            t = self.clock.monotonic()
+            try:
+                resp = await self.client.post(req.url, content=req.content, headers=req.headers,
+                                              timeout=self._timeouts[pid])
+            except _TIMEOUTS as exc:
+                raise self._timeout_error(cand, exc) from None
+            except _CONNECT_FAILURES as exc:
+                raise _Failover(describe_http_error(exc)) from None
+            finally:
+                run.upstream_ms += (self.clock.monotonic() - t) * 1000
+            status = resp.status_code
+            if status == 200:
+                try:
+                    parsed = adapter.parse_completion(resp.content, pid)
+                except ValueError as exc:
+                    if attempt == 1:
+                        await self.clock.sleep(self.retry_delay)
+                        continue
+                    raise _Failover(str(exc)) from None
+                usage = parsed.usage or Usage(run.shape.prompt_tokens, 0, True)
+                cost = request_cost(cand.model, cand.provider, self.settings.server, usage,
+                                    self.clock.monotonic() - run.t0)
+                self.slots.release(pid)
+                self.health.record_success(pid)
+                self.states[pid].warm[cand.model.id] = self.clock.monotonic()
+                run.candidate = None
+                self._finish(run, run.body, run.ctx, cand=cand, usage=usage,
+                             message=parsed.message, finish_reason=parsed.finish_reason)
+                body = splice(parsed.body, members({"cost_usd": cost}))
+                return Completion(body, pid, cand.model.id, usage, cost)
+            if status == 429 or status >= 500:
+                if attempt == 1:
+                    await self._retry_wait(resp)
+                    continue
+                raise _Failover(f"HTTP {status}: {adapter.error_message(resp.content)}")
+            raise self._rejected(cand, resp, resp.content)
+        raise AssertionError("unreachable")
+
+    # ----------------------------------------------------------------- streamed
+
+    async def stream(self, body: Any, ctx: RequestContext) -> EngineStream:
+        """Open a streamed chat request; returns once the first event is in hand.
+
+        Raises what ``complete`` raises. The returned stream must be closed
+        (``aclose``), which frees its slot and reports the request.
+        """
+        run: _Run | None = None
+        try:
+            run, candidates = await self._begin(body, ctx)
+            return await self._serve(run, candidates, self._attempt_stream)  # type: ignore[no-any-return]
+        except LaiError as exc:
+            self._finish(run, body, ctx, error=exc)
+            if run is not None:
+                self._running.pop(run.ctx.request_id, None)
+            raise
+        except asyncio.CancelledError:
+            self._finish(run, body, ctx, error=None, cancelled=True)
+            if run is not None:
+                self._running.pop(run.ctx.request_id, None)
+            raise
+
+    async def _attempt_stream(self, run: _Run, cand: Candidate) -> EngineStream:
+        pid = cand.provider.id
+        req = self._request(cand, run, stream=True)
+        adapter = adapter_for(cand.provider)
+        for attempt in (1, 2):
+            t = self.clock.monotonic()
+            request = self.client.build_request("POST", req.url, content=req.content,
+                                                headers=req.headers,
+                                                timeout=self._timeouts[pid])
+            try:
+                resp = await self.client.send(request, stream=True)
+            except _TIMEOUTS as exc:
+                raise self._timeout_error(cand, exc) from None
+            except _CONNECT_FAILURES as exc:
+                raise _Failover(describe_http_error(exc)) from None
+            if resp.status_code != 200:
+                try:
+                    raw = await resp.aread()
+                except httpx.HTTPError:
+                    raw = b""
+                finally:
+                    await resp.aclose()
+                    run.upstream_ms += (self.clock.monotonic() - t) * 1000
+                if resp.status_code == 429 or resp.status_code >= 500:
+                    if attempt == 1:
+                        await self._retry_wait(resp)
+                        continue
+                    raise _Failover(f"HTTP {resp.status_code}: {adapter.error_message(raw)}")
+                raise self._rejected(cand, resp, raw)
+            parser = adapter.stream_parser(pid, run.shape.wants_usage)
+            opened = EngineStream(self, run, cand, resp, parser, t)
+            await opened.first_event()
+            return opened
+        raise AssertionError("unreachable")
+
+    # ----------------------------------------------------------------- reporting
+
+    def _finish(
+        self,
+        run: _Run | None,
+        body: Any,
+        ctx: RequestContext,
+        *,
+        cand: Candidate | None = None,
+        error: LaiError | None = None,
+        cancelled: bool = False,
+        usage: Usage | None = None,
+        message: dict[str, Any] | None = None,
+        finish_reason: str | None = None,
+    ) -> None:
+        """Emit the RequestFinished event that the recorder and metrics consume."""
+        now_m = self.clock.monotonic()
+        shape = run.shape if run else None
+        duration_s = (now_m - run.t0) if run else 0.0
+        if usage is None:
+            usage = Usage(shape.prompt_tokens if shape else 0, 0, True)
+        cost = request_cost(cand.model, cand.provider, self.settings.server, usage,
+                            duration_s) if cand else 0.0
+        if error is not None:
+            status, code, msg, http_status = "error", error.code, error.message, error.status
+        elif cancelled:
+            status, code, msg, http_status = ("error", "client_disconnected",
+                                              "The client went away.", 499)
+        else:
+            status, code, msg, http_status = "success", None, None, 200
+        failed = tuple(pid for pid, _ in run.failures) if run else ()
+        if cand is None and run is not None and run.candidate is not None:
+            cand = run.candidate
+        messages = body.get("messages") if isinstance(body, dict) else None
+        model_req = body.get("model") if isinstance(body, dict) else None
+        self.events.emit(RequestFinished(
+            context=ctx,
+            model_requested=model_req if isinstance(model_req, str) else "",
+            model_id=cand.model.id if cand else None,
+            provider_id=cand.provider.id if cand else (failed[-1] if failed else None),
+            failover_from=failed if cand is None else tuple(
+                p for p in failed if p != cand.provider.id),
+            streaming=bool(shape.stream) if shape else bool(
+                isinstance(body, dict) and body.get("stream")),
+            status=status,  # type: ignore[arg-type]
+            http_status=http_status,
+            error_code=code,
+            error_message=msg,
+            usage=usage,
+            cost_usd=cost,
+            started_at=run.started_at if run else self.clock.time(),
+            queue_ms=round(run.queue_ms, 3) if run else 0.0,
+            ttft_ms=None if run is None or run.ttft_ms is None else round(run.ttft_ms, 3),
+            duration_ms=round(duration_s * 1000, 3),
+            upstream_ms=round(run.upstream_ms, 3) if run else 0.0,
+            request_messages=tuple(messages) if isinstance(messages, list) else (),
+            response_message=message,
+            finish_reason=finish_reason,
+        ))
+
+
+class EngineStream:
+    """A streamed answer in progress. Iterate for SSE bytes; always ``aclose``."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        run: _Run,
+        cand: Candidate,
+        resp: httpx.Response,
+        parser: StreamParser,
+        t_sent: float,
+    ) -> None:
+        self._engine = engine
+        self._run = run
+        self.candidate = cand
+        self.provider_id = cand.provider.id
+        self.model_id = cand.model.id
+        self._resp = resp
+        self._parser = parser
+        self._decoder = SSEDecoder()
+        self._chunks = resp.aiter_bytes()
+        self._pending: list[bytes] = []
+        self._t_sent = t_sent
+        self._error: LaiError | None = None
+        self._provider_failed: str | None = None
+        self._closed = False
+        self._gen: AsyncIterator[bytes] | None = None
+        run.stream_state = parser.state
+
+    @property
+    def context(self) -> RequestContext:
+        return self._run.ctx
+
+    async def _next_chunk(self) -> bytes | None:
+        try:
+            return await self._chunks.__anext__()
+        except StopAsyncIteration:
+            return None
+
+    def _feed(self, chunk: bytes) -> None:
+        for event, data in self._decoder.feed(chunk):
+            out = self._parser.feed(event, data)
+            if out is not None:
+                self._pending.append(out)
+
+    async def first_event(self) -> None:
+        """Read until the first event for the client. Raises _Failover or UpstreamTimeout
+        (after closing the upstream response) when the stream dies before it."""
+        state = self._parser.state
+        try:
+            while not self._pending and not state.done:
+                chunk = await self._next_chunk()
+                if chunk is None:
+                    break
+                self._feed(chunk)
+        except _TIMEOUTS as exc:
+            await self._resp.aclose()
+            raise self._engine._timeout_error(self.candidate, exc) from None
+        except httpx.HTTPError as exc:
+            await self._resp.aclose()
+            reason = f"stream broke before its first event: {describe_http_error(exc)}"
+            raise _Failover(reason) from None
+        if not self._pending or (state.error and not state.content_events):
+            await self._resp.aclose()
+            self._run.upstream_ms += (self._engine.clock.monotonic() - self._t_sent) * 1000
+            if state.error:
+                raise _Failover(f"stream error before any content: {state.error}")
+            raise _Failover("stream ended before any content (truncated: no finish_reason)")
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._gen is None:
+            self._gen = self._generate()
+        return self._gen
+
+    async def _generate(self) -> AsyncIterator[bytes]:
+        engine = self._engine
+        run = self._run
+        state = self._parser.state
+        try:
+            while True:
+                if self._pending:
+                    pending, self._pending = self._pending, []
+                    if run.ttft_ms is None:
+                        run.ttft_ms = (engine.clock.monotonic() - run.t0) * 1000
+                    for item in pending:
+                        yield item
+                if state.done:
+                    break
+                try:
+                    chunk = await self._next_chunk()
+                except _TIMEOUTS as exc:
+                    self._error = engine._timeout_error(self.candidate, exc)
+                    break
+                except httpx.HTTPError as exc:
+                    reason = f"stream broke after it started: {describe_http_error(exc)}"
+                    self._provider_failed = reason
+                    self._error = UpstreamError(f"{self.provider_id}: {reason}")
+                    break
+                if chunk is None:
+                    for event, data in self._decoder.close():
+                        out = self._parser.feed(event, data)
+                        if out is not None:
+                            self._pending.append(out)
+                    if self._pending:
+                        continue
+                    break
+                self._feed(chunk)
+            if self._error is None:
+                if state.error:
+                    self._provider_failed = f"upstream error in stream: {state.error}"
+                    self._error = UpstreamError(f"{self.provider_id}: {state.error}")
+                elif state.finish_reason is None:
+                    self._provider_failed = "stream ended without a finish_reason (truncated)"
+                    self._error = UpstreamError(
+                        f"{self.provider_id} ended the stream early, without a finish_reason "
+                        f"(truncated answer)."
+                    )
+            if self._error is not None and not state.error:
+                yield error_event(orjson.dumps(self._error.to_dict()))
+            yield self._parser.end()
+        finally:
+            await self._finish()
+
+    async def aclose(self) -> None:
+        """Stop the stream (if still running), close the upstream, free the slot, report."""
+        if self._gen is not None:
+            await self._gen.aclose()  # type: ignore[attr-defined]
+        await self._finish()
+
+    async def _finish(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        engine, run, cand = self._engine, self._run, self.candidate
+        pid = cand.provider.id
+        state = self._parser.state
+        complete = state.done or state.finish_reason is not None
+        cancelled = self._error is None and not complete and self._provider_failed is None
+        try:
+            await self._resp.aclose()
+        finally:
+            run.upstream_ms += (engine.clock.monotonic() - self._t_sent) * 1000
+            engine.slots.release(pid)
+            run.candidate = None
+            engine._running.pop(run.ctx.request_id, None)
+        if self._provider_failed:
+            engine.health.record_failure(pid, self._provider_failed)
+        elif self._error is None and not cancelled:
+            engine.health.record_success(pid)
+            engine.states[pid].warm[cand.model.id] = engine.clock.monotonic()
+        usage = state.usage or Usage(run.shape.prompt_tokens, state.content_events, True)
+        if state.usage is not None and not state.usage.completion_tokens and state.content_events:
+            usage = Usage(state.usage.prompt_tokens, state.content_events, True)
+        engine._finish(
+            run, run.body, run.ctx, cand=cand, error=self._error,
+            cancelled=cancelled, usage=usage,
+            message=state.message() if (state.content or state.tool_calls) else None,
+            finish_reason=state.finish_reason,
+        )

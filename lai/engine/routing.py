@@ -1,0 +1,180 @@
+"""Which (provider, model) pairs may serve a request, best first.
+
+``auto``: every usable provider by ``priority`` (cloud ones only with
+``server.cloud_fallback``), each with its default model (else its first) or, when the
+request needs something that one lacks (vision, a larger context), its first model that
+has it; warm models first among equal priorities. A model id: every provider serving it,
+by priority, then the model's ``fallbacks``. A provider id: its default model, then that
+model's fallbacks. ``provider/model``: that pair, then its fallbacks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lai.config.models import ModelConfig, ProviderConfig, Settings
+from lai.engine.requests import ChatShape
+from lai.engine.types import RequestContext
+from lai.errors import (
+    ContextLengthExceeded,
+    InvalidRequest,
+    ModelNotFound,
+    NoHealthyProvider,
+    PermissionDenied,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    provider: ProviderConfig
+    model: ModelConfig
+
+
+class Catalog:
+    """The configured providers and models, indexed for resolution."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.providers = {p.id: p for p in settings.providers}
+        self.by_provider: dict[str, list[ModelConfig]] = {p.id: [] for p in settings.providers}
+        for m in settings.models:
+            self.by_provider[m.provider_id].append(m)
+        for models in self.by_provider.values():
+            # The default model first, then the file's order.
+            models.sort(key=lambda m: not m.is_default)
+
+    def default_model(self, provider_id: str) -> ModelConfig | None:
+        models = self.by_provider.get(provider_id) or []
+        return models[0] if models else None
+
+    def lookup(self, name: str) -> list[Candidate]:
+        """Pairs that ``name`` names directly (no fallbacks); empty when unknown."""
+        if "/" in name:
+            pid, _, mid = name.partition("/")
+            for m in self.by_provider.get(pid, ()):
+                if m.id == mid:
+                    return [Candidate(self.providers[pid], m)]
+            # A provider id that itself contains no slash but a model id that does.
+        found = [
+            Candidate(self.providers[m.provider_id], m)
+            for m in self.settings.models
+            if m.id == name
+        ]
+        if found:
+            return sorted(found, key=lambda c: c.provider.priority)
+        if name in self.providers:
+            model = self.default_model(name)
+            return [Candidate(self.providers[name], model)] if model else []
+        return []
+
+    def explicit(self, name: str) -> list[Candidate]:
+        """``name`` and then its fallbacks, without repeats. Raises ModelNotFound."""
+        direct = self.lookup(name)
+        if not direct:
+            known = ", ".join(["auto", *sorted({m.id for m in self.settings.models})])
+            raise ModelNotFound(
+                f"The model '{name}' does not exist. Known models: {known}.", param="model"
+            )
+        out: list[Candidate] = []
+        queue = list(direct)
+        seen: set[tuple[str, str]] = set()
+        while queue:
+            cand = queue.pop(0)
+            key = (cand.provider.id, cand.model.id)
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(cand)
+            for fb in cand.model.fallbacks:
+                queue.extend(self.lookup(fb))
+        return out
+
+
+def _fits(model: ModelConfig, shape: ChatShape) -> bool:
+    return shape.prompt_tokens + shape.max_tokens <= model.context_window
+
+
+def _allowed(cand: Candidate, ctx: RequestContext) -> bool:
+    allowed = ctx.allowed_models
+    if allowed is None:
+        return True
+    return (cand.model.id in allowed or f"{cand.provider.id}/{cand.model.id}" in allowed
+            or cand.provider.id in allowed)
+
+
+def plan(
+    catalog: Catalog,
+    shape: ChatShape,
+    ctx: RequestContext,
+    *,
+    usable: Callable[[str], bool],
+    status: Callable[[str], str],
+    warm: Callable[[str, str], bool],
+) -> list[Candidate]:
+    """The ordered candidates for a request.
+
+    Raises ModelNotFound (404), PermissionDenied (403), InvalidRequest (400, images for a
+    model without vision), ContextLengthExceeded (400) or NoHealthyProvider (503).
+    """
+    settings = catalog.settings
+    if shape.model == "auto":
+        pool: list[Candidate] = []
+        for p in sorted(settings.providers, key=lambda p: p.priority):
+            if p.is_cloud and not settings.server.cloud_fallback:
+                continue
+            for m in catalog.by_provider[p.id]:
+                pool.append(Candidate(p, m))
+        if not pool:
+            raise NoHealthyProvider("No provider is configured for 'auto' traffic.")
+        pool = [c for c in pool if _allowed(c, ctx)]
+        if not pool:
+            raise PermissionDenied("This API key may not use any model that 'auto' can pick.")
+    else:
+        pool = catalog.explicit(shape.model)
+        if not _allowed(pool[0], ctx):
+            raise PermissionDenied(
+                f"This API key may not use the model '{shape.model}'.", param="model"
+            )
+        pool = [c for c in pool if _allowed(c, ctx)]
+        if shape.has_images and not pool[0].model.capabilities.vision:
+            raise InvalidRequest(
+                f"The model '{pool[0].model.id}' does not accept images "
+                f"(capabilities.vision is false). Use a vision model or model 'auto'.",
+                param="model",
+            )
+
+    if shape.has_images:
+        pool = [c for c in pool if c.model.capabilities.vision]
+        if not pool:
+            raise InvalidRequest(
+                "The request carries images but no model with capabilities.vision is "
+                "configured for it.", param="messages",
+            )
+    fitting = [c for c in pool if _fits(c.model, shape)]
+    if not fitting:
+        largest = max(c.model.context_window for c in pool)
+        raise ContextLengthExceeded(
+            f"The prompt (about {shape.prompt_tokens} tokens) plus max_tokens "
+            f"({shape.max_tokens}) does not fit the context window of any eligible model "
+            f"(largest: {largest} tokens).", param="messages",
+        )
+    live = [c for c in fitting if usable(c.provider.id)]
+    if not live:
+        why = "; ".join(
+            sorted({f"{c.provider.id}: {status(c.provider.id)}" for c in fitting})
+        )
+        raise NoHealthyProvider(f"No healthy provider can serve this request ({why}).")
+    if shape.model == "auto":
+        # One model per provider: the first in its list that fits, warm ones first.
+        by_provider: dict[str, list[Candidate]] = {}
+        for c in live:
+            by_provider.setdefault(c.provider.id, []).append(c)
+        chosen = []
+        for cands in by_provider.values():
+            warm_ones = [c for c in cands if warm(c.provider.id, c.model.id)]
+            chosen.append((warm_ones or cands)[0])
+        # Stable: priority first, then warm before cold, then config order.
+        chosen.sort(key=lambda c: (c.provider.priority, not warm(c.provider.id, c.model.id)))
+        return chosen
+    return live

@@ -1,0 +1,38 @@
+"""The Quart app factory."""
+
+from __future__ import annotations
+
+from quart import Quart
+
+from lai.proxy.errors import install_error_handlers
+from lai.runtime import Runtime
+
+
+def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> Quart:
+    """Build the HTTP app around ``runtime``.
+
+    With ``manage_runtime`` the app starts the runtime when it starts serving and closes
+    it (flushing the recorder) when it stops; a caller that owns the runtime passes False.
+    """
+    from lai.proxy.routes import admin, chat, health, models
+
+    app = Quart("lai")
+    app.config["MAX_CONTENT_LENGTH"] = runtime.settings.server.max_body_size
+    app.config["BODY_TIMEOUT"] = 120
+    app.config["RESPONSE_TIMEOUT"] = None
+    app.extensions["lai.runtime"] = runtime
+    install_error_handlers(app)
+    for module in (chat, models, health, admin):
+        app.register_blueprint(module.bp)
+
+    if manage_runtime:
+
+        @app.while_serving
+        async def _lifespan():  # type: ignore[no-untyped-def]
+            await runtime.start()
+            try:
+                yield
+            finally:
+                await runtime.close()
+
+    return app

@@ -1,0 +1,73 @@
+"""Render every error as an OpenAI-shaped JSON response, in one place."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from quart import Quart, Response
+from werkzeug.exceptions import HTTPException
+
+from lai.errors import LaiError
+
+log = logging.getLogger("lai.proxy")
+
+_HTTP_TYPES = {
+    400: ("invalid_request_error", None),
+    401: ("authentication_error", "invalid_api_key"),
+    403: ("permission_error", None),
+    404: ("invalid_request_error", "not_found"),
+    405: ("invalid_request_error", "method_not_allowed"),
+    413: ("invalid_request_error", "request_too_large"),
+}
+
+
+def error_response(err: LaiError) -> Response:
+    """The response for a lai error: its status, body and ``Retry-After`` if any."""
+    return Response(
+        orjson.dumps(err.to_dict()),
+        status=err.status,
+        content_type="application/json",
+        headers=err.headers(),
+    )
+
+
+def error_event(err: LaiError) -> bytes:
+    """The SSE event that ends a stream that broke after its first byte."""
+    return b"data: " + orjson.dumps(err.to_dict()) + b"\n\n"
+
+
+def install_error_handlers(app: Quart) -> None:
+    """Make sure no error ever leaves as HTML or as a framework's own body."""
+
+    @app.errorhandler(LaiError)
+    async def _lai(err: LaiError) -> Response:
+        return error_response(err)
+
+    @app.errorhandler(HTTPException)
+    async def _http(err: HTTPException) -> Response:
+        status = err.code or 500
+        type_, code = _HTTP_TYPES.get(status, ("api_error", None))
+        if status == 413:
+            message = "Request body is larger than server.max_body_size."
+        elif status == 404:
+            message = "No such endpoint. See GET /v1/models and the README's API list."
+        elif status == 405:
+            message = "Method not allowed on this endpoint."
+        else:
+            message = err.description or err.name
+        body = {"error": {"message": message, "type": type_, "code": code, "param": None}}
+        return Response(orjson.dumps(body), status=status, content_type="application/json")
+
+    @app.errorhandler(Exception)
+    async def _any(err: Exception) -> Response:
+        log.exception("unhandled error")
+        body = {
+            "error": {
+                "message": f"Internal error in lai: {type(err).__name__}",
+                "type": "api_error",
+                "code": "internal_error",
+                "param": None,
+            }
+        }
+        return Response(orjson.dumps(body), status=500, content_type="application/json")

@@ -1,0 +1,1 @@
+"""One blueprint per module; ``lai.proxy.app`` registers them."""
