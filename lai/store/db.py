@@ -1,0 +1,222 @@
+"""Opening the database: engine, sessions, pragmas and migrations.
+
+``open_store(url)`` builds a :class:`Store`; nothing connects until the first query.
+SQLite gets WAL, a 5 s busy timeout and foreign keys on every connection, and real
+transactions (the driver's own transaction handling is switched off, see
+``_sqlite_events``), so migrations are transactional and a write unit of work takes the
+write lock up front. PostgreSQL goes through psycopg 3.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+import lai
+from alembic import command
+
+log = logging.getLogger("lai.store")
+
+ALEMBIC_DIR = Path(lai.__file__).resolve().parent.parent / "alembic"
+"""The migration scripts, at the top of the source tree next to the package."""
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+_WRITE = "lai_write"
+"""Execution option marking a connection whose transaction will write (SQLite:
+BEGIN IMMEDIATE, so it waits for the write lock instead of failing halfway)."""
+_PG_MIGRATION_LOCK = 0x6C6169  # "lai": serialises concurrent `upgrade`s on PostgreSQL
+
+ConversationDeletedHook = Callable[[str], None]
+
+
+def normalize_url(url: str | URL) -> URL:
+    """The SQLAlchemy URL lai uses: ``postgresql://`` and ``postgres://`` mean psycopg 3.
+
+    Raises ``sqlalchemy.exc.ArgumentError`` for a string that is not a database URL.
+    """
+    if isinstance(url, str) and url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def _sqlite_events(engine: Engine, busy_timeout_ms: int) -> None:
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" below start transactions rather than the driver, which
+        # would skip BEGIN before DDL and SELECT (no transactional migrations, no
+        # consistent reads).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        try:
+            cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            cur.execute("PRAGMA foreign_keys = ON")
+            # WAL lets the proxy write while the TUI reads the same file.
+            cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cur.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        # A deferred transaction that reads and then writes fails at once (no busy wait)
+        # when another writer committed in between; IMMEDIATE takes the lock first.
+        immediate = conn.get_execution_options().get(_WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class Store:
+    """A database: the SQLAlchemy engine, sessions, migrations and deletion hooks.
+
+    Repository functions (``lai.store.conversations``, ``lai.store.requests``) take a
+    Store and open one session per unit of work. Methods are blocking; async callers run
+    them with ``asyncio.to_thread``.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._write_sessions = sessionmaker(
+            engine.execution_options(**{_WRITE: True}), expire_on_commit=False
+        )
+        self.on_conversation_deleted: list[ConversationDeletedHook] = []
+        """Called with the id after a conversation was deleted (e.g. to remove its image
+        folder). A hook that raises is logged; the deletion stands."""
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return self.engine.dialect.name
+
+    @property
+    def url(self) -> URL:
+        return self.engine.url
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session for reading; closed (and its transaction rolled back) on exit."""
+        with self._sessions() as session:
+            yield session
+
+    @contextmanager
+    def write_session(self) -> Iterator[Session]:
+        """A session whose transaction commits on a clean exit and rolls back on error.
+
+        On SQLite the transaction starts with BEGIN IMMEDIATE, waiting up to the busy
+        timeout for other writers. Raises what the database raises
+        (``sqlalchemy.exc.OperationalError`` when it is locked or unreachable).
+        """
+        with self._write_sessions() as session, session.begin():
+            yield session
+
+    # -- migrations ---------------------------------------------------------------------
+
+    def alembic_config(self) -> Config:
+        """An Alembic configuration for this database, built without an ini file."""
+        cfg = Config()
+        cfg.set_main_option("script_location", str(ALEMBIC_DIR))
+        cfg.set_main_option("sqlalchemy.url", self.url.render_as_string(hide_password=False))
+        return cfg
+
+    @contextmanager
+    def _migration_connection(self) -> Iterator[sa.Connection]:
+        with self.engine.connect() as conn:
+            sqlite = self.dialect == "sqlite"
+            if sqlite:
+                # SQLite batch migrations copy tables; foreign keys must be off meanwhile,
+                # and the pragma only takes effect outside a transaction.
+                conn.connection.driver_connection.execute("PRAGMA foreign_keys = OFF")  # type: ignore[union-attr]
+            try:
+                conn = conn.execution_options(**{_WRITE: True})
+                with conn.begin():
+                    if self.dialect == "postgresql":
+                        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
+                    yield conn
+            finally:
+                if sqlite:
+                    conn.connection.driver_connection.execute("PRAGMA foreign_keys = ON")  # type: ignore[union-attr]
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Migrate to ``revision`` (default the newest) in one transaction.
+
+        Safe to run from two processes at once: the second waits and finds nothing to do.
+        Raises ``alembic.util.CommandError`` for an unknown revision and
+        ``sqlalchemy.exc.SQLAlchemyError`` when the database fails.
+        """
+        cfg = self.alembic_config()
+        with self._migration_connection() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+
+    def downgrade(self, revision: str) -> None:
+        """Migrate down to ``revision`` (``base`` empties the database of lai's tables).
+
+        Raises like :meth:`upgrade`.
+        """
+        cfg = self.alembic_config()
+        with self._migration_connection() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, revision)
+
+    def current(self) -> str | None:
+        """The revision the database is at, None when it was never migrated."""
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def head(self) -> str | None:
+        """The newest revision the code knows."""
+        return ScriptDirectory.from_config(self.alembic_config()).get_current_head()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def conversation_deleted(self, conversation_id: str) -> None:
+        """Run the deletion hooks for ``conversation_id``; a failing hook is logged."""
+        for hook in tuple(self.on_conversation_deleted):
+            try:
+                hook(conversation_id)
+            except Exception:  # the rows are gone already; leftovers are swept later
+                log.exception("conversation-deleted hook %r failed for %s", hook, conversation_id)
+
+    def dispose(self) -> None:
+        """Close every pooled connection. The store can still be used afterwards."""
+        self.engine.dispose()
+
+
+def open_store(
+    url: str | URL, *, echo: bool = False, sqlite_busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS
+) -> Store:
+    """Build a Store for ``url`` (SQLite path or ``postgresql+psycopg://...``).
+
+    SQLite waits ``sqlite_busy_timeout_ms`` for a lock before failing with
+    ``OperationalError`` (database is locked). Creates the parent folder of a SQLite
+    file; does not connect and does not migrate (call :meth:`Store.upgrade`).
+    Raises ``sqlalchemy.exc.ArgumentError`` for a bad URL.
+    """
+    parsed = normalize_url(url)
+    kwargs: dict[str, Any] = {"echo": echo}
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        # Sessions run in worker threads (asyncio.to_thread); the pool hands a connection
+        # to one thread at a time, so the driver's same-thread check only gets in the way.
+        kwargs["connect_args"] = {"check_same_thread": False}
+    else:
+        # A PostgreSQL restart leaves dead pooled connections; ping before use.
+        kwargs["pool_pre_ping"] = True
+    engine = sa.create_engine(parsed, **kwargs)
+    if engine.dialect.name == "sqlite":
+        _sqlite_events(engine, sqlite_busy_timeout_ms)
+    return Store(engine)

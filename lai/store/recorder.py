@@ -1,0 +1,409 @@
+"""The async recorder: engine events in, database rows out, never on the request path.
+
+The observer it subscribes to the engine's event bus only appends to a buffer. A worker
+task takes batches from the buffer and writes each in one transaction in a worker thread
+(``asyncio.to_thread``), so the event loop never waits on the database.
+
+Nothing is dropped silently:
+
+- The queue holds ``max_queue`` records; when it is full, new records wait in an
+  overflow list, ``overflowed`` counts them and a log line reports the backlog.
+- A batch that fails is kept and retried with exponential backoff; every failure is
+  logged and counted in ``failed_writes``. A batch that keeps failing for a reason other
+  than an unavailable database is split, and a single record the database refuses is
+  logged in full, counted in ``rejected`` and spilled to ``spill_path``.
+- ``close()`` writes everything left. If the database is still down when its timeout
+  runs out, the rest goes to ``spill_path`` (JSON lines), read back by the next
+  ``start()``; without a spill path each lost request id is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from lai.engine.events import Event, EventBus, RequestFinished
+from lai.store.db import Store
+from lai.store.writer import BatchResult, Record, record_from_event, write_batch
+
+log = logging.getLogger("lai.store.recorder")
+
+_GIVE_UP_SPLITTING = 3
+"""Failed attempts (not counting an unavailable database) before a batch is split."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecorderStats:
+    """Counters for /metrics and the TUI."""
+
+    written: int
+    """Requests rows written."""
+    messages: int
+    """Message rows written."""
+    batches: int
+    failed_writes: int
+    """Batch writes that failed (each retried)."""
+    backlog: int
+    """Records waiting: queue, overflow and the batch being written."""
+    overflowed: int
+    """Records that found the queue full and waited in the overflow list."""
+    rejected: int
+    """Records the database refused on their own (logged in full and spilled)."""
+
+
+def _transient(exc: BaseException) -> bool:
+    """A locked, unreachable or restarting database: wait and retry the same batch."""
+    if isinstance(exc, OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+class Recorder:
+    """Records every ``RequestFinished`` event as rows, in batches, off the event loop.
+
+    Usage: ``recorder.attach(engine.events)``, ``await recorder.start()``, and at
+    shutdown ``await recorder.close()`` after the engine finished its requests.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        max_queue: int = 10_000,
+        batch_size: int = 200,
+        retry_initial: float = 0.2,
+        retry_max: float = 5.0,
+        backlog_log_interval: float = 10.0,
+        spill_path: Path | None = None,
+    ) -> None:
+        self.store = store
+        self.max_queue = max_queue
+        self.batch_size = batch_size
+        self.retry_initial = retry_initial
+        self.retry_max = retry_max
+        self.backlog_log_interval = backlog_log_interval
+        self.spill_path = spill_path
+        self._queue: deque[Record] = deque()
+        self._overflow: deque[Record] = deque()
+        self._current: list[Record] = []
+        """The batch being written (taken out of the queue, not yet committed)."""
+        self._replay_file: Path | None = None
+        # observe() may be called from another thread (an embedded TUI worker): the
+        # buffers are guarded, and the worker is woken through the loop.
+        self._lock = threading.Lock()
+        self._wake: asyncio.Event | None = None
+        self._progress: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._unsubscribe: Callable[[], None] | None = None
+        self._last_backlog_log = 0.0
+        self._written = self._messages = self._batches = 0
+        self._failed_writes = self._overflowed = self._rejected = 0
+
+    # -- counters -----------------------------------------------------------------------
+
+    @property
+    def failed_writes(self) -> int:
+        return self._failed_writes
+
+    @property
+    def backlog(self) -> int:
+        with self._lock:
+            return len(self._queue) + len(self._overflow) + len(self._current)
+
+    @property
+    def stats(self) -> RecorderStats:
+        return RecorderStats(
+            written=self._written,
+            messages=self._messages,
+            batches=self._batches,
+            failed_writes=self._failed_writes,
+            backlog=self.backlog,
+            overflowed=self._overflowed,
+            rejected=self._rejected,
+        )
+
+    # -- the observer side --------------------------------------------------------------
+
+    def attach(self, bus: EventBus) -> None:
+        """Subscribe to ``bus`` (once; ``close()`` unsubscribes)."""
+        if self._unsubscribe is None:
+            self._unsubscribe = bus.subscribe(self.observe)
+
+    def observe(self, event: Event) -> None:
+        """The event-bus observer: queue a finished request. Never blocks, never raises
+        for a full queue (the record waits in the overflow list)."""
+        if isinstance(event, RequestFinished):
+            self.submit(record_from_event(event))
+
+    def submit(self, record: Record) -> None:
+        """Queue one record (as made by ``record_from_event``)."""
+        with self._lock:
+            if self._overflow or len(self._queue) >= self.max_queue:
+                self._overflow.append(record)
+                self._overflowed += 1
+                waiting = len(self._queue) + len(self._overflow)
+            else:
+                self._queue.append(record)
+                waiting = 0
+        if waiting:
+            self._log_backlog(waiting)
+        self._signal()
+
+    def _log_backlog(self, waiting: int) -> None:
+        now = time.monotonic()
+        if now - self._last_backlog_log >= self.backlog_log_interval:
+            self._last_backlog_log = now
+            log.warning(
+                "recorder backlog: %d records waiting, queue of %d full "
+                "(database slow or unavailable); nothing is dropped",
+                waiting,
+                self.max_queue,
+            )
+
+    def _signal(self) -> None:
+        loop, wake = self._loop, self._wake
+        if loop is None or wake is None or loop.is_closed():
+            return  # not started: start() picks the records up
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            wake.set()
+        else:
+            loop.call_soon_threadsafe(wake.set)
+
+    # -- the worker side ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the worker (idempotent), first queueing records a previous process
+        spilled. Raises ``OSError`` when the spill file exists but cannot be read."""
+        if self._task is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._progress = asyncio.Event()
+        self._closing = False
+        for record in self._read_spill():
+            self.submit(record)
+        self._task = asyncio.create_task(self._run(), name="lai-recorder")
+        self._wake.set()
+
+    def _take(self) -> list[Record]:
+        with self._lock:
+            batch: list[Record] = []
+            while self._queue and len(batch) < self.batch_size:
+                batch.append(self._queue.popleft())
+            # Refill the queue from the overflow, oldest first, to keep the order.
+            while self._overflow and len(self._queue) < self.max_queue:
+                self._queue.append(self._overflow.popleft())
+            self._current = batch
+            return batch
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while True:
+            batch = self._take()
+            if not batch:
+                self._forget_replay_file()
+                assert self._progress is not None
+                self._progress.set()
+                if self._closing:
+                    return
+                self._wake.clear()
+                if self._queue_empty():
+                    await self._wake.wait()
+                continue
+            await self._write_with_retry(batch)
+
+    def _queue_empty(self) -> bool:
+        with self._lock:
+            return not self._queue and not self._overflow
+
+    async def _write_with_retry(self, batch: list[Record]) -> None:
+        delay = self.retry_initial
+        refused = 0
+        while True:
+            try:
+                result = await asyncio.to_thread(self._write, batch)
+            except Exception as exc:
+                self._failed_writes += 1
+                if not _transient(exc):
+                    refused += 1
+                    if refused >= _GIVE_UP_SPLITTING:
+                        await self._write_one_by_one(batch)
+                        return
+                log.warning(
+                    "recorder: writing %d records failed (%s: %s); retrying in %.1fs "
+                    "(%d failed writes so far, %d records waiting)",
+                    len(batch),
+                    type(exc).__name__,
+                    str(exc).splitlines()[0][:200] if str(exc) else "",
+                    delay,
+                    self._failed_writes,
+                    self.backlog,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max)
+                continue
+            self._done(result)
+            return
+
+    async def _write_one_by_one(self, batch: list[Record]) -> None:
+        """Find the record the database refuses: write each alone; spill the refused."""
+        for i, record in enumerate(batch):
+            attempts = 0
+            delay = self.retry_initial
+            while True:
+                try:
+                    result = await asyncio.to_thread(self._write, [record])
+                except Exception as exc:
+                    self._failed_writes += 1
+                    attempts += 1
+                    if _transient(exc) or attempts < _GIVE_UP_SPLITTING:
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, self.retry_max)
+                        continue
+                    self._rejected += 1
+                    log.error(
+                        "recorder: the database refuses request %s (%s: %s); record: %s",
+                        record.get("request_id"),
+                        type(exc).__name__,
+                        exc,
+                        json.dumps(record, default=str)[:20_000],
+                    )
+                    self._spill([record])
+                    with self._lock:
+                        self._current = batch[i + 1 :]
+                    break
+                self._done(result, remaining=batch[i + 1 :])
+                break
+
+    def _write(self, batch: list[Record]) -> BatchResult:
+        with self.store.write_session() as session:
+            return write_batch(session, batch)
+
+    def _done(self, result: BatchResult, remaining: list[Record] | None = None) -> None:
+        self._written += result.requests
+        self._messages += result.messages
+        self._batches += 1
+        with self._lock:
+            self._current = remaining or []
+        if self._progress is not None:
+            self._progress.set()
+
+    # -- shutdown and spilling ----------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Wait until every record queued so far is written."""
+        if self._progress is None:
+            raise RuntimeError("recorder not started")
+        while True:
+            # Clear before looking, so progress made in between is not missed.
+            self._progress.clear()
+            if not self.backlog:
+                return
+            await self._progress.wait()
+
+    async def close(self, grace: float | None = 30.0) -> None:
+        """Stop observing, write everything left, stop the worker. Idempotent.
+
+        If the database is still failing after ``grace`` seconds, the records left are
+        appended to ``spill_path`` (or, without one, their request ids logged as lost).
+        """
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        task = self._task
+        if task is None:
+            if self.backlog:  # never started: spill rather than lose
+                self._spill(self._drain())
+            return
+        self._closing = True
+        self._signal()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), grace)
+        except TimeoutError:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            left = self._drain()
+            log.error(
+                "recorder: database still failing at shutdown; %d records not written",
+                len(left),
+            )
+            self._spill(left)
+        self._task = None
+
+    def _drain(self) -> list[Record]:
+        with self._lock:
+            # The interrupted batch may still commit in its thread; spilling it too is
+            # harmless because writing is idempotent by request_id.
+            left = self._current + list(self._queue) + list(self._overflow)
+            self._current = []
+            self._queue.clear()
+            self._overflow.clear()
+            return left
+
+    def _spill(self, records: list[Record]) -> None:
+        if not records:
+            return
+        if self.spill_path is None:
+            log.error(
+                "recorder: no spill file; lost records of requests %s",
+                ", ".join(str(r.get("request_id")) for r in records),
+            )
+            return
+        try:
+            self.spill_path.parent.mkdir(parents=True, exist_ok=True)
+            with self.spill_path.open("a", encoding="utf-8") as fh:
+                for record in records:
+                    fh.write(json.dumps(record, default=str) + "\n")
+        except OSError:
+            log.exception(
+                "recorder: cannot write %s; lost records of requests %s",
+                self.spill_path,
+                ", ".join(str(r.get("request_id")) for r in records),
+            )
+            return
+        log.error(
+            "recorder: %d records saved to %s for the next start", len(records), self.spill_path
+        )
+
+    def _read_spill(self) -> list[Record]:
+        path = self.spill_path
+        if path is None:
+            return []
+        # The spill file is renamed while its records are replayed and deleted once the
+        # queue has been empty; after a crash in between, both files are read again
+        # (harmless: writing is idempotent by request_id).
+        replay = path.with_name(path.name + ".replay")
+        records: list[Record] = []
+        if path.exists():
+            if replay.exists():
+                with replay.open("a", encoding="utf-8") as out:
+                    out.write(path.read_text("utf-8"))
+                path.unlink()
+            else:
+                path.rename(replay)
+        if replay.exists():
+            lines = replay.read_text("utf-8").splitlines()
+            records = [json.loads(line) for line in lines if line.strip()]
+            self._replay_file = replay
+            log.warning("recorder: %d records from %s queued again", len(records), path)
+        return records
+
+    def _forget_replay_file(self) -> None:
+        if self._replay_file is not None:
+            self._replay_file.unlink(missing_ok=True)
+            self._replay_file = None
