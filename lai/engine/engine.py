@@ -361,12 +361,13 @@ class Engine:
                     raise _Failover(str(exc)) from None
                 usage = parsed.usage or Usage(run.shape.prompt_tokens, 0, True)
                 cost = request_cost(cand.model, cand.provider, self.settings.server, usage,
-                                    self.clock.monotonic() - run.t0)
+                                    _billed_seconds(run, self.clock.monotonic()))
                 self.slots.release(pid)
                 self.health.record_success(pid)
                 self.states[pid].warm[cand.model.id] = self.clock.monotonic()
                 run.candidate = None
-                self._finish(run, run.body, run.ctx, cand=cand, usage=usage,
+                # The same cost as the response's cost_usd, not one recomputed later.
+                self._finish(run, run.body, run.ctx, cand=cand, usage=usage, cost=cost,
                              message=parsed.message, finish_reason=parsed.finish_reason)
                 body = splice(parsed.body, members({"cost_usd": cost}))
                 return Completion(body, pid, cand.model.id, usage, cost)
@@ -448,6 +449,7 @@ class Engine:
         error: LaiError | None = None,
         cancelled: bool = False,
         usage: Usage | None = None,
+        cost: float | None = None,
         message: dict[str, Any] | None = None,
         finish_reason: str | None = None,
     ) -> None:
@@ -457,8 +459,9 @@ class Engine:
         duration_s = (now_m - run.t0) if run else 0.0
         if usage is None:
             usage = Usage(shape.prompt_tokens if shape else 0, 0, True)
-        cost = request_cost(cand.model, cand.provider, self.settings.server, usage,
-                            duration_s) if cand else 0.0
+        if cost is None:
+            cost = request_cost(cand.model, cand.provider, self.settings.server, usage,
+                                _billed_seconds(run, now_m)) if cand and run else 0.0
         if error is not None:
             status, code, msg, http_status = "error", error.code, error.message, error.status
         elif cancelled:
@@ -495,6 +498,12 @@ class Engine:
             response_message=message,
             finish_reason=finish_reason,
         ))
+
+
+def _billed_seconds(run: _Run, now_monotonic: float) -> float:
+    """The seconds a provider's energy is billed for: the request's duration less its
+    time in the queue, when the box was busy with (and billed to) other requests."""
+    return max(0.0, now_monotonic - run.t0 - run.queue_ms / 1000)
 
 
 class EngineStream:
