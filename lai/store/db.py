@@ -20,7 +20,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import sessionmaker
+from sqlmodel import Session
 
 import lai
 from alembic import command
@@ -87,9 +88,9 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._sessions = sessionmaker(engine, class_=Session, expire_on_commit=False)
         self._write_sessions = sessionmaker(
-            engine.execution_options(**{_WRITE: True}), expire_on_commit=False
+            engine.execution_options(**{_WRITE: True}), class_=Session, expire_on_commit=False
         )
         self.on_conversation_deleted: list[ConversationDeletedHook] = []
         """Called with the id after a conversation was deleted (e.g. to remove its image

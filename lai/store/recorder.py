@@ -60,6 +60,11 @@ class RecorderStats:
     """Records the database refused on their own (logged in full and spilled)."""
 
 
+def _ids(records: list[Record]) -> str:
+    shown = ", ".join(str(r.get("request_id")) for r in records[:20])
+    return shown + (f" and {len(records) - 20} more" if len(records) > 20 else "")
+
+
 def _transient(exc: BaseException) -> bool:
     """A locked, unreachable or restarting database: wait and retry the same batch."""
     if isinstance(exc, OperationalError | InterfaceError):
@@ -281,7 +286,7 @@ class Recorder:
                         record.get("request_id"),
                         type(exc).__name__,
                         exc,
-                        json.dumps(record, default=str)[:20_000],
+                        json.dumps(record, default=str)[:4000],
                     )
                     self._spill([record])
                     with self._lock:
@@ -361,7 +366,7 @@ class Recorder:
         if self.spill_path is None:
             log.error(
                 "recorder: no spill file; lost records of requests %s",
-                ", ".join(str(r.get("request_id")) for r in records),
+                _ids(records),
             )
             return
         try:
@@ -373,7 +378,7 @@ class Recorder:
             log.exception(
                 "recorder: cannot write %s; lost records of requests %s",
                 self.spill_path,
-                ", ".join(str(r.get("request_id")) for r in records),
+                _ids(records),
             )
             return
         log.error(

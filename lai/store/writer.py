@@ -168,6 +168,9 @@ def _mirror(session: Session, mirrors: dict[str, _Mirror], rec: Record) -> int:
             display_name=rec["display_name"],
         )
         session.add(conv)
+        # Inserted now, so that it exists before its messages (foreign key): no
+        # relationship() tells the unit of work the order.
+        session.flush()
         mirror = _Mirror(conv)
     mirrors[cid] = mirror
     conv = mirror.conversation
@@ -254,8 +257,5 @@ def write_batch(session: Session, records: Iterable[Record]) -> BatchResult:
         added += 1
         if rec["status"] == "success" and rec["conversation_id"]:
             messages += _mirror(session, mirrors, rec)
-            # Flush per conversation step so a conversation exists before its messages
-            # (foreign key) and errors point at the record that caused them.
-            session.flush()
     session.flush()
     return BatchResult(requests=added, messages=messages, skipped=skipped)
