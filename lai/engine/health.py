@@ -166,10 +166,18 @@ class HealthMonitor:
 def describe_http_error(exc: BaseException) -> str:
     """A short human description of an httpx failure (never includes headers or keys)."""
     if isinstance(exc, httpx.ConnectError):
+        # httpx says "All connection attempts failed"; the OS error underneath says why.
+        cause: BaseException | None = exc
+        while cause is not None:
+            if isinstance(cause, ConnectionRefusedError):
+                return "connection refused"
+            if isinstance(cause, OSError) and cause.strerror:
+                return f"cannot connect: {cause.strerror.lower()}"
+            cause = cause.__cause__ or cause.__context__
         text = str(exc) or "connection failed"
-        if "refused" in text.lower() or "errno 111" in text.lower():
+        if "refused" in text.lower():
             return "connection refused"
-        return f"connect error: {text}"
+        return f"cannot connect: {text}"
     if isinstance(exc, httpx.ConnectTimeout):
         return "connect timeout"
     if isinstance(exc, httpx.ReadTimeout):
