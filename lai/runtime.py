@@ -7,6 +7,7 @@ starts it inside Quart's ``while_serving``; the TUI in embedded mode starts it i
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,8 @@ import httpx
 from lai.config.models import Settings
 from lai.engine.clock import Clock, SystemClock
 from lai.engine.engine import Engine
+from lai.store.db import Store, open_store
+from lai.store.recorder import Recorder
 
 log = logging.getLogger("lai")
 
@@ -44,6 +47,10 @@ class Runtime:
     client: httpx.AsyncClient
     engine: Engine
     clock: Clock
+    store: Store | None = None
+    """The database (conversations, requests, keys); None for a store-less runtime."""
+    recorder: Recorder | None = None
+    """Writes every finished request to ``store``, batched, off the event loop."""
     extensions: dict[str, Any] = field(default_factory=dict)
     _started: bool = False
 
@@ -52,6 +59,13 @@ class Runtime:
         if self._started:
             return
         self._started = True
+        if self.store is not None:
+            # Every process that touches the store migrates it first; in a thread, since
+            # the event loop may already serve something else.
+            await asyncio.to_thread(self.store.upgrade)
+        if self.recorder is not None:
+            self.recorder.attach(self.engine.events)
+            await self.recorder.start()
         await self.engine.start()
 
     async def close(self) -> None:
@@ -61,12 +75,32 @@ class Runtime:
             return
         self._started = False
         await self.engine.close()
+        if self.recorder is not None:
+            # After the engine, so the requests it let finish are recorded too.
+            await self.recorder.close(grace=self.settings.server.shutdown_timeout)
+        if self.store is not None:
+            self.store.dispose()
         await self.client.aclose()
 
 
-def build_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
-    """Build (not start) a runtime for ``settings``. No IO happens here."""
+def build_runtime(
+    settings: Settings, *, clock: Clock | None = None, store: bool = True
+) -> Runtime:
+    """Build (not start) a runtime for ``settings``. No IO happens here.
+
+    With ``store`` (the default) it has a store for ``server.database_url``, migrated
+    by ``start()``, and a recorder writing every finished request into it.
+    Raises ``sqlalchemy.exc.ArgumentError`` for a malformed database URL.
+    """
     clock = clock or SystemClock()
+    db: Store | None = None
+    recorder: Recorder | None = None
+    if store:
+        db = open_store(settings.server.database_url)
+        # Records a shutdown could not write wait here for the next start.
+        recorder = Recorder(db, spill_path=settings.server.data_dir / "recorder-spill.jsonl")
     client = make_http_client(settings)
     engine = Engine(settings, client, clock=clock)
-    return Runtime(settings=settings, client=client, engine=engine, clock=clock)
+    return Runtime(
+        settings=settings, client=client, engine=engine, clock=clock, store=db, recorder=recorder
+    )

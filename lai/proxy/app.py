@@ -14,7 +14,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> Quart:
     With ``manage_runtime`` the app starts the runtime when it starts serving and closes
     it (flushing the recorder) when it stops; a caller that owns the runtime passes False.
     """
-    from lai.proxy.routes import admin, chat, health, models
+    from lai.proxy.routes import admin, chat, conversations, health, models
 
     app = Quart("lai")
     app.config["MAX_CONTENT_LENGTH"] = runtime.settings.server.max_body_size
@@ -22,7 +22,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> Quart:
     app.config["RESPONSE_TIMEOUT"] = None
     app.extensions["lai.runtime"] = runtime
     install_error_handlers(app)
-    for module in (chat, models, health, admin):
+    for module in (chat, models, health, admin, conversations):
         app.register_blueprint(module.bp)
 
     if manage_runtime:

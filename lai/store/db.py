@@ -54,6 +54,16 @@ def normalize_url(url: str | URL) -> URL:
 
 
 def _sqlite_events(engine: Engine, busy_timeout_ms: int) -> None:
+    database = engine.url.database or ""
+    is_file = database not in ("", ":memory:") and not database.startswith("file:")
+
+    @sa.event.listens_for(engine, "do_connect")
+    def _make_folder(*_args: Any) -> None:
+        # On the first connection rather than in open_store, which must do no IO; a fresh
+        # machine has no data/ folder yet and SQLite will not create it.
+        if is_file:
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" below start transactions rather than the driver, which
@@ -201,16 +211,14 @@ def open_store(
     """Build a Store for ``url`` (SQLite path or ``postgresql+psycopg://...``).
 
     SQLite waits ``sqlite_busy_timeout_ms`` for a lock before failing with
-    ``OperationalError`` (database is locked). Creates the parent folder of a SQLite
-    file; does not connect and does not migrate (call :meth:`Store.upgrade`).
+    ``OperationalError`` (database is locked); the folder of a SQLite file is created on
+    the first connection. No IO here: nothing connects or migrates until used (call
+    :meth:`Store.upgrade`).
     Raises ``sqlalchemy.exc.ArgumentError`` for a bad URL.
     """
     parsed = normalize_url(url)
     kwargs: dict[str, Any] = {"echo": echo}
     if parsed.get_backend_name() == "sqlite":
-        database = parsed.database or ""
-        if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         # Sessions run in worker threads (asyncio.to_thread); the pool hands a connection
         # to one thread at a time, so the driver's same-thread check only gets in the way.
         kwargs["connect_args"] = {"check_same_thread": False}
