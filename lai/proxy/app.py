@@ -5,6 +5,7 @@ from __future__ import annotations
 from quart import Quart
 
 from lai.proxy.errors import install_error_handlers
+from lai.proxy.metrics import install_metrics
 from lai.runtime import Runtime
 
 
@@ -15,6 +16,8 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> Quart:
     it (flushing the recorder) when it stops; a caller that owns the runtime passes False.
     """
     from lai.proxy.routes import admin, chat, conversations, health, models
+    from lai.proxy.routes import metrics as metrics_routes
+    from lai.proxy.routes import stats as stats_routes
 
     app = Quart("lai")
     app.config["MAX_CONTENT_LENGTH"] = runtime.settings.server.max_body_size
@@ -24,6 +27,10 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> Quart:
     install_error_handlers(app)
     for module in (chat, models, health, admin, conversations):
         app.register_blueprint(module.bp)
+    # Metrics count engine events from now on, whether or not /metrics is ever scraped.
+    install_metrics(runtime)
+    app.register_blueprint(metrics_routes.bp)
+    app.register_blueprint(stats_routes.bp)
 
     if manage_runtime:
 

@@ -1,0 +1,273 @@
+"""Prometheus metrics of one runtime: counters fed by engine events, gauges read at scrape.
+
+Each runtime gets its own ``CollectorRegistry`` (never prometheus-client's global one):
+tests start many proxies in one process, and a global registry would mix their counts.
+``install_metrics(runtime)`` builds it once, subscribes its observer to the engine's
+event bus and keeps it in ``runtime.extensions``; ``GET /metrics`` renders it.
+
+Exported (every label value comes from the config or from lai's own code, never from a
+client: a model name a client made up is ``model="unknown"``; no conversation ids, key
+names or messages)::
+
+    local_ai_requests_total{endpoint,model,provider,status}   counter, status success|error
+    local_ai_request_duration_seconds{endpoint,provider}      histogram
+    local_ai_time_to_first_token_seconds{endpoint,provider}   histogram, streamed requests
+    local_ai_router_overhead_seconds{endpoint}                histogram, duration - upstream - queue
+    local_ai_queue_wait_seconds{endpoint}                     histogram
+    local_ai_tokens_total{model,provider,kind}                counter, kind prompt|completion
+    local_ai_cost_usd_total{model,provider}                   counter
+    local_ai_errors_total{endpoint,provider,code}             counter, OpenAI error code
+    local_ai_provider_failover_total{from_provider,to_provider} counter ("none": nothing left)
+    local_ai_provider_active_requests{provider}               gauge
+    local_ai_provider_max_concurrent{provider}                gauge
+    local_ai_provider_queue_depth{provider}                   gauge, waiters it could serve
+    local_ai_provider_health{provider}                        gauge, 1 healthy, 0.5 degraded, 0 else
+    local_ai_provider_enabled{provider}                       gauge
+    local_ai_provider_latency_seconds{provider}               gauge, last probe (when known)
+    local_ai_provider_info{provider,type}                     gauge, always 1; type local|openai|...
+    local_ai_queue_depth                                      gauge, requests waiting for a slot
+    local_ai_recorder_backlog                                 gauge, rows not yet written
+    local_ai_recorder_failed_writes_total                     counter (when a recorder exists)
+
+Requests are counted when they finish, once each, under the provider that answered or
+failed last (``none`` when no provider was tried). Tokens and cost are counted only for
+requests that reached a model: the estimate of a prompt nobody read is not usage.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from lai.engine.events import Event, Failover, RequestFinished
+
+if TYPE_CHECKING:
+    from lai.runtime import Runtime
+
+EXTENSION_KEY = "lai.metrics"
+"""Where ``install_metrics`` keeps the runtime's metrics in ``runtime.extensions``."""
+
+UNKNOWN = "unknown"
+"""The label of a model or provider the config does not name."""
+NONE = "none"
+"""The label when there is no provider (never routed) or no next provider (failover)."""
+
+HEALTH_VALUE = {"healthy": 1.0, "degraded": 0.5}
+"""``local_ai_provider_health``: every other status (unknown, unhealthy, disabled) is 0."""
+
+DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
+TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0)
+OVERHEAD_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+QUEUE_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+_CODE_LABEL = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_ENDPOINT_LABEL = re.compile(r"^[a-z][a-z0-9._]{0,31}$")
+
+
+class ProxyMetrics:
+    """The metrics of one runtime: a registry, an event observer and a scrape collector."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        settings = runtime.settings
+        self._providers = frozenset(p.id for p in settings.providers)
+        self._models = frozenset(m.id for m in settings.models) | {"auto"}
+        self._unsubscribe: Callable[[], None] | None = None
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "local_ai_requests", "Finished requests by outcome (success or error).",
+            ["endpoint", "model", "provider", "status"], registry=r)
+        self.duration = Histogram(
+            "local_ai_request_duration_seconds",
+            "Whole request time as lai saw it, queue and failovers included.",
+            ["endpoint", "provider"], buckets=DURATION_BUCKETS, registry=r)
+        self.ttft = Histogram(
+            "local_ai_time_to_first_token_seconds",
+            "Time from taking a streamed request to its first content event to the client.",
+            ["endpoint", "provider"], buckets=TTFT_BUCKETS, registry=r)
+        self.overhead = Histogram(
+            "local_ai_router_overhead_seconds",
+            "lai's own time per request: duration less upstream time and queue wait.",
+            ["endpoint"], buckets=OVERHEAD_BUCKETS, registry=r)
+        self.queue_wait = Histogram(
+            "local_ai_queue_wait_seconds",
+            "Time a request waited for a free provider slot.",
+            ["endpoint"], buckets=QUEUE_BUCKETS, registry=r)
+        self.tokens = Counter(
+            "local_ai_tokens", "Tokens of requests that reached a model (kind prompt|completion).",
+            ["model", "provider", "kind"], registry=r)
+        self.cost = Counter(
+            "local_ai_cost_usd", "Cost in USD from the model's prices and the box's energy.",
+            ["model", "provider"], registry=r)
+        self.errors = Counter(
+            "local_ai_errors", "Failed requests by OpenAI error code.",
+            ["endpoint", "provider", "code"], registry=r)
+        self.failovers = Counter(
+            "local_ai_provider_failover",
+            "Attempts given up on one provider and moved to the next (none: nothing left).",
+            ["from_provider", "to_provider"], registry=r)
+        r.register(_LiveCollector(runtime))
+
+    # -- labels ----------------------------------------------------------------------------
+
+    def _provider(self, provider_id: str | None) -> str:
+        if provider_id is None:
+            return NONE
+        return provider_id if provider_id in self._providers else UNKNOWN
+
+    def _model(self, model_id: str | None, requested: str) -> str:
+        # A routed request names a configured model; before routing only a name the
+        # config knows may become a label, so clients cannot mint new series.
+        if model_id is not None:
+            return model_id if model_id in self._models else UNKNOWN
+        return requested if requested in self._models else UNKNOWN
+
+    @staticmethod
+    def _endpoint(endpoint: str) -> str:
+        return endpoint if _ENDPOINT_LABEL.match(endpoint) else "other"
+
+    @staticmethod
+    def _code(code: str | None, http_status: int) -> str:
+        if code is None:  # an error without an OpenAI code, e.g. a plain 400
+            return f"http_{http_status}" if 100 <= http_status <= 599 else UNKNOWN
+        return code if _CODE_LABEL.match(code) else "other"
+
+    # -- the observer ----------------------------------------------------------------------
+
+    def attach(self) -> None:
+        """Subscribe to the runtime's engine events (once)."""
+        if self._unsubscribe is None:
+            self._unsubscribe = self.runtime.engine.events.subscribe(self.observe)
+
+    def detach(self) -> None:
+        """Stop counting events."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def observe(self, event: Event) -> None:
+        """The event-bus observer: update counters and histograms, nothing else.
+
+        Runs inside ``EventBus.emit`` on the request path, so it never waits: each
+        update takes one uncontended lock inside prometheus-client.
+        """
+        if isinstance(event, RequestFinished):
+            self._finished(event)
+        elif isinstance(event, Failover):
+            self.failovers.labels(
+                self._provider(event.from_provider),
+                self._provider(event.to_provider),
+            ).inc()
+
+    def _finished(self, e: RequestFinished) -> None:
+        endpoint = self._endpoint(e.context.endpoint)
+        provider = self._provider(e.provider_id)
+        model = self._model(e.model_id, e.model_requested)
+        self.requests.labels(endpoint, model, provider, e.status).inc()
+        self.duration.labels(endpoint, provider).observe(e.duration_ms / 1000)
+        if e.ttft_ms is not None:
+            self.ttft.labels(endpoint, provider).observe(e.ttft_ms / 1000)
+        own_ms = e.duration_ms - e.upstream_ms - e.queue_ms
+        self.overhead.labels(endpoint).observe(max(0.0, own_ms) / 1000)
+        # Requests refused before they could queue (bad body, unknown model) never
+        # waited; leaving them out keeps the histogram about the queue.
+        if e.provider_id is not None or e.queue_ms > 0:
+            self.queue_wait.labels(endpoint).observe(e.queue_ms / 1000)
+        if e.model_id is not None:
+            self.tokens.labels(model, provider, "prompt").inc(max(0, e.usage.prompt_tokens))
+            self.tokens.labels(model, provider, "completion").inc(
+                max(0, e.usage.completion_tokens))
+            self.cost.labels(model, provider).inc(max(0.0, e.cost_usd))
+        if e.status == "error":
+            self.errors.labels(endpoint, provider, self._code(e.error_code, e.http_status)).inc()
+
+    # -- scraping --------------------------------------------------------------------------
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of this runtime's metrics.
+
+        Call it on the event loop that runs the engine: the live gauges read engine state
+        that only that loop changes.
+        """
+        return generate_latest(self.registry)
+
+
+class _LiveCollector(Collector):
+    """Gauges read from the engine (and the recorder) at scrape time."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def describe(self) -> list[Metric]:
+        # Describing without collecting keeps registration free of engine reads.
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        engine = self.runtime.engine
+        labels = ["provider"]
+        active = GaugeMetricFamily(
+            "local_ai_provider_active_requests", "Requests in flight on the provider.",
+            labels=labels)
+        maximum = GaugeMetricFamily(
+            "local_ai_provider_max_concurrent", "The provider's max_concurrent.", labels=labels)
+        queued = GaugeMetricFamily(
+            "local_ai_provider_queue_depth", "Queued requests the provider could serve.",
+            labels=labels)
+        health = GaugeMetricFamily(
+            "local_ai_provider_health", "1 healthy, 0.5 degraded, 0 unknown/unhealthy/disabled.",
+            labels=labels)
+        enabled = GaugeMetricFamily(
+            "local_ai_provider_enabled", "1 when the provider takes traffic (runtime toggle).",
+            labels=labels)
+        latency = GaugeMetricFamily(
+            "local_ai_provider_latency_seconds", "Latency of the last passing health probe.",
+            labels=labels)
+        info = GaugeMetricFamily(
+            "local_ai_provider_info", "Always 1; the provider's type (local, openai, anthropic).",
+            labels=["provider", "type"])
+        for p in engine.providers():
+            active.add_metric([p.id], p.active_requests)
+            maximum.add_metric([p.id], p.max_concurrent)
+            queued.add_metric([p.id], p.queue_depth)
+            health.add_metric([p.id], HEALTH_VALUE.get(p.status, 0.0))
+            enabled.add_metric([p.id], 1.0 if p.enabled else 0.0)
+            if p.latency_ms is not None:
+                latency.add_metric([p.id], p.latency_ms / 1000)
+            info.add_metric([p.id, p.type], 1.0)
+        yield from (active, maximum, queued, health, enabled, latency, info)
+        yield GaugeMetricFamily(
+            "local_ai_queue_depth", "Requests waiting for a provider slot.",
+            value=engine.slots.queue_depth)
+        yield from _recorder_metrics(self.runtime)
+
+
+def _recorder_metrics(runtime: Runtime) -> Iterator[Metric]:
+    # The store's recorder hangs off the runtime as ``runtime.recorder`` when the runtime
+    # has a store; a runtime without one (tests, a store-less embed) has nothing waiting,
+    # so the backlog reads 0 and dashboards keep a series.
+    recorder: Any = getattr(runtime, "recorder", None)
+    backlog = getattr(recorder, "backlog", 0) if recorder is not None else 0
+    yield GaugeMetricFamily(
+        "local_ai_recorder_backlog", "Request records waiting to be written to the store.",
+        value=float(backlog or 0))
+    failed = getattr(recorder, "failed_writes", None) if recorder is not None else None
+    if isinstance(failed, int):
+        yield CounterMetricFamily(
+            "local_ai_recorder_failed_writes", "Batch writes to the store that failed "
+            "(each is retried; nothing is dropped).", value=failed)
+
+
+def install_metrics(runtime: Runtime) -> ProxyMetrics:
+    """The runtime's metrics, created and subscribed to its engine on first call."""
+    metrics: ProxyMetrics | None = runtime.extensions.get(EXTENSION_KEY)
+    if metrics is None:
+        metrics = ProxyMetrics(runtime)
+        metrics.attach()
+        runtime.extensions[EXTENSION_KEY] = metrics
+    return metrics

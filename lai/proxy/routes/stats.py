@@ -1,0 +1,69 @@
+"""GET /v1/stats?days=30&by=day|model|provider|key: the figures of ``lai stats``, as JSON.
+
+The answer is ``lai.store.stats.UsageReport.to_dict()``: ``by``, ``days``, ``since``,
+``until``, ``groups`` (one object per group) and ``total``; the same numbers
+``lai stats --json`` prints. Like every ``/v1`` endpoint it needs a key when
+``server.auth`` is on (the app-wide auth hook sees to that).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from quart import Blueprint, Response, request
+
+from lai.errors import InvalidRequest
+from lai.proxy.deps import json_response, runtime
+from lai.runtime import Runtime
+from lai.store.db import Store, open_store
+from lai.store.stats import GROUPINGS, GroupBy, usage_stats
+
+bp = Blueprint("stats", __name__)
+
+MAX_DAYS = 3660
+_STORE_KEY = "lai.stats.store"
+
+
+def _days(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return 30
+    try:
+        days = int(raw)
+    except ValueError:
+        raise InvalidRequest("days must be a whole number of days.", param="days") from None
+    if not 1 <= days <= MAX_DAYS:
+        raise InvalidRequest(f"days must be between 1 and {MAX_DAYS}.", param="days")
+    return days
+
+
+def _by(raw: str | None) -> GroupBy:
+    by = raw or "day"
+    if by not in GROUPINGS:
+        raise InvalidRequest(f"by must be one of {', '.join(GROUPINGS)}.", param="by")
+    return by  # type: ignore[return-value]
+
+
+async def _store(rt: Runtime) -> Store:
+    # The runtime's own store when it has one; otherwise one opened here once, migrated
+    # to head as every command that touches the store does.
+    own: Any = getattr(rt, "store", None)
+    if own is not None:
+        return own  # type: ignore[no-any-return]
+    store: Store | None = rt.extensions.get(_STORE_KEY)
+    if store is None:
+        store = open_store(rt.settings.server.database_url)
+        await asyncio.to_thread(store.upgrade)
+        store = rt.extensions.setdefault(_STORE_KEY, store)  # a concurrent first call won
+    return store
+
+
+@bp.get("/v1/stats")
+async def stats() -> Response:
+    """Usage statistics. Raises InvalidRequest (400) for a bad ``days`` or ``by``."""
+    days = _days(request.args.get("days"))
+    by = _by(request.args.get("by"))
+    rt = runtime()
+    store = await _store(rt)
+    report = await asyncio.to_thread(usage_stats, store, rt.settings, days=days, by=by)
+    return json_response(report.to_dict())

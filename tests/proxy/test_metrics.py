@@ -1,0 +1,266 @@
+"""GET /metrics through the real proxy: exact counts after a known mix, promtool, labels,
+live gauges, one registry per runtime, auth, and cost counted as the response states it."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.fakes.upstream import Behaviour, FakeUpstream
+from tests.harness import RunningProxy, model, provider
+
+Labels = frozenset[tuple[str, str]]
+EP = "chat.completions"
+HELLO = [{"role": "user", "content": "hello there"}]
+"""Two words: the fake upstream counts 2 prompt tokens, and answers 3 completion tokens."""
+SMALL_COST = (2 + 3) / 1000 * 0.002
+BIG_COST = 2 / 1000 * 0.01 + 3 / 1000 * 0.03
+
+
+def series(text: str, sample_name: str) -> dict[Labels, float]:
+    """Every sample called ``sample_name`` in the exposition ``text``, by its labels."""
+    out: dict[Labels, float] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == sample_name:
+                out[frozenset(s.labels.items())] = s.value
+    return out
+
+
+def labels(**kw: str) -> Labels:
+    return frozenset(kw.items())
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(0.01)
+
+
+async def scrape(proxy: RunningProxy) -> str:
+    r = await proxy.http.get("/metrics")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/plain; version=")
+    return r.text
+
+
+async def two_providers(
+    proxy_factory: Any, upstream_factory: Callable[..., FakeUpstream], **server: Any
+) -> tuple[RunningProxy, FakeUpstream, FakeUpstream]:
+    """A local box (priority 1) and a cloud API (priority 2), each on its own fake."""
+    box, cloud = upstream_factory(), upstream_factory()
+    proxy = await proxy_factory(
+        [provider("box", box.url, max_concurrent=2),
+         provider("cloud", cloud.url + "/v1", type="openai", priority=2, max_concurrent=3)],
+        [model("small", "box", cost_per_1k_tokens=0.002),
+         model("big", "cloud", cost_per_1k_input=0.01, cost_per_1k_output=0.03)],
+        **server,
+    )
+    await wait_until(lambda: all(p.status == "healthy" for p in proxy.engine.providers()))
+    return proxy, box, cloud
+
+
+async def chat(proxy: RunningProxy, model_name: str, *, stream: bool = False) -> Any:
+    body: dict[str, Any] = {"model": model_name, "messages": HELLO}
+    if stream:
+        body.update(stream=True, stream_options={"include_usage": True})
+    return await proxy.http.post("/v1/chat/completions", json=body)
+
+
+async def known_mix(proxy: RunningProxy, box: FakeUpstream) -> None:
+    """Two answers from the box (one streamed), one failover from the 500-ing box to the
+    cloud, one streamed cloud answer, one unknown model."""
+    assert (await chat(proxy, "small")).status_code == 200
+    streamed = await chat(proxy, "small", stream=True)
+    assert streamed.status_code == 200 and streamed.text.endswith("data: [DONE]\n\n")
+    box.script(Behaviour(mode="status", status=500), Behaviour(mode="status", status=500))
+    failed_over = await chat(proxy, "auto")
+    assert failed_over.status_code == 200 and failed_over.json()["provider"] == "cloud"
+    assert (await chat(proxy, "big", stream=True)).status_code == 200
+    missing = await chat(proxy, "no-such-model")
+    assert missing.status_code == 404
+
+
+async def test_metrics_show_exactly_the_known_mix(proxy_factory, upstream_factory):
+    proxy, box, _cloud = await two_providers(proxy_factory, upstream_factory)
+    await known_mix(proxy, box)
+    text = await scrape(proxy)
+
+    assert series(text, "local_ai_requests_total") == {
+        labels(endpoint=EP, model="small", provider="box", status="success"): 2,
+        labels(endpoint=EP, model="big", provider="cloud", status="success"): 2,
+        labels(endpoint=EP, model="unknown", provider="none", status="error"): 1,
+    }
+    assert series(text, "local_ai_provider_failover_total") == {
+        labels(from_provider="box", to_provider="cloud"): 1,
+    }
+    assert series(text, "local_ai_errors_total") == {
+        labels(endpoint=EP, provider="none", code="model_not_found"): 1,
+    }
+    assert series(text, "local_ai_request_duration_seconds_count") == {
+        labels(endpoint=EP, provider="box"): 2,
+        labels(endpoint=EP, provider="cloud"): 2,
+        labels(endpoint=EP, provider="none"): 1,
+    }
+    # Time to first token exists for streamed requests only.
+    assert series(text, "local_ai_time_to_first_token_seconds_count") == {
+        labels(endpoint=EP, provider="box"): 1,
+        labels(endpoint=EP, provider="cloud"): 1,
+    }
+    assert series(text, "local_ai_router_overhead_seconds_count") == {labels(endpoint=EP): 5}
+    # The unknown model never reached the queue.
+    assert series(text, "local_ai_queue_wait_seconds_count") == {labels(endpoint=EP): 4}
+    assert series(text, "local_ai_tokens_total") == {
+        labels(model="small", provider="box", kind="prompt"): 4,
+        labels(model="small", provider="box", kind="completion"): 6,
+        labels(model="big", provider="cloud", kind="prompt"): 4,
+        labels(model="big", provider="cloud", kind="completion"): 6,
+    }
+    cost = series(text, "local_ai_cost_usd_total")
+    assert cost.keys() == {labels(model="small", provider="box"),
+                           labels(model="big", provider="cloud")}
+    assert cost[labels(model="small", provider="box")] == pytest.approx(2 * SMALL_COST)
+    assert cost[labels(model="big", provider="cloud")] == pytest.approx(2 * BIG_COST)
+
+    assert series(text, "local_ai_provider_active_requests") == {
+        labels(provider="box"): 0, labels(provider="cloud"): 0}
+    assert series(text, "local_ai_provider_max_concurrent") == {
+        labels(provider="box"): 2, labels(provider="cloud"): 3}
+    assert series(text, "local_ai_provider_health") == {
+        labels(provider="box"): 1, labels(provider="cloud"): 1}
+    assert series(text, "local_ai_provider_info") == {
+        labels(provider="box", type="local"): 1, labels(provider="cloud", type="openai"): 1}
+    assert series(text, "local_ai_queue_depth") == {labels(): 0}
+    assert labels() in series(text, "local_ai_recorder_backlog")
+
+
+def test_promtool_is_installed():
+    """CI installs Debian's `prometheus` package for promtool; without it this fails."""
+    assert shutil.which("promtool"), (
+        "promtool is not on PATH: apt-get install -y prometheus (see .ci/run)"
+    )
+
+
+async def test_promtool_accepts_the_metrics(proxy_factory, upstream_factory):
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is not on PATH: apt-get install -y prometheus"
+    proxy, box, _cloud = await two_providers(proxy_factory, upstream_factory)
+    await known_mix(proxy, box)
+    text = await scrape(proxy)
+    done = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip() == "" and done.stderr.strip() == "", done.stdout + done.stderr
+
+
+async def test_labels_never_carry_client_text(proxy_factory, upstream_factory):
+    proxy, _box, _cloud = await two_providers(proxy_factory, upstream_factory)
+    secrets_ = ["conv-7f3a9c-private", "alice-the-user", "made-up-model-0xdeadbeef"]
+    r = await proxy.http.post(
+        "/v1/chat/completions",
+        json={"model": secrets_[2], "messages": [{"role": "user", "content": "secret words"}]},
+        headers={"X-Conversation-ID": secrets_[0], "X-Username": secrets_[1],
+                 "Authorization": "Bearer lai_0123456789abcdef0123456789abcdef"},
+    )
+    assert r.status_code == 404
+    ok = await proxy.http.post(
+        "/v1/chat/completions", json={"model": "small", "messages": HELLO},
+        headers={"X-Conversation-ID": secrets_[0], "X-Username": secrets_[1]})
+    assert ok.status_code == 200
+    text = await scrape(proxy)
+    for leaked in [*secrets_, "secret words", "lai_0123", "hello there"]:
+        assert leaked not in text
+    assert series(text, "local_ai_requests_total")[
+        labels(endpoint=EP, model="unknown", provider="none", status="error")] == 1
+
+
+async def test_a_stream_cut_after_its_first_byte_is_an_error_of_its_provider(
+    proxy_factory, upstream_factory
+):
+    proxy, box, _cloud = await two_providers(proxy_factory, upstream_factory)
+    box.script(Behaviour(mode="cut", cut_after=1, chunks=4))
+    r = await chat(proxy, "small", stream=True)
+    assert r.status_code == 200  # the stream had started; it ends with an error event
+    text = await scrape(proxy)
+    assert series(text, "local_ai_requests_total") == {
+        labels(endpoint=EP, model="small", provider="box", status="error"): 1}
+    assert series(text, "local_ai_errors_total") == {
+        labels(endpoint=EP, provider="box", code="upstream_error"): 1}
+    assert series(text, "local_ai_provider_failover_total") == {}
+
+
+async def test_live_gauges_show_in_flight_queue_and_health(proxy_factory, upstream_factory):
+    proxy, box, _cloud = await two_providers(proxy_factory, upstream_factory,
+                                             cloud_fallback=False)
+    box.default = Behaviour(first_delay=0.5)
+    # max_concurrent 2 on the box: two are served, the third waits in the queue.
+    calls = [asyncio.create_task(chat(proxy, "small")) for _ in range(3)]
+    await wait_until(lambda: proxy.engine.slots.queue_depth == 1)
+    text = await scrape(proxy)
+    assert series(text, "local_ai_provider_active_requests")[labels(provider="box")] == 2
+    assert series(text, "local_ai_provider_queue_depth")[labels(provider="box")] == 1
+    assert series(text, "local_ai_queue_depth") == {labels(): 1}
+    assert all(r.status_code == 200 for r in await asyncio.gather(*calls))
+    text = await scrape(proxy)
+    assert series(text, "local_ai_provider_active_requests")[labels(provider="box")] == 0
+    assert series(text, "local_ai_queue_depth") == {labels(): 0}
+    # The third request waited for a slot; its wait is in the histogram's sum.
+    assert series(text, "local_ai_queue_wait_seconds_sum")[labels(endpoint=EP)] >= 0.3
+
+    r = await proxy.http.post("/admin/providers/cloud/disable")
+    assert r.status_code == 200
+    text = await scrape(proxy)
+    assert series(text, "local_ai_provider_health") == {
+        labels(provider="box"): 1, labels(provider="cloud"): 0}
+    assert series(text, "local_ai_provider_enabled") == {
+        labels(provider="box"): 1, labels(provider="cloud"): 0}
+
+
+async def test_each_runtime_has_its_own_registry(proxy_factory, upstream_factory):
+    first, _box, _cloud = await two_providers(proxy_factory, upstream_factory)
+    second, _box2, _cloud2 = await two_providers(proxy_factory, upstream_factory)
+    assert (await chat(first, "small")).status_code == 200
+    assert series(await scrape(first), "local_ai_requests_total") == {
+        labels(endpoint=EP, model="small", provider="box", status="success"): 1}
+    assert series(await scrape(second), "local_ai_requests_total") == {}
+    assert not [m for m in REGISTRY.collect() if m.name.startswith("local_ai_")]
+
+
+async def test_energy_cost_is_counted_as_the_response_states_it(proxy_factory, upstream_factory):
+    box = upstream_factory()
+    box.default = Behaviour(delay=0.2)
+    # 3.6 MW at $1 per kWh is $1 a second: the energy cost is the serving time in dollars.
+    proxy = await proxy_factory(
+        [provider("box", box.url, power_watts=3_600_000)],
+        [model("small", "box", cost_per_1k_tokens=0.0)],
+        electricity_rate_kwh=1.0,
+    )
+    r = await chat(proxy, "small")
+    assert r.status_code == 200
+    stated = r.json()["cost_usd"]
+    assert 0.2 <= stated < 5.0
+    counted = series(await scrape(proxy), "local_ai_cost_usd_total")
+    assert counted == {labels(model="small", provider="box"): pytest.approx(stated, abs=1e-9)}
+
+
+async def test_metrics_are_open_unless_metrics_auth(proxy_factory, upstream_factory):
+    box = upstream_factory()
+    open_proxy = await proxy_factory([provider("box", box.url)], [model("small", "box")],
+                                     auth=True)
+    assert (await open_proxy.http.get("/metrics")).status_code == 200
+    closed = await proxy_factory([provider("box", box.url)], [model("small", "box")],
+                                 auth=True, metrics_auth=True)
+    r = await closed.http.get("/metrics")
+    # 401 without a key; 503 when the runtime cannot check keys at all (fails closed).
+    assert r.status_code in (401, 503)
+    assert r.json()["error"]["type"] in ("authentication_error", "service_unavailable")
