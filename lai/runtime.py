@@ -18,6 +18,7 @@ from lai.config.models import Settings
 from lai.engine.clock import Clock, SystemClock
 from lai.engine.engine import Engine
 from lai.store.db import Store, open_store
+from lai.store.images import ImageStore
 from lai.store.recorder import Recorder
 
 log = logging.getLogger("lai")
@@ -51,6 +52,8 @@ class Runtime:
     """The database (conversations, requests, keys); None for a store-less runtime."""
     recorder: Recorder | None = None
     """Writes every finished request to ``store``, batched, off the event loop."""
+    images: ImageStore | None = None
+    """Uploaded images (data_dir/images): upload, the engine's image resolver, retention."""
     extensions: dict[str, Any] = field(default_factory=dict)
     _started: bool = False
 
@@ -67,6 +70,8 @@ class Runtime:
             self.recorder.attach(self.engine.events)
             await self.recorder.start()
         await self.engine.start()
+        if self.images is not None:
+            self.images.start()
 
     async def close(self) -> None:
         """Stop background work, flush what must be kept, close the HTTP client."""
@@ -74,6 +79,8 @@ class Runtime:
             await self.client.aclose()
             return
         self._started = False
+        if self.images is not None:
+            await self.images.close()
         await self.engine.close()
         if self.recorder is not None:
             # After the engine, so the requests it let finish are recorded too.
@@ -100,7 +107,9 @@ def build_runtime(
         # Records a shutdown could not write wait here for the next start.
         recorder = Recorder(db, spill_path=settings.server.data_dir / "recorder-spill.jsonl")
     client = make_http_client(settings)
-    engine = Engine(settings, client, clock=clock)
-    return Runtime(
-        settings=settings, client=client, engine=engine, clock=clock, store=db, recorder=recorder
-    )
+    images = ImageStore.from_settings(settings.server, clock=clock)
+    if db is not None:
+        db.on_conversation_deleted.append(images.delete_conversation)
+    engine = Engine(settings, client, clock=clock, image_resolver=images.resolve)
+    return Runtime(settings=settings, client=client, engine=engine, clock=clock, images=images,
+                   store=db, recorder=recorder)

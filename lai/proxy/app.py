@@ -15,7 +15,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> Quart:
     With ``manage_runtime`` the app starts the runtime when it starts serving and closes
     it (flushing the recorder) when it stops; a caller that owns the runtime passes False.
     """
-    from lai.proxy.routes import admin, chat, conversations, health, models
+    from lai.proxy.routes import admin, chat, conversations, health, images, models
     from lai.proxy.routes import metrics as metrics_routes
     from lai.proxy.routes import stats as stats_routes
 
@@ -25,7 +25,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> Quart:
     app.config["RESPONSE_TIMEOUT"] = None
     app.extensions["lai.runtime"] = runtime
     install_error_handlers(app)
-    for module in (chat, models, health, admin, conversations):
+    for module in (chat, models, health, admin, images, conversations):
         app.register_blueprint(module.bp)
     # Metrics count engine events from now on, whether or not /metrics is ever scraped.
     install_metrics(runtime)
