@@ -37,7 +37,8 @@ _WRITE = "lai_write"
 BEGIN IMMEDIATE, so it waits for the write lock instead of failing halfway)."""
 _PG_MIGRATION_LOCK = 0x6C6169  # "lai": serialises concurrent `upgrade`s on PostgreSQL
 
-ConversationDeletedHook = Callable[[str], None]
+ConversationDeletedHook = Callable[[str], object]
+"""Called with a deleted conversation's id; what it returns is ignored."""
 
 
 def normalize_url(url: str | URL) -> URL:

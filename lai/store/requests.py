@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlmodel import col, select
@@ -84,7 +84,7 @@ def usage(
     """Request counts, tokens, cost and mean latencies per group, for requests started in
     ``[start, end)``; days are UTC dates ``YYYY-MM-DD``. Ordered by day, else by cost
     (highest first). Raises ``ValueError`` for an unknown ``by``."""
-    groups: dict[str, sa.ColumnElement[str | None]] = {
+    groups: dict[str, Any] = {
         "day": _day(store),
         "model": col(RequestRecord.model_id),
         "provider": col(RequestRecord.provider_id),
@@ -95,7 +95,7 @@ def usage(
     group = groups[by].label("grp")
     cost = sa.func.coalesce(sa.func.sum(RequestRecord.cost_usd), 0.0)
     stmt = (
-        select(
+        sa.select(
             group,
             sa.func.count(),
             sa.func.sum(sa.case((col(RequestRecord.status) == "error", 1), else_=0)),
@@ -112,7 +112,7 @@ def usage(
     if end is not None:
         stmt = stmt.where(col(RequestRecord.started_at) < end)
     with store.session() as session:
-        rows = session.exec(stmt).all()
+        rows = session.execute(stmt).all()
     return [
         UsageRow(
             group=g,
