@@ -1,0 +1,110 @@
+"""``LaiApp``: four panes (board, conversations, keys, chat) over one client.
+
+Each pane is a Textual mode with its own screen, so switching keeps its state (a stream
+keeps streaming on pane 4 while pane 1 is shown). Nothing here does IO: the client is
+started in a worker once the app is on screen.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from functools import partial
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.worker import Worker, WorkerState
+
+from lai.tui.client import LaiClient
+from lai.tui.notify import notify_error
+from lai.tui.screens.board import BoardScreen
+from lai.tui.screens.chat import ChatScreen
+from lai.tui.screens.conversations import ConversationsScreen
+from lai.tui.screens.help import HelpScreen, HelpSection, binding_rows
+from lai.tui.screens.keys import KeysScreen
+from lai.tui.widgets.header import PANES
+
+PANE_SCREENS: dict[str, type[Screen[None]]] = {
+    "board": BoardScreen,
+    "conversations": ConversationsScreen,
+    "keys": KeysScreen,
+    "chat": ChatScreen,
+}
+
+
+class LaiApp(App[None]):
+    """The ``lai`` terminal UI. ``client`` is the only way it reaches lai; ``clock``
+    (wall-clock seconds) is fixed in snapshot tests."""
+
+    CSS_PATH = "lai.tcss"
+    TITLE = "lai"
+    MODES = PANE_SCREENS  # type: ignore[assignment]
+    DEFAULT_MODE = "board"
+    BINDINGS = [
+        Binding("1", "pane('board')", "Board", id="pane-board", show=False),
+        Binding("2", "pane('conversations')", "Conversations", id="pane-conversations",
+                show=False),
+        Binding("3", "pane('keys')", "Keys", id="pane-keys", show=False),
+        Binding("4", "pane('chat')", "Chat", id="pane-chat", show=False),
+        Binding("question_mark", "help", "Help", id="help"),
+        Binding("ctrl+q", "quit", "Quit", id="quit", priority=True),
+    ]
+
+    def __init__(self, client: LaiClient, *, clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
+        self.client = client
+        self.clock = clock
+
+    def on_mount(self) -> None:
+        self.start_client()
+
+    @work(exit_on_error=False, description="Starting")
+    async def start_client(self) -> None:
+        await self.client.start()
+
+    async def on_unmount(self) -> None:
+        await self.client.close()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if event.state == WorkerState.ERROR and worker.error is not None:
+            notify_error(self, worker.error, worker.description or "Error")
+
+    # -- actions
+
+    def action_pane(self, pane: str) -> None:
+        """Show pane ``board``, ``conversations``, ``keys`` or ``chat``."""
+        if pane in PANE_SCREENS and self.current_mode != pane:
+            self.switch_mode(pane)
+
+    def help_sections(self) -> list[HelpSection]:
+        """Every binding: the app's, then each pane's, for ``?`` and the docs."""
+        panes = [b for b in self.BINDINGS if b.action.startswith("pane(")]
+        others = [b for b in self.BINDINGS if b not in panes]
+        general = [("1 2 3 4", "Board, Conversations, Keys, Chat "
+                               "(escape first when typing in a box)"),
+                   *binding_rows(others),
+                   ("ctrl+p", "Command palette: every action by name")]
+        sections: list[HelpSection] = [("Everywhere", general)]
+        for number, (pane, title) in enumerate(PANES, start=1):
+            sections.append((f"{number} {title}", binding_rows(PANE_SCREENS[pane].BINDINGS)))
+        return sections
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.help_sections()))
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        """The palette: every pane, every binding of the current pane, then Textual's own."""
+        for number, (pane, title) in enumerate(PANES, start=1):
+            yield SystemCommand(f"Go to {title}", f"Show pane {number} ({number})",
+                                partial(self.action_pane, pane))
+        for binding in screen.BINDINGS:
+            if isinstance(binding, Binding) and binding.description:
+                yield SystemCommand(binding.description, f"{screen.__class__.__name__[:-6]}: "
+                                    f"key {binding.key}",
+                                    partial(screen.run_action, binding.action))
+        yield SystemCommand("Help", "Every key binding (?)", self.action_help)
+        yield from super().get_system_commands(screen)

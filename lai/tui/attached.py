@@ -1,0 +1,163 @@
+"""AttachedClient: a ``lai proxy`` is running, so the TUI talks to it.
+
+Live state, events, provider toggles and chat go over the admin unix socket
+(``data_dir/lai.sock``, no key needed: whoever can open it can read the database), so
+the proxy's engine counts every slot. Conversations and keys go through the shared store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from lai.config.models import Settings
+from lai.engine.sse import SSEDecoder
+from lai.engine.types import InFlight, ProviderSnapshot
+from lai.store.db import Store
+from lai.tui.chatstream import ChatStreamReader
+from lai.tui.client import (
+    ChatEvent,
+    ChatStarted,
+    ClientError,
+    Mode,
+    provider_from_dict,
+)
+from lai.tui.storeclient import StoreAccess
+
+SOCKET_NAME = "lai.sock"
+
+
+def socket_path(settings: Settings) -> Path:
+    """Where a proxy for these settings keeps its admin socket."""
+    return settings.server.data_dir / SOCKET_NAME
+
+
+def proxy_answers(path: Path, timeout: float = 0.5) -> bool:
+    """True when a proxy answers ``GET /health`` on the unix socket at ``path``."""
+    if not path.exists():
+        return False
+    try:
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(path)),
+                          base_url="http://lai", timeout=timeout, trust_env=False) as http:
+            return http.get("/health").status_code == 200
+    except (httpx.HTTPError, OSError):
+        return False
+
+
+class AttachedClient(StoreAccess):
+    """A :class:`~lai.tui.client.LaiClient` over a running proxy's admin socket."""
+
+    mode: Mode = "attached"
+
+    def __init__(self, settings: Settings, store: Store, *, sock: Path | None = None) -> None:
+        super().__init__(store, settings)
+        self.settings = settings
+        self.socket = sock or socket_path(settings)
+        self.location = str(self.socket)
+        self.http = httpx.AsyncClient(
+            transport=httpx.AsyncHTTPTransport(uds=str(self.socket)),
+            base_url="http://lai",
+            # Chat answers may pause long between tokens; the proxy's own read_timeout
+            # ends a stuck upstream, so the TUI only bounds connecting.
+            timeout=httpx.Timeout(connect=5.0, read=None, write=30.0, pool=30.0),
+            trust_env=False,
+        )
+
+    async def start(self) -> None:
+        """Nothing to start: the proxy runs the engine and has migrated the store."""
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    # -- HTTP
+
+    def _unreachable(self, exc: Exception) -> ClientError:
+        return ClientError(f"The lai proxy at {self.socket} is not reachable "
+                           f"({type(exc).__name__}: {exc or 'no answer'}).")
+
+    async def _json(self, method: str, url: str, **kwargs: Any) -> Any:
+        try:
+            resp = await self.http.request(method, url, timeout=10.0, **kwargs)
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from None
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        if resp.status_code >= 400:
+            raise ClientError.from_body(body, resp.status_code)
+        return body
+
+    # -- board
+
+    async def providers(self) -> list[ProviderSnapshot]:
+        body = await self._json("GET", "/v1/providers")
+        return [provider_from_dict(p) for p in body["data"]]
+
+    async def in_flight(self) -> list[InFlight] | None:
+        return None  # the board follows request_started / request_finished events
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        decoder = SSEDecoder()
+        try:
+            async with self.http.stream("GET", "/admin/events") as resp:
+                if resp.status_code != 200:
+                    body = await resp.aread()
+                    raise ClientError.from_body(_loads(body), resp.status_code)
+                async for chunk in resp.aiter_bytes():
+                    for _name, data in decoder.feed(chunk):
+                        event = _loads(data)
+                        if isinstance(event, dict) and "kind" in event:
+                            yield event
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from None
+        raise ClientError(f"The lai proxy at {self.socket} closed the event stream.")
+
+    async def set_enabled(self, provider_id: str, enabled: bool) -> ProviderSnapshot:
+        action = "enable" if enabled else "disable"
+        body = await self._json("POST", f"/admin/providers/{provider_id}/{action}")
+        return provider_from_dict(body)
+
+    async def check(self, provider_id: str) -> ProviderSnapshot:
+        body = await self._json("POST", f"/admin/providers/{provider_id}/check")
+        return provider_from_dict(body)
+
+    async def models(self) -> list[dict[str, Any]]:
+        body = await self._json("GET", "/v1/models")
+        return list(body["data"])
+
+    # -- chat
+
+    async def chat(
+        self, body: dict[str, Any], *, conversation_id: str, display_name: str | None = None
+    ) -> AsyncIterator[ChatEvent]:
+        headers = {"X-Source": "tui", "X-Conversation-ID": conversation_id}
+        if display_name:
+            headers["X-Display-Name"] = display_name
+        try:
+            async with self.http.stream("POST", "/v1/chat/completions", json=body,
+                                        headers=headers) as resp:
+                if resp.status_code != 200:
+                    raise ClientError.from_body(_loads(await resp.aread()), resp.status_code)
+                reader = ChatStreamReader(resp.headers.get("x-provider"),
+                                          resp.headers.get("x-model"))
+                yield ChatStarted(reader.provider or "?", reader.model or "?")
+                async for chunk in resp.aiter_bytes():
+                    for event in reader.feed(chunk):
+                        yield event
+                for event in reader.close():
+                    yield event
+                yield reader.finish()
+        except httpx.HTTPError as exc:
+            raise self._unreachable(exc) from None
+
+
+def _loads(data: bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None

@@ -1,0 +1,223 @@
+"""The one object the TUI talks to: :class:`LaiClient`, and the values it hands back.
+
+Screens never reach the engine, the proxy or the store themselves; they call a client
+handed to the app. Two implementations share this protocol:
+
+- :class:`~lai.tui.attached.AttachedClient` talks to a running ``lai proxy`` over its
+  admin unix socket, so one engine counts every slot;
+- :class:`~lai.tui.embedded.EmbeddedClient` runs the engine in this process.
+
+Both reach conversations and keys through the shared store. Every method raises
+:class:`ClientError` (carrying the OpenAI-shaped message) for anything a user should
+read; nothing else is meant to escape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from lai.engine.types import InFlight, ProviderSnapshot
+from lai.errors import LaiError
+
+Mode = Literal["attached", "embedded"]
+
+
+class ClientError(Exception):
+    """Something the operator should read: the OpenAI error ``message`` and its code."""
+
+    def __init__(
+        self, message: str, *, type: str = "api_error", code: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.type = type
+        self.code = code
+        self.status = status
+
+    @classmethod
+    def from_lai(cls, exc: LaiError) -> ClientError:
+        """The same error as the proxy would have rendered it."""
+        return cls(exc.message, type=exc.type, code=exc.code, status=exc.status)
+
+    @classmethod
+    def from_body(cls, body: Any, status: int) -> ClientError:
+        """From an OpenAI error body ``{"error": {...}}``; anything else gets a plain text."""
+        err = body.get("error") if isinstance(body, dict) else None
+        if isinstance(err, dict) and err.get("message"):
+            return cls(str(err["message"]), type=str(err.get("type") or "api_error"),
+                       code=err.get("code"), status=status)
+        return cls(f"The proxy answered HTTP {status}.", status=status)
+
+
+def provider_from_dict(data: dict[str, Any]) -> ProviderSnapshot:
+    """A provider as ``GET /v1/providers`` describes it (missing fields get defaults)."""
+    return ProviderSnapshot(
+        id=str(data["id"]),
+        name=str(data.get("name") or data["id"]),
+        type=str(data.get("type") or ""),
+        status=data.get("status") or "unknown",
+        enabled=bool(data.get("enabled", True)),
+        priority=int(data.get("priority") or 0),
+        active_requests=int(data.get("active_requests") or 0),
+        max_concurrent=int(data.get("max_concurrent") or 0),
+        queue_depth=int(data.get("queue_depth") or 0),
+        latency_ms=data.get("latency_ms"),
+        last_check=data.get("last_check"),
+        consecutive_failures=int(data.get("consecutive_failures") or 0),
+        last_error=data.get("last_error"),
+        models=tuple(data.get("models") or ()),
+        warm_models=tuple(data.get("warm_models") or ()),
+    )
+
+
+# ---------------------------------------------------------------------- chat values
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """An image read from a path and validated as the upload endpoint would."""
+
+    path: str
+    filename: str
+    media_type: str
+    size: int
+    width: int
+    height: int
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatStarted:
+    """The router picked a provider and model; the answer is on its way."""
+
+    provider: str
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChatDelta:
+    """A piece of the answer's text."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChatFinished:
+    """The end of an answer: who served it and what it cost."""
+
+    provider: str | None
+    model: str | None
+    prompt_tokens: int | None
+    completion_tokens: int
+    finish_reason: str | None
+
+
+ChatEvent = ChatStarted | ChatDelta | ChatFinished
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationList:
+    """One page of conversations (API dicts, newest first)."""
+
+    data: list[dict[str, Any]]
+    has_more: bool
+    total: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    """A key just created or rotated: ``secret`` is shown once and never again."""
+
+    key: dict[str, Any]
+    secret: str
+
+
+# ---------------------------------------------------------------------- the protocol
+
+
+class LaiClient(Protocol):
+    """What the TUI needs from lai. Every method raises ClientError on failure."""
+
+    mode: Mode
+    location: str
+    """The proxy address (attached) or the config path (embedded), for the header."""
+
+    async def start(self) -> None:
+        """Connect or start the embedded runtime. Idempotent."""
+
+    async def close(self) -> None:
+        """Release everything ``start`` took."""
+
+    # -- board
+    async def providers(self) -> list[ProviderSnapshot]:
+        """Every provider's live state, by priority."""
+
+    async def in_flight(self) -> list[InFlight] | None:
+        """Requests served right now, or None when only events tell (attached)."""
+
+    def events(self) -> AsyncIterator[dict[str, Any]]:
+        """Engine events as JSON-ready dicts with a ``kind``, a ``snapshot`` first."""
+
+    async def set_enabled(self, provider_id: str, enabled: bool) -> ProviderSnapshot:
+        """Enable or disable a provider at run time."""
+
+    async def check(self, provider_id: str) -> ProviderSnapshot:
+        """Probe a provider now."""
+
+    async def models(self) -> list[dict[str, Any]]:
+        """The ``GET /v1/models`` list, ``auto`` first."""
+
+    # -- chat
+    def chat(
+        self, body: dict[str, Any], *, conversation_id: str, display_name: str | None = None
+    ) -> AsyncIterator[ChatEvent]:
+        """Stream a chat answer (source ``tui``). Closing the iterator stops the request."""
+
+    async def load_attachment(self, path: str) -> Attachment:
+        """Read and validate an image as the upload endpoint would."""
+
+    async def save_attachments(
+        self, conversation_id: str, message_id: str, attachments: list[Attachment]
+    ) -> list[dict[str, Any]]:
+        """Store images for a message; answers its ``image_refs`` (the engine sends them
+        to the model as base64)."""
+
+    def image_path(self, ref: Any) -> str:
+        """Where an ``image_refs`` item lives on disk, for display."""
+
+    # -- conversations
+    async def conversations(
+        self, *, q: str | None, limit: int, offset: int
+    ) -> ConversationList:
+        """A page of conversations, newest first, optionally full-text searched."""
+
+    async def conversation(self, conversation_id: str) -> dict[str, Any]:
+        """A conversation with its ``messages``."""
+
+    async def rename_conversation(self, conversation_id: str, name: str | None) -> None:
+        """Set or clear its display name."""
+
+    async def delete_conversation(self, conversation_id: str) -> None:
+        """Delete it with its messages and images."""
+
+    # -- keys
+    async def keys(self) -> list[dict[str, Any]]:
+        """Every key (prefix only, never key material)."""
+
+    async def create_key(
+        self, name: str, *, expires: str | None, scopes: list[str], priority: int
+    ) -> NewKey:
+        """Make a key (``expires`` like ``30d``, None for never); the secret is in the
+        answer once."""
+
+    async def rotate_key(self, prefix: str, *, grace: str) -> NewKey:
+        """Issue a successor; the old key works until ``grace`` (``24h``) ends."""
+
+    async def set_key_enabled(self, prefix: str, enabled: bool) -> None:
+        """Revoke (False) or enable (True) the key with this prefix."""
+
+    async def delete_key(self, prefix: str) -> None:
+        """Delete the key with this prefix for good."""

@@ -1,0 +1,136 @@
+"""EmbeddedClient: no proxy is running, so the TUI runs the runtime in this process.
+
+The engine checks providers and serves the chat pane; the store (migrated to head first)
+keeps the conversations, written by the same recorder the proxy uses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from lai.engine.events import Event
+from lai.engine.types import InFlight, ProviderSnapshot, RequestContext
+from lai.errors import LaiError
+from lai.runtime import Runtime
+from lai.tui.chatstream import ChatStreamReader
+from lai.tui.client import ChatEvent, ChatStarted, ClientError, Mode
+from lai.tui.storeclient import STORE_ERRORS, StoreAccess, client_error
+
+EVENT_QUEUE_SIZE = 1000
+
+
+def event_dict(event: Event) -> dict[str, Any]:
+    """An engine event as the proxy's ``/admin/events`` sends it (no message bodies)."""
+    data: dict[str, Any] = asdict(event) if is_dataclass(event) else {}
+    data.pop("request_messages", None)
+    data.pop("response_message", None)
+    ctx = data.pop("context", None)
+    if ctx:
+        data["request_id"] = ctx["request_id"]
+        data["key_name"] = ctx["key_name"]
+        data["conversation_id"] = ctx["conversation_id"]
+    return data
+
+
+class EmbeddedClient(StoreAccess):
+    """A :class:`~lai.tui.client.LaiClient` over an in-process runtime."""
+
+    mode: Mode = "embedded"
+
+    def __init__(self, runtime: Runtime, *, config_path: Path | str) -> None:
+        if runtime.store is None:
+            raise ValueError("the embedded TUI needs a runtime with a store")
+        super().__init__(runtime.store, runtime.settings)
+        self.runtime = runtime
+        self.location = str(config_path)
+        self._start_lock = asyncio.Lock()
+        self._started = False
+
+    async def start(self) -> None:
+        """Migrate the store and start the runtime (health checks, recorder)."""
+        async with self._start_lock:
+            if self._started:
+                return
+            # Runtime.start migrates the store to head before anything reads it.
+            try:
+                await self.runtime.start()
+            except STORE_ERRORS as exc:
+                raise client_error(exc) from None
+            self._started = True
+
+    async def _ready(self) -> None:
+        await self.start()
+
+    async def close(self) -> None:
+        """Stop the runtime; the recorder writes what it holds first."""
+        await self.runtime.close()
+
+    # -- board
+
+    async def providers(self) -> list[ProviderSnapshot]:
+        return self.runtime.engine.providers()
+
+    async def in_flight(self) -> list[InFlight] | None:
+        return self.runtime.engine.in_flight()
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        engine = self.runtime.engine
+        queue: asyncio.Queue[Event] = asyncio.Queue(EVENT_QUEUE_SIZE)
+
+        def observe(event: Event) -> None:
+            if queue.full():  # a slow board loses the oldest events, never memory
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+            queue.put_nowait(event)
+
+        unsubscribe = engine.events.subscribe(observe)
+        try:
+            yield {"kind": "snapshot", "providers": [p.to_dict() for p in engine.providers()]}
+            while True:
+                yield event_dict(await queue.get())
+        finally:
+            unsubscribe()
+
+    async def set_enabled(self, provider_id: str, enabled: bool) -> ProviderSnapshot:
+        try:
+            return self.runtime.engine.set_enabled(provider_id, enabled)
+        except LaiError as exc:
+            raise ClientError.from_lai(exc) from None
+
+    async def check(self, provider_id: str) -> ProviderSnapshot:
+        try:
+            return await self.runtime.engine.check(provider_id)
+        except LaiError as exc:
+            raise ClientError.from_lai(exc) from None
+
+    async def models(self) -> list[dict[str, Any]]:
+        return self.runtime.engine.models()
+
+    # -- chat
+
+    async def chat(
+        self, body: dict[str, Any], *, conversation_id: str, display_name: str | None = None
+    ) -> AsyncIterator[ChatEvent]:
+        ctx = RequestContext(conversation_id=conversation_id, source="tui",
+                             display_name=display_name)
+        try:
+            stream = await self.runtime.engine.stream(body, ctx)
+        except LaiError as exc:
+            raise ClientError.from_lai(exc) from None
+        # aclose in finally: a stopped answer (escape) frees the slot and is recorded.
+        try:
+            reader = ChatStreamReader(stream.provider_id, stream.model_id)
+            yield ChatStarted(stream.provider_id, stream.model_id)
+            async for chunk in stream:
+                for event in reader.feed(chunk):
+                    yield event
+            for event in reader.close():
+                yield event
+            yield reader.finish()
+        finally:
+            await stream.aclose()

@@ -1,0 +1,312 @@
+"""Pane 4, chat: pick a provider then a model, write, attach images, watch it stream.
+
+The conversation is saved by whoever serves it (the proxy's or the embedded recorder)
+with source ``tui``, so it shows up in pane 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Footer, Input, Markdown, OptionList, Static
+from textual.widgets.option_list import Option
+
+from lai.engine.types import ProviderSnapshot
+from lai.tui.client import Attachment, ChatDelta, ChatFinished, ChatStarted, ClientError
+from lai.tui.notify import notify_error
+from lai.tui.screens.base import PaneScreen
+from lai.tui.screens.board import STATUS_STYLE
+from lai.tui.screens.prompt import PromptScreen
+from lai.tui.widgets.chat import AnswerView, AttachPathSuggester, UserMessage
+from lai.tui.widgets.header import PaneHeader
+
+AUTO = "auto"
+OFFLINE = ("unhealthy", "disabled")
+REFRESH_SECONDS = 5.0
+
+
+def new_conversation_id() -> str:
+    return "conv_" + secrets.token_hex(12)
+
+
+def provider_prompt(p: ProviderSnapshot) -> Text:
+    """``● gaming-pc  healthy 1/4`` (the status coloured)."""
+    style = STATUS_STYLE.get(p.status, "")
+    return Text.assemble(("● ", style), p.name, "\n  ", (p.status, style),
+                         f" · {p.active_requests}/{p.max_concurrent} in flight")
+
+
+def model_prompt(m: dict[str, Any]) -> Text:
+    warm = bool(m.get("warm"))
+    text = Text.assemble(("● " if warm else "○ ", "green" if warm else "dim"), str(m["id"]),
+                         (" warm" if warm else " cold", "dim"))
+    if (m.get("capabilities") or {}).get("vision"):
+        text.append(" · vision", style="cyan")
+    return text
+
+
+class ChatScreen(PaneScreen):
+    """Provider, model, message box; answers stream in as Markdown."""
+
+    PANE = "chat"
+    BINDINGS = [
+        Binding("ctrl+o", "attach", "Attach image", id="chat-attach"),
+        Binding("escape", "stop", "Stop / leave box", id="chat-stop"),
+        Binding("ctrl+n", "new_chat", "New chat", id="chat-new"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.providers: list[ProviderSnapshot] = []
+        self.model_list: list[dict[str, Any]] = []
+        self.history: list[dict[str, Any]] = []
+        self.attachments: list[Attachment] = []
+        self.conversation_id = new_conversation_id()
+        self.streaming = False
+
+    def compose(self) -> ComposeResult:
+        yield PaneHeader(self.PANE, self.client.mode, self.client.location)
+        with Horizontal(id="chat"):
+            with Vertical(id="selector"):
+                yield Static("1 · Provider", classes="section-title")
+                yield OptionList(Option("Auto (best available)", id=AUTO), id="provider-list")
+                yield Static("2 · Model", classes="section-title")
+                yield OptionList(id="model-list")
+            with Vertical(id="conversation"):
+                with VerticalScroll(id="transcript"):
+                    yield Static("Pick a provider and a model, then write below. "
+                                 "/attach PATH or ctrl+o adds an image.",
+                                 id="chat-empty", classes="empty")
+                yield Static("", id="attachments")
+                yield Input(placeholder="Message · enter sends · /attach PATH · /detach",
+                            suggester=AttachPathSuggester(), id="message")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#attachments").display = False
+        self.query_one("#message", Input).focus()
+        self.load_choices()
+        self.set_interval(REFRESH_SECONDS, self.load_choices)
+
+    def on_screen_resume(self) -> None:
+        self.load_choices()
+
+    # -- the two-step selector
+
+    @work(group="choices", exclusive=True, exit_on_error=False, description="Loading providers")
+    async def load_choices(self) -> None:
+        providers, models = await asyncio.gather(self.client.providers(), self.client.models())
+        self.providers, self.model_list = providers, models
+        plist = self.query_one("#provider-list", OptionList)
+        for p in providers:
+            prompt = provider_prompt(p)
+            try:
+                plist.get_option(p.id)
+            except Exception:  # OptionDoesNotExist: a new provider
+                plist.add_option(Option(prompt, id=p.id, disabled=p.status in OFFLINE))
+                continue
+            plist.replace_option_prompt(p.id, prompt)
+            if p.status in OFFLINE:
+                plist.disable_option(p.id)
+            else:
+                plist.enable_option(p.id)
+        if plist.highlighted is None:
+            plist.highlighted = 0
+        self._fill_models()
+
+    @on(OptionList.OptionHighlighted, "#provider-list")
+    def _provider_changed(self) -> None:
+        self._fill_models()
+
+    @on(OptionList.OptionSelected, "#provider-list")
+    def _provider_chosen(self) -> None:
+        self.query_one("#model-list", OptionList).focus()
+
+    @on(OptionList.OptionSelected, "#model-list")
+    def _model_chosen(self) -> None:
+        self.query_one("#message", Input).focus()
+
+    def selected_provider(self) -> str:
+        plist = self.query_one("#provider-list", OptionList)
+        if plist.highlighted is None:
+            return AUTO
+        return plist.get_option_at_index(plist.highlighted).id or AUTO
+
+    def _fill_models(self) -> None:
+        pid = self.selected_provider()
+        mlist = self.query_one("#model-list", OptionList)
+        if pid == AUTO:
+            wanted = [Option(Text("auto (router picks)"), id=AUTO)]
+        else:
+            wanted = [Option(model_prompt(m), id=f"{pid}/{m['id']}")
+                      for m in self.model_list if m.get("provider") == pid]
+        current = [mlist.get_option_at_index(i).id for i in range(mlist.option_count)]
+        if current == [o.id for o in wanted]:
+            for option in wanted:  # warm/cold changed: replace prompts in place
+                mlist.replace_option_prompt(option.id or "", option.prompt)
+            return
+        highlighted = mlist.highlighted
+        mlist.clear_options()
+        mlist.add_options(wanted)
+        if wanted:
+            mlist.highlighted = 0 if highlighted is None else min(highlighted, len(wanted) - 1)
+
+    def selected_model(self) -> str:
+        mlist = self.query_one("#model-list", OptionList)
+        if mlist.highlighted is None:
+            return AUTO
+        return mlist.get_option_at_index(mlist.highlighted).id or AUTO
+
+    # -- attachments
+
+    def action_attach(self) -> None:
+        def chosen(path: str | None) -> None:
+            if path and path.strip():
+                self.attach(path.strip())
+
+        self.app.push_screen(PromptScreen("Attach an image", "Path of a PNG, JPEG, GIF or WebP:",
+                                          placeholder="~/pictures/cat.png",
+                                          suggester=AttachPathSuggester(command=None)), chosen)
+
+    @work(group="attach", exit_on_error=False, description="Attach")
+    async def attach(self, path: str) -> None:
+        attachment = await self.client.load_attachment(path)
+        self.attachments.append(attachment)
+        self._show_attachments()
+
+    def _show_attachments(self) -> None:
+        box = self.query_one("#attachments", Static)
+        box.display = bool(self.attachments)
+        text = Text("Attached: ", style="bold")
+        for i, a in enumerate(self.attachments):
+            if i:
+                text.append(" · ")
+            text.append(f"📎 {a.path} ({a.size / 1024:.1f} KB)")
+        box.update(text)
+
+    # -- sending
+
+    @on(Input.Submitted, "#message")
+    def _submitted(self, event: Input.Submitted) -> None:
+        text = event.value.strip()
+        if text.startswith("/attach"):
+            event.input.clear()
+            path = text[len("/attach"):].strip()
+            if path:
+                self.attach(path)
+            else:
+                self.action_attach()
+            return
+        if text == "/detach":
+            event.input.clear()
+            self.attachments.clear()
+            self._show_attachments()
+            return
+        if not text and not self.attachments:
+            return
+        if self.streaming:
+            self.notify("An answer is still streaming; escape stops it.", title="Chat",
+                        severity="warning")
+            return
+        event.input.clear()
+        self.send(text)
+
+    def send(self, text: str) -> None:
+        """Show the message (and its attachments) and stream the answer."""
+        transcript = self.query_one("#transcript", VerticalScroll)
+        self.query_one("#chat-empty").display = False
+        answer = AnswerView(classes="answer")
+        attachments, self.attachments = self.attachments, []
+        transcript.mount(UserMessage(text, [a.path for a in attachments]))
+        transcript.mount(answer)
+        transcript.anchor()
+        self._show_attachments()
+        first = next((m["content"] for m in self.history if m["role"] == "user"), text)
+        self.streaming = True
+        self.stream_answer(text, attachments, answer, (first or text)[:60] or None)
+
+    @work(group="chat", exclusive=True, exit_on_error=False, description="Chat")
+    async def stream_answer(self, text: str, attachments: list[Attachment],
+                            answer: AnswerView, name: str | None) -> None:
+        """Store the images, send the conversation, stream the answer into ``answer``.
+
+        Escape cancels this worker, which closes the stream and so stops the request.
+        """
+        stream = Markdown.get_stream(answer.markdown)
+        started = time.monotonic()
+        parts: list[str] = []
+        who = ""
+        finished: ChatFinished | None = None
+        outcome = "error"
+        sent = False
+        try:
+            message: dict[str, Any] = {"role": "user", "content": text}
+            if attachments:
+                # Stored like an upload, so the conversation lists them by path; the
+                # engine turns the refs into base64 image parts for the vision model.
+                message["image_refs"] = await self.client.save_attachments(
+                    self.conversation_id, "msg_" + secrets.token_hex(6), attachments)
+            self.history.append(message)
+            sent = True
+            body = {"model": self.selected_model(), "messages": list(self.history),
+                    "stream": True, "stream_options": {"include_usage": True}}
+            async for event in self.client.chat(body, conversation_id=self.conversation_id,
+                                                display_name=name):
+                if isinstance(event, ChatStarted):
+                    who = f"{event.provider} · {event.model}"
+                    answer.set_meta(f"{who} · streaming…")
+                elif isinstance(event, ChatDelta):
+                    parts.append(event.text)
+                    await stream.write(event.text)
+                elif isinstance(event, ChatFinished):
+                    finished = event
+            outcome = "done"
+        except ClientError as exc:
+            answer.set_meta(f"{who + ' · ' if who else ''}failed: {exc.message}", style="red")
+            notify_error(self, exc, "Chat")
+        except asyncio.CancelledError:
+            outcome = "stopped"
+            raise
+        finally:
+            await stream.stop()
+            self.streaming = False
+            seconds = time.monotonic() - started
+            if outcome == "error" and not parts:
+                if sent:  # nothing came back: the operator may send it again
+                    self.history.pop()
+            elif parts:
+                self.history.append({"role": "assistant", "content": "".join(parts)})
+            if outcome == "stopped":
+                answer.set_meta(f"{who + ' · ' if who else ''}stopped after {seconds:.1f} s",
+                                style="yellow")
+            elif finished is not None:
+                answer.set_meta(
+                    f"{finished.provider or '?'} · {finished.model or '?'} · "
+                    f"{finished.completion_tokens} tokens · {seconds:.1f} s")
+
+    def action_stop(self) -> None:
+        if self.streaming:
+            self.workers.cancel_group(self, "chat")
+        elif self.focused is self.query_one("#message", Input):
+            # Leave the message box so 1-4 switch panes again.
+            self.query_one("#provider-list", OptionList).focus()
+
+    def action_new_chat(self) -> None:
+        if self.streaming:
+            self.workers.cancel_group(self, "chat")
+        self.history.clear()
+        self.attachments.clear()
+        self._show_attachments()
+        self.conversation_id = new_conversation_id()
+        transcript = self.query_one("#transcript", VerticalScroll)
+        transcript.remove_children([w for w in transcript.children if w.id != "chat-empty"])
+        self.query_one("#chat-empty").display = True
+        self.query_one("#message", Input).focus()

@@ -1,0 +1,75 @@
+"""The new-key form: name, expiry, scope and queue priority."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Static
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRequest:
+    """What the form asks the client to create."""
+
+    name: str
+    expires: str | None
+    scopes: list[str]
+    priority: int
+
+
+class KeyFormScreen(ModalScreen[KeyRequest | None]):
+    """Dismisses with a KeyRequest, or None when cancelled. Values are checked by the
+    store when the key is made; the form only requires a name."""
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="key-form-cancel"),
+        Binding("ctrl+s", "create", "Create", id="key-form-create"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog key-form"):
+            yield Static("New API key", classes="dialog-title")
+            yield Label("Name (e.g. laptop, agent-ci)")
+            yield Input(placeholder="name", id="key-name")
+            yield Label("Expires after (e.g. 30d, 24h, 2w; empty: never)")
+            yield Input(placeholder="never", id="key-expires")
+            yield Checkbox("admin scope (the /admin endpoints over TCP)", id="key-admin")
+            yield Label("Queue priority")
+            with RadioSet(id="key-priority"):
+                yield RadioButton("1 · normal", value=True, id="priority-1")
+                yield RadioButton("0 · first in the queue (agents)", id="priority-0")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Create (ctrl+s)", variant="primary", id="create")
+                yield Button("Cancel (esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#key-name", Input).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "create":
+            self.action_create()
+        else:
+            self.dismiss(None)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_create()
+
+    def action_create(self) -> None:
+        name = self.query_one("#key-name", Input).value.strip()
+        if not name:
+            self.notify("A key needs a name.", title="New key", severity="warning")
+            self.query_one("#key-name", Input).focus()
+            return
+        expires = self.query_one("#key-expires", Input).value.strip() or None
+        scopes = ["admin"] if self.query_one("#key-admin", Checkbox).value else []
+        pressed = self.query_one("#key-priority", RadioSet).pressed_button
+        priority = 0 if pressed is not None and pressed.id == "priority-0" else 1
+        self.dismiss(KeyRequest(name, expires, scopes, priority))
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,151 @@
+"""Conversations, keys and images straight from the shared store, for both clients.
+
+The repository functions are blocking; each call runs in a worker thread so the UI never
+waits on the database. Store and validation errors become :class:`ClientError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from lai.config.models import Settings
+from lai.durations import parse_duration
+from lai.errors import LaiError
+from lai.store import conversations as repo
+from lai.store import keys as keyrepo
+from lai.store.db import Store
+from lai.store.images import ImageStore
+from lai.tui.attach import read_attachment
+from lai.tui.client import Attachment, ClientError, ConversationList, NewKey
+
+T = TypeVar("T")
+
+
+STORE_ERRORS = (LaiError, ValueError, SQLAlchemyError)
+
+
+def client_error(exc: BaseException) -> ClientError:
+    """A store, validation or lai error as the ClientError the TUI shows."""
+    if isinstance(exc, ClientError):
+        return exc
+    if isinstance(exc, LaiError):
+        return ClientError.from_lai(exc)
+    if isinstance(exc, SQLAlchemyError):
+        # The driver's first line says what is wrong (locked, unreachable, no table).
+        orig = getattr(exc, "orig", None)
+        text = (str(orig if orig is not None else exc).splitlines() or [""])[0]
+        return ClientError(f"The database failed: {text}")
+    return ClientError(str(exc), type="invalid_request_error")
+
+
+def key_dict(record: keyrepo.KeyRecord, now: datetime) -> dict[str, Any]:
+    """A key as the keys pane shows it: ``to_dict`` plus a status for people."""
+    out = record.to_dict(now)
+    out["status_text"] = record.status_text(now)
+    return out
+
+
+class StoreAccess:
+    """The store half of a client: conversations, keys and images."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.images = ImageStore.from_settings(settings.server)
+        self._settings = settings
+
+    async def _ready(self) -> None:
+        """Wait until the store may be used (the embedded client migrates it first)."""
+
+    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        await self._ready()
+        return await self._blocking(fn, *args, **kwargs)
+
+    async def _blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn`` in a worker thread; its errors become ClientError."""
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except STORE_ERRORS as exc:
+            raise client_error(exc) from None
+
+    # -- conversations
+
+    async def conversations(self, *, q: str | None, limit: int, offset: int) -> ConversationList:
+        def page() -> ConversationList:
+            got = repo.list_conversations(self.store, q=q, limit=limit, offset=offset)
+            total = repo.count_conversations(self.store, q=q)
+            return ConversationList(got.data, got.has_more, total)
+
+        return await self._call(page)
+
+    async def conversation(self, conversation_id: str) -> dict[str, Any]:
+        return await self._call(repo.get_conversation, self.store, conversation_id)
+
+    async def rename_conversation(self, conversation_id: str, name: str | None) -> None:
+        await self._call(repo.rename_conversation, self.store, conversation_id, name)
+
+    async def delete_conversation(self, conversation_id: str) -> None:
+        await self._call(repo.delete_conversation, self.store, conversation_id)
+        # The embedded runtime's hook may have done it already; this is idempotent.
+        await self._blocking(self.images.delete_conversation, conversation_id)
+
+    # -- keys
+
+    async def keys(self) -> list[dict[str, Any]]:
+        now = datetime.now(UTC)
+        records = await self._call(keyrepo.list_keys, self.store)
+        return [key_dict(r, now) for r in records]
+
+    async def create_key(
+        self, name: str, *, expires: str | None, scopes: list[str], priority: int
+    ) -> NewKey:
+        def create() -> NewKey:
+            expires_in = parse_duration(expires) if expires else None
+            issued = keyrepo.create_key(self.store, name, expires_in=expires_in,
+                                        scopes=scopes, priority=priority)
+            return NewKey(key_dict(issued.record, datetime.now(UTC)), issued.raw_key)
+
+        return await self._call(create)
+
+    async def rotate_key(self, prefix: str, *, grace: str) -> NewKey:
+        def rotate() -> NewKey:
+            issued = keyrepo.rotate_key(self.store, prefix, grace=parse_duration(grace))
+            return NewKey(key_dict(issued.record, datetime.now(UTC)), issued.raw_key)
+
+        return await self._call(rotate)
+
+    async def set_key_enabled(self, prefix: str, enabled: bool) -> None:
+        if enabled:
+            await self._call(keyrepo.enable_key, self.store, prefix)
+        else:
+            await self._call(keyrepo.revoke_keys, self.store, prefix)
+
+    async def delete_key(self, prefix: str) -> None:
+        await self._call(keyrepo.delete_keys, self.store, prefix)
+
+    # -- images
+
+    async def load_attachment(self, path: str) -> Attachment:
+        return await self._blocking(read_attachment, path, self.images)
+
+    async def save_attachments(
+        self, conversation_id: str, message_id: str, attachments: list[Attachment]
+    ) -> list[dict[str, Any]]:
+        def save() -> list[dict[str, Any]]:
+            return [self.images.save_sync(conversation_id, message_id, a.filename, a.data)
+                    for a in attachments]
+
+        return await self._blocking(save)
+
+    def image_path(self, ref: Any) -> str:
+        if isinstance(ref, dict) and isinstance(ref.get("path"), str):
+            return str(Path(self.images.root) / ref["path"])
+        if isinstance(ref, dict) and ref.get("filename"):
+            parts = (ref.get("conversation_id"), ref.get("message_id"), ref["filename"])
+            return str(Path(self.images.root).joinpath(*(str(p) for p in parts)))
+        return str(ref)

@@ -1,0 +1,1 @@
+"""Widgets of the TUI. They post messages and take attributes; they never do IO."""
