@@ -110,6 +110,7 @@ class Recorder:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._closed = False
         self._unsubscribe: Callable[[], None] | None = None
         self._last_backlog_log = 0.0
         self._written = self._messages = self._batches = 0
@@ -152,7 +153,12 @@ class Recorder:
             self.submit(record_from_event(event))
 
     def submit(self, record: Record) -> None:
-        """Queue one record (as made by ``record_from_event``)."""
+        """Queue one record (as made by ``record_from_event``). After ``close()`` the
+        record goes straight to the spill file (or the error log)."""
+        if self._closed:
+            log.error("recorder: a record arrived after close()")
+            self._spill([record])
+            return
         with self._lock:
             if self._overflow or len(self._queue) >= self.max_queue:
                 self._overflow.append(record)
@@ -200,6 +206,7 @@ class Recorder:
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()
         self._closing = False
+        self._closed = False
         for record in self._read_spill():
             self.submit(record)
         self._task = asyncio.create_task(self._run(), name="lai-recorder")
@@ -332,8 +339,8 @@ class Recorder:
             self._unsubscribe = None
         task = self._task
         if task is None:
-            if self.backlog:  # never started: spill rather than lose
-                self._spill(self._drain())
+            self._closed = True
+            self._spill(self._drain())  # never started: spill rather than lose
             return
         self._closing = True
         self._signal()
@@ -349,6 +356,8 @@ class Recorder:
             )
             self._spill(left)
         self._task = None
+        self._closed = True
+        self._spill(self._drain())  # anything that slipped in as the worker ended
 
     def _drain(self) -> list[Record]:
         with self._lock:
