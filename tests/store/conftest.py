@@ -4,11 +4,13 @@ PostgreSQL: each test module gets its own database ``lai_t_<random>`` (created t
 ``LAI_TEST_POSTGRES_URL``, default the ``test`` database on 127.0.0.1:5432, with
 autocommit) and drops it at the end, so pytest-xdist workers never share one. Tests in a
 module share that database and start from empty tables. Without a server the PostgreSQL
-cases are skipped, with the reason shown.
+cases are skipped with the reason shown on a developer's machine, and fail under CI
+(``CI`` set), where `.ci/run` starts one: CI must prove both backends.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Callable, Iterator
 
@@ -34,7 +36,10 @@ def create_pg_database() -> str:
         with engine.connect() as conn:
             conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     except sa.exc.OperationalError as exc:
-        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {str(exc).splitlines()[0]}")
+        reason = f"PostgreSQL not reachable at {PG_URL}: {str(exc).splitlines()[0]}"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
     finally:
         engine.dispose()
     return make_url(normalize_url(PG_URL)).set(database=name).render_as_string(hide_password=False)
