@@ -283,7 +283,8 @@ class ImageStore:
         check_id(message_id, "message_id")
         if len(data) > self.max_size:
             raise RequestTooLarge(
-                f"The image is {len(data)} bytes; the limit is {self.max_size} bytes "
+                # The route reads one byte past the limit, so the real size is unknown.
+                f"The image is larger than the limit of {self.max_size} bytes "
                 f"(server.max_image_size).",
                 param="file",
             )
