@@ -58,6 +58,11 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
+def _usd(value: float) -> str:
+    # Cloud requests often cost fractions of a cent: six places keep them visible.
+    return f"{value:.6f}"
+
+
 def _cells(g: GroupStats) -> list[str]:
     return [
         str(g.requests),
@@ -65,7 +70,7 @@ def _cells(g: GroupStats) -> list[str]:
         str(g.prompt_tokens),
         str(g.completion_tokens),
         str(g.total_tokens),
-        f"{g.cost_usd:.4f}",
+        _usd(g.cost_usd),
         "-" if g.local_share is None else f"{g.local_share:.0%}",
         _ms(g.p50_duration_ms),
         _ms(g.p95_duration_ms),

@@ -31,7 +31,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from sqlmodel import col, select
+import sqlalchemy as sa
+from sqlmodel import col
 
 from lai.config.models import Settings
 from lai.store.db import Store
@@ -218,14 +219,14 @@ def load_rows(store: Store, since: datetime, until: datetime | None = None) -> l
     database raises (``sqlalchemy.exc.SQLAlchemyError``).
     """
     r = RequestRecord
-    stmt = select(
-        r.started_at, r.model_id, r.provider_id, r.key_name, r.status, r.prompt_tokens,
-        r.completion_tokens, r.cost_usd, r.duration_ms, r.failover_from,
-    ).where(col(r.started_at) >= since)
+    # Only the columns read here: error messages stay in the database.
+    columns = (r.started_at, r.model_id, r.provider_id, r.key_name, r.status, r.prompt_tokens,
+               r.completion_tokens, r.cost_usd, r.duration_ms, r.failover_from)
+    stmt = sa.select(*(col(c) for c in columns)).where(col(r.started_at) >= since)
     if until is not None:
         stmt = stmt.where(col(r.started_at) < until)
     with store.session() as session:
-        return [Row(*values) for values in session.exec(stmt).all()]
+        return [Row(*values) for values in session.execute(stmt).all()]
 
 
 def local_provider_ids(settings: Settings) -> frozenset[str]:
