@@ -19,7 +19,9 @@ from lai.engine.clock import Clock, SystemClock
 from lai.engine.engine import Engine
 from lai.store.db import Store, open_store
 from lai.store.images import ImageStore
+from lai.store.keys import KeyService
 from lai.store.recorder import Recorder
+from lai.transport import AiohttpTransport
 
 log = logging.getLogger("lai")
 
@@ -34,7 +36,8 @@ def make_http_client(settings: Settings) -> httpx.AsyncClient:
     )
     return httpx.AsyncClient(
         timeout=httpx.Timeout(connect=5.0, read=60.0, write=30.0, pool=30.0),
-        limits=limits,
+        # httpx's own pool collapses under concurrency; see lai/transport.py.
+        transport=AiohttpTransport(limits=limits),
         follow_redirects=False,
         trust_env=False,  # a proxy from the environment must not sit between lai and a LAN box
     )
@@ -54,6 +57,8 @@ class Runtime:
     """Writes every finished request to ``store``, batched, off the event loop."""
     images: ImageStore | None = None
     """Uploaded images (data_dir/images): upload, the engine's image resolver, retention."""
+    keys: KeyService | None = None
+    """Verifies `lai_` keys (cached) and batches last_used_at; None when server.auth is off."""
     extensions: dict[str, Any] = field(default_factory=dict)
     _started: bool = False
 
@@ -70,6 +75,8 @@ class Runtime:
             self.recorder.attach(self.engine.events)
             await self.recorder.start()
         await self.engine.start()
+        if self.keys is not None:
+            await self.keys.start()
         if self.images is not None:
             self.images.start()
 
@@ -85,6 +92,8 @@ class Runtime:
         if self.recorder is not None:
             # After the engine, so the requests it let finish are recorded too.
             await self.recorder.close(grace=self.settings.server.shutdown_timeout)
+        if self.keys is not None:
+            await self.keys.close()  # after the engine: uses by the last requests are kept
         if self.store is not None:
             self.store.dispose()
         await self.client.aclose()
@@ -111,5 +120,8 @@ def build_runtime(
     if db is not None:
         db.on_conversation_deleted.append(images.delete_conversation)
     engine = Engine(settings, client, clock=clock, image_resolver=images.resolve)
+    # Without a store, auth has nothing to check keys against: the proxy then refuses
+    # every protected request (lai.proxy.auth) rather than opening up.
+    keys = KeyService(db, clock=clock) if settings.server.auth and db is not None else None
     return Runtime(settings=settings, client=client, engine=engine, clock=clock, images=images,
-                   store=db, recorder=recorder)
+                   keys=keys, store=db, recorder=recorder)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from quart import Quart
 
+from lai.proxy.auth import install_auth
 from lai.proxy.errors import install_error_handlers
 from lai.proxy.metrics import install_metrics
 from lai.runtime import Runtime
@@ -25,6 +26,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> Quart:
     app.config["RESPONSE_TIMEOUT"] = None
     app.extensions["lai.runtime"] = runtime
     install_error_handlers(app)
+    install_auth(app)
     for module in (chat, models, health, admin, images, conversations):
         app.register_blueprint(module.bp)
     # Metrics count engine events from now on, whether or not /metrics is ever scraped.

@@ -1,0 +1,126 @@
+"""Who may call what: the ``lai_`` key check in front of every route.
+
+With ``server.auth`` true:
+
+- ``/v1/*`` needs a valid key, sent as ``Authorization: Bearer lai_...``, as a bare
+  ``Authorization: lai_...`` or as ``x-api-key: lai_...`` (Anthropic-style clients).
+  The verified key is put on ``g.lai_key`` (a :class:`~lai.store.keys.KeyInfo`), which
+  gives the request its queue priority and allowed models (``lai.proxy.context``).
+- ``/admin/*`` needs a key with scope ``admin`` over TCP.
+- Requests over the admin unix socket (``data_dir/lai.sock``, mode 0600) need no key:
+  whoever can open it can read the database anyway. A key sent over the socket is still
+  checked, so that requests are attributed to it.
+- ``/health`` stays open; ``/metrics`` is open unless ``server.metrics_auth``.
+
+With ``server.auth`` false everything is open and Authorization headers are ignored.
+Refusals are 401 ``invalid_api_key`` / 403 ``permission_error`` in the OpenAI shape;
+neither they nor the log ever carry more of a key than its prefix.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from quart import Quart, g, request
+
+from lai.errors import LaiError, PermissionDenied, ServiceUnavailable
+from lai.proxy.deps import runtime
+
+log = logging.getLogger("lai.proxy.auth")
+
+ADMIN_SCOPE = "admin"
+
+
+def over_unix_socket(scope: Mapping[str, Any]) -> bool:
+    """True when the request came in on a unix socket rather than TCP.
+
+    Hypercorn leaves ``server`` and ``client`` None for a unix socket; uvicorn gives
+    ``server`` as ``(path, None)``. A TCP peer always has a ``(host, port)`` pair.
+    """
+    server = scope.get("server")
+    if server is None:
+        return scope.get("client") is None
+    host, port = server[0], server[1] if len(server) > 1 else None
+    return port is None and isinstance(host, str) and host.startswith("/")
+
+
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The key a client sent, or None when it sent none.
+
+    ``Authorization: Bearer X`` (any case of ``Bearer``) or a bare ``Authorization: X``,
+    else ``x-api-key: X``. When both headers are present, the one holding a ``lai_``
+    value wins, so an SDK's placeholder in one header does not hide the key in the other.
+    """
+    candidates: list[str] = []
+    auth = headers.get("Authorization")
+    if auth is not None:
+        value = auth.strip()
+        scheme, _, rest = value.partition(" ")
+        if scheme.lower() == "bearer":
+            value = rest.strip()
+        candidates.append(value)
+    api_key = headers.get("x-api-key")
+    if api_key is not None:
+        candidates.append(api_key.strip())
+    candidates = [c for c in candidates if c]
+    for value in candidates:
+        if value.startswith("lai_"):
+            return value
+    return candidates[0] if candidates else None
+
+
+def _protected(path: str, metrics_auth: bool) -> tuple[bool, bool]:
+    """(needs a key, is an admin endpoint) for ``path``."""
+    if path == "/admin" or path.startswith("/admin/"):
+        return True, True
+    if path == "/v1" or path.startswith("/v1/"):
+        return True, False
+    if path == "/metrics":
+        return metrics_auth, False
+    return False, False
+
+
+async def authenticate() -> None:
+    """The ``before_request`` hook: check the caller's key where one is needed.
+
+    Sets ``g.lai_key`` for a verified key. Raises AuthenticationFailed (401),
+    PermissionDenied (403, an admin endpoint without scope ``admin``) and
+    ServiceUnavailable (503, keys cannot be checked: no store, or the database is down).
+    """
+    rt = runtime()
+    server = rt.settings.server
+    if not server.auth:
+        return
+    needs_key, admin = _protected(request.path, server.metrics_auth)
+    if not needs_key:
+        return
+    raw = presented_key(request.headers)
+    local = over_unix_socket(request.scope)
+    if local and raw is None:
+        return
+    keys = rt.keys
+    if keys is None:
+        # Fail closed: auth is on but this runtime has no key store to check against.
+        raise ServiceUnavailable(
+            "API keys cannot be checked: this server has no key store.", code="auth_unavailable"
+        )
+    try:
+        info = await keys.verify(raw)
+    except LaiError as exc:
+        log.info("refused %s %s: %s", request.method, request.path, exc.message)
+        raise
+    if admin and not local and not info.has_scope(ADMIN_SCOPE):
+        log.info("refused %s %s: key %s lacks scope admin", request.method, request.path,
+                 info.label())
+        raise PermissionDenied(
+            f"API key {info.label()} lacks the scope 'admin' needed for {request.path}. "
+            f"Create one with `lai keys create NAME --scope admin`, or use the admin socket.",
+        )
+    g.lai_key = info
+
+
+def install_auth(app: Quart) -> None:
+    """Run :func:`authenticate` before every request of ``app``."""
+    app.before_request(authenticate)
