@@ -11,7 +11,7 @@ from quart import g, request
 from lai.engine.types import RequestContext
 from lai.errors import InvalidRequest
 
-CONVERSATION_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+CONVERSATION_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _LABEL_MAX = 200
 
 
@@ -36,9 +36,10 @@ def conversation_id() -> str:
     if given is None or not given.strip():
         return new_conversation_id()
     given = given.strip()
-    if not CONVERSATION_ID.match(given):
+    if not CONVERSATION_ID.fullmatch(given) or not given.strip("."):
         raise InvalidRequest(
-            "X-Conversation-ID must be 1-64 characters of A-Z, a-z, 0-9, '.', '_' or '-'.",
+            "X-Conversation-ID must be 1-64 characters of A-Z, a-z, 0-9, '.', '_' or '-' "
+            "(not only dots).",
             param="X-Conversation-ID",
         )
     return given

@@ -92,9 +92,10 @@ async def test_unknown_paths_and_methods_are_openai_shaped(proxy):
                         "invalid_request_error")
 
 
-async def test_bad_conversation_id_header_is_400(proxy):
+@pytest.mark.parametrize("bad", ["../../etc/passwd", "..", ".", "a" * 65, "x y", "caf\u00e9"])
+async def test_bad_conversation_id_header_is_400(proxy, bad):
     r = await proxy.http.post("/v1/chat/completions", json={"model": "small", "messages": MSG},
-                              headers={"X-Conversation-ID": "../../etc/passwd"})
+                              headers={"X-Conversation-ID": bad})
     assert_openai_error(r, 400, "invalid_request_error")
     r = await proxy.http.post("/v1/chat/completions", json={"model": "small", "messages": MSG},
                               headers={"X-Conversation-ID": "my-chat.1"})

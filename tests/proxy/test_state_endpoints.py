@@ -55,6 +55,7 @@ async def test_providers_endpoint_shows_live_state(proxy_factory, upstream):
              for _ in range(3)]
     await upstream.wait_for_async(lambda: upstream.in_flight == 1)
     await asyncio.sleep(0.05)
+    await upstream.wait_for_async(lambda: proxy.engine.provider("box").last_check is not None)
     p = (await proxy.http.get("/v1/providers")).json()["data"][0]
     for key in ("id", "name", "type", "status", "active_requests", "max_concurrent",
                 "queue_depth", "latency_ms", "last_check", "consecutive_failures", "models"):
@@ -148,6 +149,7 @@ async def test_live_failures_count_toward_health(proxy_factory, upstream_factory
 
 async def test_health_endpoint_is_open_and_summarises(proxy_factory, upstream):
     proxy = await proxy_factory([provider("box", upstream.url)], [model("m", "box")])
+    await upstream.wait_for_async(lambda: proxy.engine.provider("box").last_check is not None)
     body = (await proxy.http.get("/health")).json()
     assert body["status"] == "ok" and body["providers"]["box"]["status"] == "healthy"
     upstream.refuse()
