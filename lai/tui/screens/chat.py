@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from typing import Any
 
 from rich.text import Text
@@ -189,7 +188,8 @@ class ChatScreen(PaneScreen):
         for i, a in enumerate(self.attachments):
             if i:
                 text.append(" · ")
-            text.append(f"📎 {a.path} ({a.size / 1024:.1f} KB)")
+            text.append(f"{a.path} ({a.size / 1024:.1f} KB, {a.width}×{a.height})")
+        text.append("  sent with the next message · /detach removes", style="dim")
         box.update(text)
 
     # -- sending
@@ -241,7 +241,7 @@ class ChatScreen(PaneScreen):
         Escape cancels this worker, which closes the stream and so stops the request.
         """
         stream = Markdown.get_stream(answer.markdown)
-        started = time.monotonic()
+        started = self.now()
         parts: list[str] = []
         who = ""
         finished: ChatFinished | None = None
@@ -278,7 +278,7 @@ class ChatScreen(PaneScreen):
         finally:
             await stream.stop()
             self.streaming = False
-            seconds = time.monotonic() - started
+            seconds = self.now() - started
             if outcome == "error" and not parts:
                 if sent:  # nothing came back: the operator may send it again
                     self.history.pop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -30,16 +31,7 @@ def clock_time(ts: int | float | None) -> str:
     return datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
-def image_label(ref: Any) -> str:
-    """An image reference as a path the operator can open."""
-    if isinstance(ref, dict):
-        for key in ("path", "url", "filename"):
-            if ref.get(key):
-                return str(ref[key])
-    return str(ref)
-
-
-def message_block(msg: dict[str, Any]) -> Group:
+def message_block(msg: dict[str, Any], image_path: Callable[[Any], str]) -> Group:
     """A message's head line (role, who answered, tokens, time), its text and images."""
     role = str(msg.get("role") or "?")
     head = Text(role, style=ROLE_STYLE.get(role, "bold"))
@@ -57,7 +49,7 @@ def message_block(msg: dict[str, Any]) -> Group:
     elif msg.get("tool_calls"):
         parts.append(Text(f"(tool calls: {len(msg['tool_calls'])})", style="dim"))
     for ref in msg.get("image_refs") or ():
-        parts.append(Text(f"📎 {image_label(ref)}", style="dim"))
+        parts.append(Text(f"image: {image_path(ref)}", style="dim"))
     return Group(*parts)
 
 
@@ -95,7 +87,8 @@ class ConversationScreen(Screen[None]):
         messages = conv.get("messages") or []
         if not messages:
             await box.mount(Static("This conversation has no messages.", classes="empty"))
-        await box.mount_all(Static(message_block(m), classes="message") for m in messages)
+        await box.mount_all(Static(message_block(m, self.client.image_path),
+                                    classes="message") for m in messages)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR and event.worker.error is not None:

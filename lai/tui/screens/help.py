@@ -13,6 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 HelpSection = tuple[str, Sequence[tuple[str, str]]]
+KEY_NAMES = {"question_mark": "?", "slash": "/", "escape": "esc"}
 
 
 class HelpScreen(ModalScreen[None]):
@@ -48,6 +49,6 @@ def binding_rows(bindings: Sequence[Binding | tuple[str, ...]]) -> list[tuple[st
     rows = []
     for b in bindings:
         if isinstance(b, Binding) and b.description:
-            keys = ", ".join(k.replace("question_mark", "?") for k in b.key.split(","))
+            keys = ", ".join(KEY_NAMES.get(k, k) for k in b.key.split(","))
             rows.append((keys, b.description))
     return rows

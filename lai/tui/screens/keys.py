@@ -43,10 +43,13 @@ def key_cells(k: dict[str, Any]) -> tuple[Any, ...]:
         rotation = f"→ {k['replaced_by']}"
     elif k.get("rotated_from"):
         rotation = f"← {k['rotated_from']}"
+    status = k["status"]
+    if status == "grace":
+        status = f"grace until {iso_local(k.get('grace_until'))}"
     return (k["name"], k["prefix"] + "…",
-            Text(k.get("status_text") or k["status"], style=STATUS_STYLE.get(k["status"], "")),
+            Text(status, style=STATUS_STYLE.get(k["status"], "")),
             ", ".join(k.get("scopes") or ()) or "–", str(k.get("priority", 1)),
-            iso_local(k.get("created_at")), iso_local(k.get("last_used_at"), "never"),
+            iso_local(k.get("created_at"))[:10], iso_local(k.get("last_used_at"), "never"),
             iso_local(k.get("expires_at"), "never"), rotation)
 
 

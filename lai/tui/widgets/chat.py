@@ -17,7 +17,7 @@ class UserMessage(Static):
     def __init__(self, text: str, attachments: list[str]) -> None:
         body = Text(text or "(image only)")
         for path in attachments:
-            body.append(f"\n📎 {path}", style="dim")
+            body.append(f"\nimage: {path}", style="dim")
         super().__init__(body, classes="user-message")
 
 

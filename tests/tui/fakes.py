@@ -1,0 +1,202 @@
+"""A pure-Python LaiClient with fixed data, for snapshot tests only.
+
+Behaviour tests use the real clients (embedded runtime, or a proxy subprocess); this one
+exists so that pictures do not depend on timing: every time it reports is relative to
+``NOW``, which is also the app's clock in the snapshot tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from lai.engine.types import InFlight, ProviderSnapshot
+from lai.tui.client import (
+    Attachment,
+    ChatDelta,
+    ChatEvent,
+    ChatFinished,
+    ChatStarted,
+    ClientError,
+    ConversationList,
+    Mode,
+    NewKey,
+)
+
+NOW = 1_767_225_600.0
+"""2026-01-01 00:00:00 UTC."""
+
+
+def provider(pid: str, name: str, status: str = "healthy", **kw: Any) -> ProviderSnapshot:
+    base: dict[str, Any] = dict(
+        id=pid, name=name, type="local", status=status, enabled=status != "disabled",
+        priority=1, active_requests=0, max_concurrent=2, queue_depth=0, latency_ms=42.0,
+        last_check=NOW - 12, consecutive_failures=0, last_error=None,
+        models=("qwen2.5-14b",), warm_models=(),
+    )
+    base.update(kw)
+    return ProviderSnapshot(**base)
+
+
+def ordinary_providers() -> list[ProviderSnapshot]:
+    return [
+        provider("gaming-pc", "Gaming PC (RTX 3090)", active_requests=1, max_concurrent=1,
+                 queue_depth=2, latency_ms=38.0, models=("qwen2.5-14b", "llava-13b"),
+                 warm_models=("qwen2.5-14b",)),
+        provider("nuc", "NUC (llama.cpp)", "degraded", priority=2, max_concurrent=2,
+                 latency_ms=5400.0, last_check=NOW - 95, models=("phi-3-mini",)),
+        provider("zai", "Z.ai GLM", type="openai", priority=10, max_concurrent=8,
+                 active_requests=1, latency_ms=310.0, last_check=NOW - 4000,
+                 models=("glm-4.6",), warm_models=("glm-4.6",)),
+    ]
+
+
+def history_events() -> list[dict[str, Any]]:
+    """Five minutes of finished requests with a rising rate and a latency bump."""
+    events: list[dict[str, Any]] = []
+    for i in range(60):
+        for j in range(i % 7 + (i // 10)):
+            events.append({"kind": "request_finished", "request_id": f"old{i}-{j}",
+                           "provider_id": "gaming-pc", "status": "success",
+                           "started_at": NOW - 300 + i * 5, "duration_ms": 400.0 + 40 * (i % 13)})
+    return events
+
+
+def conversation(i: int, **kw: Any) -> dict[str, Any]:
+    base = {"id": f"conv_{i:04d}", "object": "conversation",
+            "created_at": int(NOW) - 3600 * i - 600, "updated_at": int(NOW) - 3600 * i,
+            "username": "ana" if i % 3 else None, "source": ("tui", "opencode", "aider")[i % 3],
+            "display_name": f"Question number {i}" if i % 4 else None,
+            "message_count": 2 + i % 5, "total_tokens": 120 * (i + 1)}
+    base.update(kw)
+    return base
+
+
+def key(i: int, name: str, status: str = "active", **kw: Any) -> dict[str, Any]:
+    base = {"id": i, "name": name, "prefix": f"lai_{i:04x}", "scopes": [], "priority": 1,
+            "models": None, "created_at": "2025-12-01T10:00:00+00:00", "last_used_at": None,
+            "expires_at": None, "grace_until": None, "revoked_at": None,
+            "enabled": status != "revoked", "status": status, "status_text": status,
+            "rotated_from": None, "replaced_by": None}
+    base.update(kw)
+    return base
+
+
+@dataclass
+class FakeClient:
+    """Fixed providers, conversations and keys; a scripted chat."""
+
+    mode: Mode = "embedded"
+    location: str = "/srv/lai/config.toml"
+    provider_list: list[ProviderSnapshot] = field(default_factory=ordinary_providers)
+    flights: list[InFlight] = field(default_factory=list)
+    past: list[dict[str, Any]] = field(default_factory=list)
+    events_error: str | None = None
+    convs: list[dict[str, Any]] = field(default_factory=list)
+    key_list: list[dict[str, Any]] = field(default_factory=list)
+    fail: dict[str, str] = field(default_factory=dict)
+    """Method name -> the ClientError message it raises."""
+    answer: list[str] = field(default_factory=lambda: ["Hello", "! How", " can I", " help?"])
+    hold_after: int | None = None
+    """Stop streaming after this many deltas and wait (a stream in progress)."""
+    model_list: list[dict[str, Any]] = field(default_factory=list)
+
+    def _maybe_fail(self, name: str) -> None:
+        if name in self.fail:
+            raise ClientError(self.fail[name], code="fake")
+
+    async def start(self) -> None:
+        self._maybe_fail("start")
+
+    async def close(self) -> None:
+        pass
+
+    async def providers(self) -> list[ProviderSnapshot]:
+        self._maybe_fail("providers")
+        return list(self.provider_list)
+
+    async def in_flight(self) -> list[InFlight] | None:
+        return list(self.flights)
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        if self.events_error:
+            raise ClientError(self.events_error)
+        yield {"kind": "snapshot", "providers": [p.to_dict() for p in self.provider_list]}
+        for event in self.past:
+            yield event
+        await asyncio.Event().wait()
+
+    async def set_enabled(self, provider_id: str, enabled: bool) -> ProviderSnapshot:
+        raise ClientError("not in the fake")
+
+    async def check(self, provider_id: str) -> ProviderSnapshot:
+        raise ClientError("not in the fake")
+
+    async def models(self) -> list[dict[str, Any]]:
+        if self.model_list:
+            return list(self.model_list)
+        out: list[dict[str, Any]] = []
+        for p in self.provider_list:
+            for m in p.models:
+                out.append({"id": m, "provider": p.id, "warm": m in p.warm_models,
+                            "capabilities": {"vision": m.startswith("llava")}})
+        return out
+
+    async def chat(
+        self, body: dict[str, Any], *, conversation_id: str, display_name: str | None = None
+    ) -> AsyncIterator[ChatEvent]:
+        self._maybe_fail("chat")
+        yield ChatStarted("gaming-pc", "qwen2.5-14b")
+        for i, piece in enumerate(self.answer):
+            if self.hold_after is not None and i >= self.hold_after:
+                await asyncio.Event().wait()
+            yield ChatDelta(piece)
+        yield ChatFinished("gaming-pc", "qwen2.5-14b", 12, len(self.answer), "stop")
+
+    async def load_attachment(self, path: str) -> Attachment:
+        self._maybe_fail("load_attachment")
+        return Attachment(path, path.rsplit("/", 1)[-1], "image/png", 20480, 64, 48, b"")
+
+    async def save_attachments(self, conversation_id: str, message_id: str,
+                               attachments: list[Attachment]) -> list[dict[str, Any]]:
+        return [{"path": f"{conversation_id}/{message_id}/001_{a.filename}"}
+                for a in attachments]
+
+    def image_path(self, ref: Any) -> str:
+        return f"/srv/lai/data/images/{ref['path']}"
+
+    async def conversations(self, *, q: str | None, limit: int, offset: int) -> ConversationList:
+        self._maybe_fail("conversations")
+        rows = [c for c in self.convs if not q or q.lower() in str(c.get("display_name")).lower()]
+        return ConversationList(rows[offset:offset + limit], len(rows) > offset + limit, len(rows))
+
+    async def conversation(self, conversation_id: str) -> dict[str, Any]:
+        conv = next(c for c in self.convs if c["id"] == conversation_id)
+        return {**conv, "messages": conv.get("messages", [])}
+
+    async def rename_conversation(self, conversation_id: str, name: str | None) -> None:
+        raise ClientError("not in the fake")
+
+    async def delete_conversation(self, conversation_id: str) -> None:
+        raise ClientError("not in the fake")
+
+    async def keys(self) -> list[dict[str, Any]]:
+        self._maybe_fail("keys")
+        return list(self.key_list)
+
+    async def create_key(self, name: str, *, expires: str | None, scopes: list[str],
+                         priority: int) -> NewKey:
+        made = key(len(self.key_list) + 1, name)
+        self.key_list.append(made)
+        return NewKey(made, "lai_0123456789abcdef0123456789abcdef")
+
+    async def rotate_key(self, prefix: str, *, grace: str) -> NewKey:
+        raise ClientError("not in the fake")
+
+    async def set_key_enabled(self, prefix: str, enabled: bool) -> None:
+        raise ClientError("not in the fake")
+
+    async def delete_key(self, prefix: str) -> None:
+        raise ClientError("not in the fake")

@@ -1,0 +1,193 @@
+"""Pictures of every pane in its ordinary, empty and error state (fixed data and clock).
+
+Regenerate with ``pytest tests/tui --snapshot-update`` and look at the SVGs before
+committing them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.pilot import Pilot
+from textual.widgets import Input
+
+from lai.tui.app import LaiApp
+from tests.tui.conftest import SIZE
+from tests.tui.fakes import (
+    NOW,
+    FakeClient,
+    InFlight,
+    conversation,
+    history_events,
+    key,
+    provider,
+)
+
+
+def app_for(client: FakeClient) -> LaiApp:
+    return LaiApp(client, clock=lambda: NOW)  # type: ignore[arg-type]
+
+
+async def settle(pilot: Pilot[Any], *steps: str | list[str]) -> None:
+    """Press each step (a key, or a list of keys typed at once), letting workers run
+    between steps; then freeze every cursor."""
+    await pilot.pause(0.1)
+    for step in steps:
+        focused = pilot.app.focused
+        if isinstance(step, list) and isinstance(focused, Input):
+            focused.insert_text_at_cursor("".join(step))  # typing key by key is slow
+        else:
+            await pilot.press(*([step] if isinstance(step, str) else step))
+        await pilot.pause(0.1)
+    await pilot.pause(0.1)
+    for box in pilot.app.screen.query(Input):
+        box.cursor_blink = False
+    await pilot.pause()
+
+
+class TestBoard:
+    def test_ordinary(self, snap_compare: Any) -> None:
+        flights = [InFlight("req_1", "agent-ci", "qwen2.5-14b", "gaming-pc", NOW - 3.4, True, 57),
+                   InFlight("req_2", None, "glm-4.6", "zai", NOW - 0.8, False, 0)]
+        client = FakeClient(flights=flights, past=history_events())
+        assert snap_compare(app_for(client), terminal_size=SIZE, run_before=settle)
+
+    def test_empty(self, snap_compare: Any) -> None:
+        client = FakeClient(provider_list=[])
+        assert snap_compare(app_for(client), terminal_size=SIZE, run_before=settle)
+
+    def test_unhealthy_provider_and_lost_events(self, snap_compare: Any) -> None:
+        providers = [
+            provider("gaming-pc", "Gaming PC (RTX 3090)", "unhealthy", consecutive_failures=3,
+                     latency_ms=None, last_error="connection refused (ConnectError)"),
+            provider("nuc", "NUC (llama.cpp)", "disabled", priority=2),
+        ]
+        client = FakeClient(provider_list=providers,
+                            events_error="The lai proxy at /srv/lai/data/lai.sock is not "
+                                         "reachable (ConnectError: connection refused).")
+        assert snap_compare(app_for(client), terminal_size=SIZE, run_before=settle)
+
+    def test_disable_confirmation(self, snap_compare: Any) -> None:
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await settle(pilot, "e")
+
+        assert snap_compare(app_for(FakeClient()), terminal_size=SIZE, run_before=run_before)
+
+
+class TestConversations:
+    def test_ordinary(self, snap_compare: Any) -> None:
+        client = FakeClient(convs=[conversation(i) for i in range(1, 46)])
+
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await settle(pilot, "2", "n")  # the second page
+
+        assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
+
+    def test_empty(self, snap_compare: Any) -> None:
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await settle(pilot, "2")
+
+        assert snap_compare(app_for(FakeClient()), terminal_size=SIZE, run_before=run_before)
+
+    def test_database_error(self, snap_compare: Any) -> None:
+        client = FakeClient(fail={"conversations": "The database failed: database is locked"})
+
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await settle(pilot, "2")
+
+        assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
+
+    def test_open_conversation(self, snap_compare: Any) -> None:
+        messages = [
+            {"role": "user", "content": "What is in this picture?", "created_at": int(NOW) - 60,
+             "image_refs": [{"path": "conv_0001/msg_a1/001_cat.png"}]},
+            {"role": "assistant", "content": "A cat sleeping on a keyboard.",
+             "provider": "gaming-pc", "model": "llava-13b", "tokens": 9,
+             "created_at": int(NOW) - 55},
+        ]
+        client = FakeClient(convs=[conversation(1, messages=messages)])
+
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await settle(pilot, "2", "enter")
+
+        assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
+
+
+class TestKeys:
+    def keys(self) -> list[dict[str, Any]]:
+        return [
+            key(1, "agent-ci", priority=0, last_used_at="2025-12-31T23:58:00+00:00"),
+            key(2, "laptop", "grace", status_text="grace until 2026-01-01 12:00 UTC",
+                grace_until="2026-01-01T12:00:00+00:00", replaced_by="lai_0003"),
+            key(3, "laptop", rotated_from="lai_0002", scopes=["admin"],
+                expires_at="2026-03-01T00:00:00+00:00"),
+            key(4, "old-script", "revoked", revoked_at="2025-12-20T08:00:00+00:00"),
+        ]
+
+    def test_ordinary(self, snap_compare: Any) -> None:
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await settle(pilot, "3")
+
+        client = FakeClient(key_list=self.keys())
+        assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
+
+    def test_empty(self, snap_compare: Any) -> None:
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await settle(pilot, "3")
+
+        assert snap_compare(app_for(FakeClient()), terminal_size=SIZE, run_before=run_before)
+
+    def test_key_created_dialog(self, snap_compare: Any) -> None:
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await settle(pilot, "3", "n", list("laptop"), "ctrl+s")
+
+        client = FakeClient(key_list=self.keys()[:1])
+        assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
+
+    def test_database_error(self, snap_compare: Any) -> None:
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await settle(pilot, "3")
+
+        client = FakeClient(fail={"keys": "The database failed: unable to open database file"})
+        assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
+
+
+class TestChat:
+    def test_answered(self, snap_compare: Any) -> None:
+        client = FakeClient(answer=["Here is a list:\n\n", "- one\n", "- **two**\n", "\nDone."])
+
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await settle(pilot, "4", list("hello"), "enter")
+
+        assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
+
+    def test_empty(self, snap_compare: Any) -> None:
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await settle(pilot, "4")
+
+        assert snap_compare(app_for(FakeClient()), terminal_size=SIZE, run_before=run_before)
+
+    def test_mid_stream_with_attachment(self, snap_compare: Any) -> None:
+        client = FakeClient(hold_after=2)
+
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await settle(pilot, "4", list("hi"), "enter",
+                         list("/attach /home/ana/cat.png"), "enter")
+
+        assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
+
+    def test_provider_down(self, snap_compare: Any) -> None:
+        client = FakeClient(fail={"chat": "No healthy provider can serve model 'auto' "
+                                          "(gaming-pc: unhealthy)."})
+
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await settle(pilot, "4", list("hello"), "enter")
+
+        assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
+
+
+def test_help(snap_compare: Any) -> None:
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settle(pilot, "question_mark")
+
+    assert snap_compare(app_for(FakeClient()), terminal_size=SIZE, run_before=run_before)
