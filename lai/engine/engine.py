@@ -284,15 +284,19 @@ class Engine:
         tried = "; ".join(f"{pid}: {why}" for pid, why in run.failures)
         raise UpstreamError(f"Every eligible provider failed ({tried}).")
 
-    async def _retry_wait(self, resp: httpx.Response) -> None:
+    async def _retry_wait(self, run: _Run, resp: httpx.Response | None) -> None:
+        # The back-off counts as upstream time: the upstream's failure (or Retry-After)
+        # caused it, and lai's own overhead (duration - upstream - queue) must not show it.
         delay = self.retry_delay
-        header = resp.headers.get("retry-after")
+        header = resp.headers.get("retry-after") if resp is not None else None
         if header:
             try:
                 delay = min(max(float(header), 0.0), self.max_retry_after)
             except ValueError:
                 pass
+        t = self.clock.monotonic()
         await self.clock.sleep(delay)
+        run.upstream_ms += (self.clock.monotonic() - t) * 1000
 
     def _rejected(self, cand: Candidate, resp: httpx.Response, raw: bytes) -> LaiError:
         message = adapter_for(cand.provider).error_message(raw)
@@ -356,7 +360,7 @@ class Engine:
                     parsed = adapter.parse_completion(resp.content, pid)
                 except ValueError as exc:
                     if attempt == 1:
-                        await self.clock.sleep(self.retry_delay)
+                        await self._retry_wait(run, None)
                         continue
                     raise _Failover(str(exc)) from None
                 usage = parsed.usage or Usage(run.shape.prompt_tokens, 0, True)
@@ -373,7 +377,7 @@ class Engine:
                 return Completion(body, pid, cand.model.id, usage, cost)
             if status == 429 or status >= 500:
                 if attempt == 1:
-                    await self._retry_wait(resp)
+                    await self._retry_wait(run, resp)
                     continue
                 raise _Failover(f"HTTP {status}: {adapter.error_message(resp.content)}")
             raise self._rejected(cand, resp, resp.content)
@@ -427,7 +431,7 @@ class Engine:
                     run.upstream_ms += (self.clock.monotonic() - t) * 1000
                 if resp.status_code == 429 or resp.status_code >= 500:
                     if attempt == 1:
-                        await self._retry_wait(resp)
+                        await self._retry_wait(run, resp)
                         continue
                     raise _Failover(f"HTTP {resp.status_code}: {adapter.error_message(raw)}")
                 raise self._rejected(cand, resp, raw)

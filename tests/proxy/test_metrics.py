@@ -222,3 +222,22 @@ async def test_recorder_backlog_and_failed_writes_come_from_the_runtime(tmp_path
         assert series(text, "local_ai_recorder_failed_writes_total") == {labels(): 2}
     finally:
         await runtime.close()
+
+
+async def test_retry_back_off_is_not_counted_as_router_overhead(proxy_factory, upstream_factory):
+    from lai.engine.events import RequestFinished
+
+    proxy, box, _cloud = await two_providers(proxy_factory, upstream_factory)
+    proxy.engine.retry_delay = 0.3
+    finished: list[RequestFinished] = []
+    proxy.engine.events.subscribe(
+        lambda e: finished.append(e) if isinstance(e, RequestFinished) else None)
+    box.script(Behaviour(mode="status", status=500), Behaviour(mode="status", status=500))
+    assert (await chat(proxy, "auto")).status_code == 200
+    (event,) = finished
+    # The 0.3 s wait before the retry on the box is upstream time, not lai's own.
+    assert event.upstream_ms >= 300
+    own_s = (event.duration_ms - event.upstream_ms - event.queue_ms) / 1000
+    text = await scrape(proxy)
+    assert series(text, "local_ai_router_overhead_seconds_sum") == {
+        labels(endpoint=EP): pytest.approx(max(0.0, own_s), abs=1e-9)}
