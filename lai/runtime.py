@@ -21,6 +21,7 @@ from lai.store.db import Store, open_store
 from lai.store.images import ImageStore
 from lai.store.keys import KeyService
 from lai.store.recorder import Recorder
+from lai.transport import AiohttpTransport
 
 log = logging.getLogger("lai")
 
@@ -35,7 +36,8 @@ def make_http_client(settings: Settings) -> httpx.AsyncClient:
     )
     return httpx.AsyncClient(
         timeout=httpx.Timeout(connect=5.0, read=60.0, write=30.0, pool=30.0),
-        limits=limits,
+        # httpx's own pool collapses under concurrency; see lai/transport.py.
+        transport=AiohttpTransport(limits=limits),
         follow_redirects=False,
         trust_env=False,  # a proxy from the environment must not sit between lai and a LAN box
     )
