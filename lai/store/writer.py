@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from lai.engine.events import RequestFinished
@@ -120,9 +121,11 @@ class _Stored:
 
 @dataclass(slots=True)
 class _Mirror:
-    """A conversation as loaded in this transaction, kept current while the batch runs."""
+    """A conversation as this batch sees it: the stored row (``conversation``, updated
+    through the ORM) or the row to insert (``new``), and its messages so far."""
 
-    conversation: Conversation
+    conversation: Conversation | None
+    new: dict[str, Any] | None = None
     messages: list[_Stored] = field(default_factory=list)
 
 
@@ -140,44 +143,66 @@ def _epoch(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-def _load_mirror(session: Session, conversation_id: str) -> _Mirror | None:
-    conv = session.get(Conversation, conversation_id)
-    if conv is None:
-        return None
-    rows = session.exec(
-        select(Message.role, Message.content, Message.tool_call_id)
-        .where(Message.conversation_id == conversation_id)
-        .order_by(col(Message.position))
-    ).all()
-    return _Mirror(conv, [_Stored(r, c, t) for r, c, t in rows])
+def _chunks(items: Sequence[str], size: int = 500) -> Iterable[Sequence[str]]:
+    # Stay under bound-parameter limits.
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
-def _mirror(session: Session, mirrors: dict[str, _Mirror], rec: Record) -> int:
-    """Append what ``rec`` adds to its conversation; returns the number of messages added."""
+def _load_mirrors(session: Session, conversation_ids: Sequence[str]) -> dict[str, _Mirror]:
+    """The stored conversations among ``conversation_ids`` with their messages, in two
+    queries per 500 ids (not two per record)."""
+    mirrors: dict[str, _Mirror] = {}
+    for chunk in _chunks(conversation_ids):
+        for conv in session.exec(select(Conversation).where(col(Conversation.id).in_(chunk))):
+            mirrors[conv.id] = _Mirror(conv)
+    found = list(mirrors)
+    for chunk in _chunks(found):
+        rows = session.exec(
+            select(Message.conversation_id, Message.role, Message.content, Message.tool_call_id)
+            .where(col(Message.conversation_id).in_(chunk))
+            .order_by(col(Message.conversation_id), col(Message.position))
+        )
+        for cid, role, content, tool_call_id in rows:
+            mirrors[cid].messages.append(_Stored(role, content, tool_call_id))
+    return mirrors
+
+
+def _message_row(cid: str, rid: str, position: int, at: datetime, msg: dict[str, Any],
+                 **answer: Any) -> dict[str, Any]:
+    # Every row carries every column: one executemany needs the same keys in each.
+    return {
+        "conversation_id": cid, "position": position, "request_id": rid, "created_at": at,
+        "role": msg["role"], "content": msg["content"], "name": msg["name"],
+        "tool_call_id": msg["tool_call_id"], "tool_calls": msg["tool_calls"],
+        "image_refs": msg["image_refs"], "model": answer.get("model"),
+        "provider": answer.get("provider"), "tokens": answer.get("tokens"),
+        "prompt_tokens": answer.get("prompt_tokens"),
+        "completion_tokens": answer.get("completion_tokens"),
+    }
+
+
+def _mirror(mirrors: dict[str, _Mirror], rec: Record, out: list[dict[str, Any]]) -> int:
+    """Append the message rows ``rec`` adds to its conversation to ``out`` and update the
+    conversation; returns the number of messages added."""
     cid: str = rec["conversation_id"]
+    rid: str = rec["request_id"]
     started = _epoch(rec["started_at"])
     finished = _epoch(rec["started_at"] + rec["duration_ms"] / 1000.0)
-    mirror = mirrors.get(cid) or _load_mirror(session, cid)
+    mirror = mirrors.get(cid)
     if mirror is None:
-        conv = Conversation(
-            id=cid,
-            created_at=started,
-            updated_at=finished,
-            username=rec["username"],
-            source=rec["source"],
-            display_name=rec["display_name"],
-        )
-        session.add(conv)
-        # Inserted now, so that it exists before its messages (foreign key): no
-        # relationship() tells the unit of work the order.
-        session.flush()
-        mirror = _Mirror(conv)
-    mirrors[cid] = mirror
-    conv = mirror.conversation
+        mirror = mirrors[cid] = _Mirror(None, {
+            "id": cid, "created_at": started, "updated_at": finished,
+            "username": rec["username"], "source": rec["source"],
+            "display_name": rec["display_name"], "message_count": 0, "total_tokens": 0,
+        })
+    conv: Any = mirror.conversation if mirror.conversation is not None else mirror.new
+    get = (lambda k: conv[k]) if mirror.new is not None else (lambda k: getattr(conv, k))
+    put = conv.__setitem__ if mirror.new is not None else (lambda k, v: setattr(conv, k, v))
     # Labels fill gaps only: a later header must not undo a rename made through the API.
     for label in ("username", "source", "display_name"):
-        if getattr(conv, label) is None and rec[label] is not None:
-            setattr(conv, label, rec[label])
+        if get(label) is None and rec[label] is not None:
+            put(label, rec[label])
 
     incoming: list[dict[str, Any]] = rec["request_messages"]
     common = 0
@@ -185,33 +210,27 @@ def _mirror(session: Session, mirrors: dict[str, _Mirror], rec: Record) -> int:
         if not _same(stored, new):
             break
         common += 1
-    new_rows: list[Message] = []
+    added = 0
     for msg in incoming[common:]:
-        new_rows.append(Message(conversation_id=cid, created_at=started, **msg))
+        out.append(_message_row(cid, rid, len(mirror.messages), started, msg))
+        mirror.messages.append(_Stored(msg["role"], msg["content"], msg["tool_call_id"]))
+        added += 1
     answer = rec["response_message"]
     if answer is not None:
-        new_rows.append(
-            Message(
-                conversation_id=cid,
-                created_at=finished,
-                model=rec["model_id"],
-                provider=rec["provider_id"],
-                tokens=rec["completion_tokens"],
-                prompt_tokens=rec["prompt_tokens"],
-                completion_tokens=rec["completion_tokens"],
-                **{**answer, "role": answer["role"] or "assistant"},
-            )
-        )
-    for row in new_rows:
-        row.position = len(mirror.messages)
-        row.request_id = rec["request_id"]
-        mirror.messages.append(_Stored(row.role, row.content, row.tool_call_id))
-        session.add(row)
-    conv.message_count = len(mirror.messages)
-    conv.total_tokens += rec["prompt_tokens"] + rec["completion_tokens"]
-    if finished > conv.updated_at:
-        conv.updated_at = finished
-    return len(new_rows)
+        answer = {**answer, "role": answer["role"] or "assistant"}
+        out.append(_message_row(
+            cid, rid, len(mirror.messages), finished, answer, model=rec["model_id"],
+            provider=rec["provider_id"], tokens=rec["completion_tokens"],
+            prompt_tokens=rec["prompt_tokens"], completion_tokens=rec["completion_tokens"],
+        ))
+        mirror.messages.append(_Stored(answer["role"], answer["content"],
+                                       answer["tool_call_id"]))
+        added += 1
+    put("message_count", len(mirror.messages))
+    put("total_tokens", get("total_tokens") + rec["prompt_tokens"] + rec["completion_tokens"])
+    if finished > get("updated_at"):
+        put("updated_at", finished)
+    return added
 
 
 _REQUEST_FIELDS = tuple(
@@ -221,8 +240,7 @@ _REQUEST_FIELDS = tuple(
 
 def _existing_ids(session: Session, ids: Sequence[str]) -> set[str]:
     found: set[str] = set()
-    for start in range(0, len(ids), 500):  # stay under bound-parameter limits
-        chunk = ids[start : start + 500]
+    for chunk in _chunks(ids):
         found.update(
             session.exec(
                 select(RequestRecord.request_id).where(col(RequestRecord.request_id).in_(chunk))
@@ -231,31 +249,47 @@ def _existing_ids(session: Session, ids: Sequence[str]) -> set[str]:
     return found
 
 
+_CONVERSATIONS: sa.Table = Conversation.__table__  # type: ignore[attr-defined]
+_MESSAGES: sa.Table = Message.__table__  # type: ignore[attr-defined]
+_REQUESTS: sa.Table = RequestRecord.__table__  # type: ignore[attr-defined]
+
+
 def write_batch(session: Session, records: Iterable[Record]) -> BatchResult:
     """Add ``records`` to ``session`` (the caller commits): one ``requests`` row each, and
     for successful requests with a conversation id, the conversation's new messages.
+
+    Rows go in as one multi-row INSERT per table (conversations first, for the foreign
+    key), not one ORM object each: at hundreds of requests a second the ORM's per-row
+    work, done in a thread, held the GIL long enough to slow the event loop.
 
     Raises what the database raises; nothing is committed then.
     """
     batch = list(records)
     already = _existing_ids(session, [r["request_id"] for r in batch])
-    mirrors: dict[str, _Mirror] = {}
-    added = messages = skipped = 0
+    todo: list[Record] = []
     seen: set[str] = set()
     for rec in batch:
         rid = rec["request_id"]
         if rid in already or rid in seen:
-            skipped += 1
             continue
         seen.add(rid)
-        session.add(
-            RequestRecord(
-                started_at=_epoch(rec["started_at"]),
-                **{name: rec[name] for name in _REQUEST_FIELDS},
-            )
-        )
-        added += 1
-        if rec["status"] == "success" and rec["conversation_id"]:
-            messages += _mirror(session, mirrors, rec)
-    session.flush()
-    return BatchResult(requests=added, messages=messages, skipped=skipped)
+        todo.append(rec)
+    mirrored = [r for r in todo if r["status"] == "success" and r["conversation_id"]]
+    mirrors = _load_mirrors(session, list(dict.fromkeys(r["conversation_id"] for r in mirrored)))
+    request_rows = [
+        {"started_at": _epoch(rec["started_at"]), **{name: rec[name] for name in _REQUEST_FIELDS}}
+        for rec in todo
+    ]
+    message_rows: list[dict[str, Any]] = []
+    for rec in mirrored:
+        _mirror(mirrors, rec, message_rows)
+    new_conversations = [m.new for m in mirrors.values() if m.new is not None]
+    if new_conversations:
+        session.execute(sa.insert(_CONVERSATIONS), new_conversations)
+    if request_rows:
+        session.execute(sa.insert(_REQUESTS), request_rows)
+    if message_rows:
+        session.execute(sa.insert(_MESSAGES), message_rows)
+    session.flush()  # the stored conversations' new counts and times
+    return BatchResult(requests=len(todo), messages=len(message_rows),
+                       skipped=len(batch) - len(todo))
