@@ -547,7 +547,7 @@ async def profile(gw: Target, plan: Plan, pid: int, out: Path) -> int:
     fmt_ = {".svg": "flamegraph", ".json": "speedscope"}.get(out.suffix, "raw")
     spy = await asyncio.create_subprocess_exec(
         "py-spy", "record", "-p", str(pid), "-o", str(out), "-f", fmt_, "-r", "250",
-        "-d", str(int(seconds) + 1), "--nonblocking",
+        "-d", str(int(seconds) + 1), "--nonblocking", "--threads",
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     await asyncio.sleep(0.5)
     result = await load(gw, plan.clients, seconds)
