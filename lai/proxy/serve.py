@@ -86,17 +86,18 @@ async def serve_app(
     """Serve ``app`` on ``sockets`` until ``shutdown`` is set, then stop gracefully:
     in-flight requests get ``graceful_timeout`` seconds, then the app's shutdown runs."""
     config = hypercorn_config(sockets, graceful_timeout)
+    # Read now: Hypercorn may have closed the sockets by the time serve() returns.
+    unix_paths = [s.getsockname() for s in sockets if s.family == socket.AF_UNIX]
     try:
         await serve(app, config, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]
     finally:
         for sock in sockets:
             with contextlib.suppress(OSError):
-                if sock.family == socket.AF_UNIX:
-                    name = sock.getsockname()
-                    if name:
-                        with contextlib.suppress(FileNotFoundError):
-                            os.unlink(name)
                 sock.close()
+        for path in unix_paths:
+            if path:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
 
 
 def install_signal_handlers(

@@ -52,6 +52,7 @@ def proxy_process(tmp_path: Path, upstream: FakeUpstream) -> Iterator[str]:
         is_default = true
     """))
     proc, url = start_proxy_process(config)
+    assert (tmp_path / "data" / "lai.sock").stat().st_mode & 0o777 == 0o600
     try:
         yield url
     finally:
@@ -62,6 +63,8 @@ def proxy_process(tmp_path: Path, upstream: FakeUpstream) -> Iterator[str]:
             proc.kill()
             raise
         assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+        # A clean stop leaves no admin socket behind for the next start or the TUI.
+        assert not (tmp_path / "data" / "lai.sock").exists()
 
 
 def test_sdk_non_streamed_completion(proxy_process: str, upstream: FakeUpstream) -> None:
