@@ -1,0 +1,176 @@
+"""``lai keys create | list | revoke | enable | delete | rotate``.
+
+Every action migrates the store to head first, so ``lai keys create`` works on a
+machine where no proxy ever ran. A new key is printed alone on its own line on stdout
+(scripts can capture it); everything else people read goes to stderr or is the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import orjson
+from sqlalchemy.exc import SQLAlchemyError
+
+from lai.config.loader import find_config_path, load_settings
+from lai.config.models import Settings
+from lai.durations import parse_duration
+from lai.errors import LaiError
+from lai.store import keys as repo
+from lai.store.db import Store, open_store
+from lai.store.keys import CACHE_TTL, KeyRecord
+
+_NOT_SHOWN_AGAIN = "Copy it now: it will not be shown again."
+
+
+def run(args: argparse.Namespace) -> int:
+    """Carry out ``lai keys <action>`` and return the exit code.
+
+    0 done; 2 usage (a bad duration, name, scope or priority: one line on stderr).
+    Raises ConfigError (``lai.cli`` exits 2) and LaiError: no such key, an ambiguous
+    prefix (the message lists the matches), a state conflict, an unreachable database
+    (``lai.cli`` prints the one-line message and exits 1).
+    """
+    settings, _warnings = load_settings(find_config_path(args.config))
+    store = open_store(settings.server.database_url)
+    where = store.url.render_as_string(hide_password=True)
+    try:
+        store.upgrade()
+        return _dispatch(args, store, settings)
+    except ValueError as exc:
+        print(f"lai: {exc}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise LaiError(f"{where}: {first}") from exc
+    finally:
+        store.dispose()
+
+
+def _dispatch(args: argparse.Namespace, store: Store, settings: Settings) -> int:
+    action = args.keys_command
+    if action == "create":
+        return _create(args, store, settings)
+    if action == "list":
+        return _list(store, as_json=args.json)
+    if action == "rotate":
+        return _rotate(args, store)
+    if action == "revoke":
+        for record in repo.revoke_keys(store, args.name_or_prefix):
+            print(f"revoked {record.prefix} ({record.name})")
+        print(f"A running proxy refuses it within {CACHE_TTL:g} s.", file=sys.stderr)
+        return 0
+    if action == "enable":
+        record = repo.enable_key(store, args.name_or_prefix)
+        status = record.status(_now())
+        note = "" if status == "active" else f", but it is {record.status_text(_now())}"
+        print(f"enabled {record.prefix} ({record.name}){note}")
+        return 0
+    if action == "delete":
+        for record in repo.delete_keys(store, args.name_or_prefix):
+            print(f"deleted {record.prefix} ({record.name})")
+        return 0
+    raise ValueError(f"unknown keys command {action!r}")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _known_models(settings: Settings) -> set[str]:
+    known = {p.id for p in settings.providers}
+    for m in settings.models:
+        known.update((m.id, f"{m.provider_id}/{m.id}"))
+    return known
+
+
+def _create(args: argparse.Namespace, store: Store, settings: Settings) -> int:
+    expires = parse_duration(args.expires) if args.expires else None
+    models = args.models.split(",") if args.models is not None else None
+    issued = repo.create_key(
+        store, args.name, expires_in=expires, scopes=args.scope, priority=args.priority,
+        models=models,
+    )
+    record = issued.record
+    print(issued.raw_key, flush=True)
+    unknown = sorted(set(record.models or ()) - _known_models(settings))
+    if unknown:
+        print(f"lai: warning: not in the config (yet): {', '.join(unknown)}", file=sys.stderr)
+    print(
+        f"Created key {record.prefix} named {record.name!r} ({_summary(record)}). "
+        f"{_NOT_SHOWN_AGAIN}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _rotate(args: argparse.Namespace, store: Store) -> int:
+    grace = parse_duration(args.grace)
+    issued = repo.rotate_key(store, args.name_or_prefix, grace=grace)
+    old, new = issued.replaced, issued.record
+    assert old is not None
+    print(issued.raw_key, flush=True)
+    print(
+        f"Rotated {new.name!r}: {new.prefix} replaces {old.prefix}, which keeps working "
+        f"until {_time(old.grace_until)} UTC ({_summary(new)}). {_NOT_SHOWN_AGAIN}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _summary(record: KeyRecord) -> str:
+    scopes = ", ".join(record.scopes) or "none"
+    models = ", ".join(record.models) if record.models is not None else "all"
+    expires = f"{_time(record.expires_at)} UTC" if record.expires_at else "never"
+    return f"priority {record.priority}, scopes: {scopes}, models: {models}, expires {expires}"
+
+
+def _time(value: datetime | None) -> str:
+    return "-" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+
+
+_COLUMNS = ("PREFIX", "NAME", "SCOPES", "PRIORITY", "MODELS", "CREATED (UTC)",
+            "LAST USED (UTC)", "EXPIRES (UTC)", "STATUS", "REPLACED BY")
+
+
+def _row(record: KeyRecord, now: datetime) -> tuple[str, ...]:
+    return (
+        record.prefix,
+        record.name,
+        ",".join(record.scopes) or "-",
+        str(record.priority),
+        ",".join(record.models) if record.models is not None else "all",
+        _time(record.created_at),
+        _time(record.last_used_at) if record.last_used_at else "never",
+        _time(record.expires_at) if record.expires_at else "never",
+        record.status_text(now),
+        record.replaced_by_prefix or "-",
+    )
+
+
+def format_table(records: Sequence[KeyRecord], now: datetime) -> str:
+    """The ``lai keys list`` table: one aligned row per key, times in UTC."""
+    rows = [_COLUMNS, *(_row(r, now) for r in records)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+             for row in rows]
+    return "\n".join(lines)
+
+
+def _list(store: Store, *, as_json: bool) -> int:
+    records = repo.list_keys(store)
+    now = _now()
+    if as_json:
+        sys.stdout.write(
+            orjson.dumps([r.to_dict(now) for r in records], option=orjson.OPT_INDENT_2).decode()
+            + "\n"
+        )
+        return 0
+    if not records:
+        print("no keys yet; create one with `lai keys create NAME`", file=sys.stderr)
+        return 0
+    print(format_table(records, now))
+    return 0

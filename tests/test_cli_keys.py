@@ -1,0 +1,142 @@
+"""`lai keys ...` as a user runs it: the console script in a subprocess, a temp config."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+
+from lai.store.db import open_store
+from lai.store.keys import create_key, list_keys, verify_key
+
+LAI = shutil.which("lai")
+pytestmark = pytest.mark.skipif(LAI is None, reason="run `pip install -e . --no-deps` first")
+KEY_LINE = re.compile(r"^lai_[0-9a-f]{32}\n$")
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    """A config whose database does not exist yet (relative to the config's folder)."""
+    path = tmp_path / "conf" / "config.toml"
+    path.parent.mkdir()
+    path.write_text(
+        '[server]\ndatabase_url = "sqlite:///data/lai.db"\n'
+        '[[providers]]\nid = "box"\nendpoint = "http://127.0.0.1:9"\n'
+        '[[models]]\nid = "small"\nprovider_id = "box"\n'
+    )
+    return path
+
+
+def lai(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LAI_", "PROVIDER_"))}
+    assert LAI is not None
+    return subprocess.run([LAI, "keys", *args, "--config", str(config)], capture_output=True,
+                          text=True, env=env, cwd=config.parent, timeout=60)
+
+
+def db(config: Path):  # type: ignore[no-untyped-def]
+    return open_store(f"sqlite:///{config.parent / 'data' / 'lai.db'}")
+
+
+def test_create_on_a_fresh_machine_prints_the_key_once(config: Path) -> None:
+    r = lai(config, "create", "agent-ci", "--expires", "30d", "--scope", "admin",
+            "--models", "small,other")
+    assert r.returncode == 0, r.stderr
+    assert KEY_LINE.match(r.stdout), r.stdout  # the key, alone on its own line
+    raw = r.stdout.strip()
+    assert "will not be shown again" in r.stderr
+    assert raw not in r.stderr and raw[:8] in r.stderr
+    assert "not in the config (yet): other" in r.stderr
+    store = db(config)
+    try:
+        info = verify_key(store, raw)
+        assert (info.name, info.priority, set(info.scopes)) == ("agent-ci", 0, {"admin"})
+        assert info.models == ("small", "other")
+        assert info.expires_at is not None
+        assert abs(info.expires_at - datetime.now(UTC) - timedelta(days=30)) < timedelta(minutes=5)
+        assert raw.encode() not in (config.parent / "data" / "lai.db").read_bytes()
+    finally:
+        store.dispose()
+
+
+def test_list_shows_an_aligned_table_with_rotation_and_json(config: Path) -> None:
+    first = lai(config, "create", "laptop").stdout.strip()
+    assert lai(config, "create", "agent-ci", "--priority", "1").returncode == 0
+    r = lai(config, "rotate", "laptop", "--grace", "2h")
+    assert r.returncode == 0, r.stderr
+    second = r.stdout.strip()
+    assert KEY_LINE.match(r.stdout) and second != first
+    assert f"{second[:8]} replaces {first[:8]}" in r.stderr
+
+    r = lai(config, "list")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    header = lines[0]
+    for column in ("PREFIX", "NAME", "SCOPES", "PRIORITY", "CREATED", "LAST USED",
+                   "EXPIRES", "STATUS", "REPLACED BY"):
+        assert column in header
+    status_at = header.index("STATUS")
+    by_prefix = {line[:8]: line for line in lines[1:]}
+    assert set(by_prefix) >= {first[:8], second[:8]} and len(lines) == 4
+    assert by_prefix[first[:8]][status_at:].startswith("grace until ")
+    assert by_prefix[first[:8]].rstrip().endswith(second[:8])  # replaced by
+    assert by_prefix[second[:8]][status_at:].startswith("active")
+    assert all(raw not in r.stdout for raw in (first[8:], second[8:]))
+
+    data = orjson.loads(lai(config, "list", "--json").stdout)
+    rows = {d["prefix"]: d for d in data}
+    assert rows[first[:8]]["status"] == "grace"
+    assert rows[first[:8]]["replaced_by"] == second[:8]
+    assert rows[second[:8]]["rotated_from"] == first[:8]
+    assert {d["name"]: d["priority"] for d in data} == {"laptop": 1, "agent-ci": 1}
+
+
+def test_revoke_enable_delete_by_name_or_prefix(config: Path) -> None:
+    raw = lai(config, "create", "laptop").stdout.strip()
+    lai(config, "create", "desk")
+    r = lai(config, "revoke", raw[:8])
+    assert r.returncode == 0 and r.stdout == f"revoked {raw[:8]} (laptop)\n"
+    r = lai(config, "enable", "laptop")
+    assert r.returncode == 0 and r.stdout == f"enabled {raw[:8]} (laptop)\n"
+    r = lai(config, "delete", "laptop")
+    assert r.returncode == 0 and r.stdout == f"deleted {raw[:8]} (laptop)\n"
+    store = db(config)
+    try:
+        assert [k.name for k in list_keys(store)] == ["desk"]
+    finally:
+        store.dispose()
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (("revoke", "nobody"), 1, "no key has the name or prefix 'nobody'"),
+        (("revoke", "lai_"), 1, "'lai_' matches 2 keys: "),
+        (("create", "x", "--expires", "tomorrow"), 2, "invalid duration 'tomorrow'"),
+        (("rotate", "one", "--grace", "1.5h"), 2, "invalid duration '1.5h'"),
+        (("create", "two words"), 2, "invalid key name"),
+        (("create", "one"), 1, "a key named 'one' exists already"),
+        (("create", "x", "--scope", "root"), 2, "unknown scope 'root'"),
+    ],
+)
+def test_errors_are_one_line_with_the_right_exit_code(
+    config: Path, args: tuple[str, ...], code: int, message: str
+) -> None:
+    store = db(config)
+    try:
+        store.upgrade()
+        create_key(store, "one")
+        create_key(store, "two")
+    finally:
+        store.dispose()
+    r = lai(config, *args)
+    assert r.returncode == code, r.stderr
+    assert r.stdout == ""
+    assert r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
