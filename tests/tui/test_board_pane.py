@@ -1,0 +1,62 @@
+"""The board over the real engine: live rows, and disabling a provider stops routing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.widgets import DataTable
+
+from lai.engine.types import RequestContext
+from lai.tui.screens.confirm import ConfirmScreen
+from tests.fakes.upstream import Behaviour
+from tests.harness import model, provider
+from tests.tui.conftest import SIZE, wait_for
+
+
+async def test_disabling_a_provider_on_the_board_stops_routing_to_it(
+    embedded_app: Any, upstream_factory: Any
+) -> None:
+    first, second = upstream_factory(), upstream_factory()
+    app, runtime = embedded_app(
+        [provider("first", first.url, priority=1), provider("second", second.url, priority=2)],
+        [model("m1", "first"), model("m2", "second")],
+    )
+    engine = runtime.engine
+    body = {"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
+    async with app.run_test(size=SIZE) as pilot:
+        table = app.screen.query_one("#providers", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 2, what="two providers")
+        assert (await engine.complete(body, RequestContext())).provider_id == "first"
+
+        await pilot.press("e")  # the cursor starts on the first row
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirm")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not engine.provider("first").enabled, what="disabled")
+        await wait_for(pilot, lambda: "disabled" in str(table.get_cell("first", "status")),
+                       what="the row to say so")
+
+        served = [(await engine.complete(body, RequestContext())).provider_id for _ in range(3)]
+        assert served == ["second"] * 3
+        assert first.chat_count == 1 and second.chat_count == 3
+
+
+async def test_requests_in_flight_are_listed_live(
+    embedded_app: Any, upstream: Any
+) -> None:
+    upstream.default = Behaviour(chunks=40, delay=0.05)
+    app, runtime = embedded_app([provider("box", upstream.url)], [model("m1", "box")])
+    async with app.run_test(size=SIZE) as pilot:
+        board = app.screen
+        flights = board.query_one("#flights", DataTable)
+        stream = await runtime.engine.stream(
+            {"model": "m1", "stream": True, "messages": [{"role": "user", "content": "go"}]},
+            RequestContext(key_name="agent-ci"))
+        await wait_for(pilot, lambda: flights.row_count == 1, what="the request row")
+        assert str(flights.get_row_at(0)[:3]) == str(["agent-ci", "m1", "box"])
+        assert "1/4" in str(board.query_one("#providers", DataTable).get_row_at(0))
+        async for _chunk in stream:
+            pass
+        await stream.aclose()
+        await wait_for(pilot, lambda: flights.row_count == 0, what="the row to go")
+        await wait_for(pilot, lambda: board.state.rate_series(app.clock())[-1] > 0,
+                       what="the rate sparkline to count it")

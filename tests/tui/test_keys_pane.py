@@ -1,0 +1,80 @@
+"""Key administration through pane 3 changes the real store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from textual.widgets import DataTable, Input
+
+from lai.errors import AuthenticationFailed
+from lai.store import keys as keyrepo
+from lai.tui.screens.confirm import ConfirmScreen
+from lai.tui.screens.key_created import KeyCreatedScreen
+from lai.tui.screens.key_form import KeyFormScreen
+from lai.tui.screens.prompt import PromptScreen
+from tests.harness import model, provider
+from tests.tui.conftest import SIZE, wait_for
+
+
+async def test_create_rotate_and_revoke_a_key(embedded_app: Any, upstream: Any) -> None:
+    app, runtime = embedded_app([provider("box", upstream.url)], [model("m1", "box")])
+    store = runtime.store
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        pane = app.screen
+        table = pane.query_one("#keys", DataTable)
+
+        # n: the form, then the key, shown once
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, KeyFormScreen), what="form")
+        app.screen.query_one("#key-name", Input).value = "laptop"
+        app.screen.query_one("#key-expires", Input).value = "30d"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, KeyCreatedScreen), what="dialog")
+        first_secret = app.screen.secret  # type: ignore[attr-defined]
+        (record,) = keyrepo.list_keys(store)
+        assert record.name == "laptop" and record.expires_at is not None
+        assert keyrepo.verify_key(store, first_secret).name == "laptop"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: table.row_count == 1, what="the new row")
+        assert first_secret not in str(table.get_row_at(0))  # only the prefix is listed
+
+        # r: grace period, confirmation, the successor shown once
+        await pilot.press("r")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen), what="grace prompt")
+        app.screen.query_one(Input).value = "1h"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirm")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: isinstance(app.screen, KeyCreatedScreen), what="new key")
+        second_secret = app.screen.secret  # type: ignore[attr-defined]
+        assert second_secret != first_secret
+        old, new = keyrepo.list_keys(store)
+        assert old.grace_until is not None and new.rotated_from == old.id
+        assert keyrepo.verify_key(store, first_secret).id == old.id  # still in its grace
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: table.row_count == 2, what="two rows")
+
+        # x on the new key: revoke after confirmation
+        table.move_cursor(row=1)
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirm")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not keyrepo.list_keys(store)[1].enabled, what="revoked")
+        with pytest.raises(AuthenticationFailed):
+            keyrepo.verify_key(store, second_secret)
+        await wait_for(pilot, lambda: "revoked" in str(table.get_row_at(1)), what="shown")
+
+
+async def test_a_refused_key_name_is_a_notification(embedded_app: Any, upstream: Any) -> None:
+    app, runtime = embedded_app([provider("box", upstream.url)], [model("m1", "box")])
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3", "n")
+        await wait_for(pilot, lambda: isinstance(app.screen, KeyFormScreen), what="form")
+        app.screen.query_one("#key-name", Input).value = "lai_nope"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: app._notifications, what="a notification")
+        (note,) = list(app._notifications)
+        assert note.severity == "error" and "invalid key name" in note.message
+        assert keyrepo.list_keys(runtime.store) == []
