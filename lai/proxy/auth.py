@@ -10,7 +10,8 @@ With ``server.auth`` true:
 - Requests over the admin unix socket (``data_dir/lai.sock``, mode 0600) need no key:
   whoever can open it can read the database anyway. A key sent over the socket is still
   checked, so that requests are attributed to it.
-- ``/health`` stays open; ``/metrics`` is open unless ``server.metrics_auth``.
+- ``/health`` stays open; ``/metrics`` is open unless ``server.metrics_auth``. Every
+  other path needs a key too, so an unknown path gets 401 before 404.
 
 With ``server.auth`` false everything is open and Authorization headers are ignored.
 Refusals are 401 ``invalid_api_key`` / 403 ``permission_error`` in the OpenAI shape;
@@ -20,8 +21,9 @@ neither they nor the log ever carry more of a key than its prefix.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from quart import Quart, g, request
 
@@ -31,22 +33,32 @@ from lai.proxy.deps import runtime
 log = logging.getLogger("lai.proxy.auth")
 
 ADMIN_SCOPE = "admin"
+OPEN_PATHS = frozenset({"/health"})
+"""Paths anyone may call (``/metrics`` too, unless ``server.metrics_auth``)."""
 
 
 def over_unix_socket(scope: Mapping[str, Any]) -> bool:
     """True when the request came in on a unix socket rather than TCP.
 
-    Hypercorn leaves ``server`` and ``client`` None for a unix socket; uvicorn gives
-    ``server`` as ``(path, None)``. A TCP peer always has a ``(host, port)`` pair.
+    Hypercorn sets ``server`` and ``client`` to None for a unix socket; uvicorn gives
+    ``server`` as ``(path, None)``. A TCP peer always has a ``(host, port)`` pair. A scope
+    *without* a ``server`` key (Quart's test client, or a server that leaves the
+    optional key out) is not taken for the socket: when unsure, a key is required.
     """
-    server = scope.get("server")
+    if "server" not in scope:
+        return False
+    server = scope["server"]
     if server is None:
-        return scope.get("client") is None
+        return "client" in scope and scope["client"] is None
     host, port = server[0], server[1] if len(server) > 1 else None
     return port is None and isinstance(host, str) and host.startswith("/")
 
 
-def presented_key(headers: Mapping[str, str]) -> str | None:
+class _Headers(Protocol):
+    def get(self, key: str) -> str | None: ...
+
+
+def presented_key(headers: _Headers) -> str | None:
     """The key a client sent, or None when it sent none.
 
     ``Authorization: Bearer X`` (any case of ``Bearer``) or a bare ``Authorization: X``,
@@ -72,14 +84,17 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
 
 
 def _protected(path: str, metrics_auth: bool) -> tuple[bool, bool]:
-    """(needs a key, is an admin endpoint) for ``path``."""
-    if path == "/admin" or path.startswith("/admin/"):
-        return True, True
-    if path == "/v1" or path.startswith("/v1/"):
-        return True, False
+    """(needs a key, is an admin endpoint) for ``path``.
+
+    Closed by default: only the listed open paths skip the check, so a route added
+    later, or an unknown path, is never reachable without a key.
+    """
+    path = re.sub(r"/{2,}", "/", path)  # "//admin/x" must not slip past the admin check
+    if path in OPEN_PATHS:
+        return False, False
     if path == "/metrics":
         return metrics_auth, False
-    return False, False
+    return True, path == "/admin" or path.startswith("/admin/")
 
 
 async def authenticate() -> None:

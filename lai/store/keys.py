@@ -592,7 +592,7 @@ def touch_last_used(store: Store, used: dict[int, datetime]) -> None:
         return
     when = sa.case(
         *[
-            (ApiKey.id == key_id, sa.bindparam(f"used_{i}", at, type_=UTCDateTime()))
+            (col(ApiKey.id) == key_id, sa.bindparam(f"used_{i}", at, type_=UTCDateTime()))
             for i, (key_id, at) in enumerate(used.items())
         ],
         else_=col(ApiKey.last_used_at),

@@ -17,11 +17,14 @@ import pytest
 from sqlmodel import select
 
 from lai.engine.clock import SystemClock
+from lai.proxy.app import create_app
+from lai.proxy.auth import over_unix_socket, presented_key
+from lai.runtime import build_runtime
 from lai.store.db import Store, open_store
 from lai.store.keys import CACHE_TTL, create_key, list_keys, revoke_keys, rotate_key
 from lai.store.models import RequestRecord
 from tests.fakes.upstream import Behaviour
-from tests.harness import model, provider
+from tests.harness import make_settings, model, provider
 
 CHAT = {"model": "small", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -162,8 +165,17 @@ async def test_admin_over_tcp_needs_a_key_with_scope_admin(proxy_factory, upstre
     text = assert_error(await proxy.http.post(path, headers=bearer(user.raw_key)), 403,
                         "permission_error")
     assert "scope 'admin'" in text and "laptop" in text
+    # Odd spellings of an admin path do not slip past the scope check.
+    for odd in ("//admin/providers/box/disable", "/admin//providers/box/disable",
+                "/%61dmin/providers/box/disable"):
+        r = await proxy.http.post(odd, headers=bearer(user.raw_key))
+        assert r.status_code in (403, 404, 405, 308), (odd, r.status_code)
+        assert proxy.engine.provider("box").enabled
     r = await proxy.http.post(path, headers=bearer(admin.raw_key))
     assert r.status_code == 200 and r.json()["enabled"] is False
+    # Closed by default: a path nobody listed needs a key before it can be a 404.
+    assert_error(await proxy.http.get("/nope"), 401, "authentication_error")
+    assert (await proxy.http.get("/nope", headers=bearer(user.raw_key))).status_code == 404
 
 
 async def test_the_admin_socket_is_0600_and_needs_no_key(proxy_factory, upstream, keys) -> None:
@@ -306,3 +318,41 @@ async def test_key_material_is_never_recorded_or_logged(
     # And last_used_at was written at shutdown, in one batch.
     used = {k.name: k.last_used_at for k in list_keys(keys)}
     assert used["laptop"] is not None and used["gone"] is None
+
+
+@pytest.mark.parametrize(
+    ("scope", "local"),
+    [
+        ({"server": None, "client": None}, True),  # Hypercorn on a unix socket
+        ({"server": ("/run/lai.sock", None), "client": None}, True),  # uvicorn's form
+        ({"server": ("127.0.0.1", 8012), "client": ("127.0.0.1", 50000)}, False),
+        ({"server": None, "client": ("10.0.0.2", 50000)}, False),
+        ({}, False),  # Quart's test client leaves the keys out: a key is required
+    ],
+)
+def test_unix_socket_detection_fails_closed(scope: dict, local: bool) -> None:
+    assert over_unix_socket(scope) is local
+
+
+def test_presented_key_forms() -> None:
+    raw = "lai_" + "a" * 32
+    assert presented_key({"Authorization": f"Bearer {raw}"}) == raw
+    assert presented_key({"Authorization": f"  {raw} "}) == raw
+    assert presented_key({"x-api-key": raw}) == raw
+    assert presented_key({"Authorization": "Bearer sk-x", "x-api-key": raw}) == raw
+    assert presented_key({"Authorization": "Bearer sk-x"}) == "sk-x"
+    assert presented_key({"Authorization": "Bearer "}) is None
+    assert presented_key({}) is None
+
+
+async def test_in_process_test_client_still_needs_a_key(tmp_path, keys) -> None:
+    issued = create_key(keys, "laptop")
+    settings = make_settings(tmp_path, [provider("box", "http://127.0.0.1:9")],
+                             [model("small", "box")], auth=True)
+    app = create_app(build_runtime(settings))
+    async with app.test_app() as test_app:
+        client = test_app.test_client()
+        r = await client.get("/v1/models")
+        assert r.status_code == 401
+        r = await client.get("/v1/models", headers=bearer(issued.raw_key))
+        assert r.status_code == 200
