@@ -1,4 +1,8 @@
-"""``lai`` with no command: the terminal UI, attached to a running proxy or embedded."""
+"""``lai`` with no command: the terminal UI, attached to a running proxy or embedded.
+
+The mode is decided with a bare socket probe and the real client is built in a thread
+once the UI is up (``DeferredClient``), so the first frame never waits for the store.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from pathlib import Path
 from lai.config.loader import find_config_path, load_settings
 from lai.config.models import Settings
 from lai.tui.client import LaiClient
+from lai.tui.deferred import DeferredClient
+from lai.tui.probe import proxy_answers, socket_path
 
 
 def setup_logging(settings: Settings) -> None:
@@ -21,18 +27,29 @@ def setup_logging(settings: Settings) -> None:
     )
 
 
-def make_client(settings: Settings, config_path: Path) -> LaiClient:
-    """Attached when a proxy answers on ``data_dir/lai.sock``, else embedded."""
+def attached_client(settings: Settings, sock: Path) -> LaiClient:
+    """A client over a running proxy's admin socket, the store shared."""
     from lai.store.db import open_store
-    from lai.tui.attached import AttachedClient, proxy_answers, socket_path
+    from lai.tui.attached import AttachedClient
 
-    sock = socket_path(settings)
-    if proxy_answers(sock):
-        return AttachedClient(settings, open_store(settings.server.database_url), sock=sock)
+    return AttachedClient(settings, open_store(settings.server.database_url), sock=sock)
+
+
+def embedded_client(settings: Settings, config_path: Path) -> LaiClient:
+    """A client over an in-process runtime (engine, store, recorder)."""
     from lai.runtime import build_runtime
     from lai.tui.embedded import EmbeddedClient
 
-    return EmbeddedClient(build_runtime(settings), config_path=config_path.resolve())
+    return EmbeddedClient(build_runtime(settings), config_path=config_path)
+
+
+def make_client(settings: Settings, config_path: Path) -> DeferredClient:
+    """Attached when a proxy answers on ``data_dir/lai.sock``, else embedded."""
+    sock = socket_path(settings)
+    if proxy_answers(sock):
+        return DeferredClient("attached", str(sock), lambda: attached_client(settings, sock))
+    path = config_path.resolve()
+    return DeferredClient("embedded", str(path), lambda: embedded_client(settings, path))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -56,6 +56,8 @@ class LaiApp(App[None]):
         super().__init__()
         self.client = client
         self.clock = clock
+        self.errors_shown: dict[str, float] = {}
+        """Error text -> when it was last shown (see ``notify_error``)."""
 
     def on_mount(self) -> None:
         self.start_client()

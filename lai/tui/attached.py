@@ -26,26 +26,8 @@ from lai.tui.client import (
     Mode,
     provider_from_dict,
 )
+from lai.tui.probe import socket_path
 from lai.tui.storeclient import StoreAccess
-
-SOCKET_NAME = "lai.sock"
-
-
-def socket_path(settings: Settings) -> Path:
-    """Where a proxy for these settings keeps its admin socket."""
-    return settings.server.data_dir / SOCKET_NAME
-
-
-def proxy_answers(path: Path, timeout: float = 0.5) -> bool:
-    """True when a proxy answers ``GET /health`` on the unix socket at ``path``."""
-    if not path.exists():
-        return False
-    try:
-        with httpx.Client(transport=httpx.HTTPTransport(uds=str(path)),
-                          base_url="http://lai", timeout=timeout, trust_env=False) as http:
-            return http.get("/health").status_code == 200
-    except (httpx.HTTPError, OSError):
-        return False
 
 
 class AttachedClient(StoreAccess):

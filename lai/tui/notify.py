@@ -7,6 +7,7 @@ OSError its reason, anything else its class and text (and the log has the rest).
 from __future__ import annotations
 
 import logging
+import time
 
 from textual.dom import DOMNode
 
@@ -27,8 +28,20 @@ def error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+REPEAT_AFTER = 30.0
+"""Seconds before the same error is shown again (a poll failing every second must not
+bury the screen in identical notifications)."""
+
+
 def notify_error(node: DOMNode, exc: BaseException, title: str = "Error") -> None:
-    """Show ``exc`` as an error notification titled ``title``."""
+    """Show ``exc`` as an error notification titled ``title`` (once per REPEAT_AFTER)."""
     if not isinstance(exc, ClientError | LaiError):
         log.error("%s", title, exc_info=exc)
-    node.app.notify(error_text(exc), title=title, severity="error", timeout=8)
+    text = error_text(exc)
+    shown: dict[str, float] | None = getattr(node.app, "errors_shown", None)
+    if shown is not None:
+        now = time.monotonic()
+        if now - shown.get(text, -REPEAT_AFTER) < REPEAT_AFTER:
+            return
+        shown[text] = now
+    node.app.notify(text, title=title, severity="error", timeout=8)

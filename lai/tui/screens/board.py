@@ -89,6 +89,7 @@ class BoardScreen(PaneScreen):
     def __init__(self) -> None:
         super().__init__()
         self.state = BoardState()
+        self.loaded = False
         self._stream_failed = False
 
     def compose(self) -> ComposeResult:
@@ -116,6 +117,7 @@ class BoardScreen(PaneScreen):
             table = self.query_one(table_id, DataTable)
             for key, label in columns:
                 table.add_column(label, key=key)
+        self._show_detail()
         self.poll()
         self.follow_events()
         self.set_interval(1.0, self.poll)
@@ -130,6 +132,7 @@ class BoardScreen(PaneScreen):
         self.state.set_providers(providers)
         if flights is not None:
             self.state.set_flights(flights)
+        self.loaded = True
         self.redraw()
 
     @work(group="events", exclusive=True, exit_on_error=False, description="Live events")
@@ -178,7 +181,8 @@ class BoardScreen(PaneScreen):
         p = self.selected()
         detail = self.query_one("#provider-detail", Static)
         if p is None:
-            detail.update("No providers configured." if not self.state.providers else "")
+            detail.update("No providers configured: add [[providers]] to the config file."
+                          if self.loaded else "Connecting…")
             return
         text = Text.assemble((p.name, "bold"), f" ({p.id}) · priority {p.priority}")
         if p.last_error:

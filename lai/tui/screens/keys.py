@@ -81,6 +81,7 @@ class KeysScreen(PaneScreen):
         for key, label in COLUMNS:
             table.add_column(label, key=key)
         table.focus()
+        self.query_one("#keys-empty").display = False  # until the first answer
         self.load()
 
     def on_screen_resume(self) -> None:

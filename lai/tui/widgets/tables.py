@@ -38,7 +38,7 @@ def sync_rows(
                 except CellDoesNotExist:
                     same = False
                 if not same:
-                    table.update_cell(key, column, value)
+                    table.update_cell(key, column, value, update_width=True)
         else:
             table.add_row(*cells, key=key)
 
