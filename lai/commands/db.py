@@ -6,11 +6,9 @@ import argparse
 import sys
 
 from alembic.util import CommandError
-from sqlalchemy.exc import SQLAlchemyError
 
-from lai.config.loader import find_config_path, load_settings
-from lai.errors import LaiError
-from lai.store.db import Store, open_store
+from lai.commands.common import configured_store
+from lai.store.db import Store
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,34 +20,31 @@ def run(args: argparse.Namespace) -> int:
         ConfigError: the config is missing or invalid (``lai.cli`` exits 2).
         LaiError: the database cannot be reached or a migration fails (exit 1).
     """
-    # Warnings (odd providers and the like) are `lai config check`'s business, not this.
-    settings, _warnings = load_settings(find_config_path(args.config))
-    store = open_store(settings.server.database_url)
-    where = store.url.render_as_string(hide_password=True)
-    try:
-        if args.db_command == "upgrade":
-            before = store.current()
-            store.upgrade()
-            after = store.current()
-            if before == after:
-                print(f"{where}: already at {after} (head)")
-            else:
-                print(f"{where}: upgraded {before or 'empty'} -> {after} (head)")
-        elif args.db_command == "current":
-            _print_current(store, where)
-        elif args.db_command == "downgrade":
-            store.downgrade(args.rev)
-            print(f"{where}: downgraded to {store.current() or 'base (no lai tables)'}")
+    with configured_store(args, upgrade=False) as (_settings, store):
+        where = store.url.render_as_string(hide_password=True)
+        try:
+            return _carry_out(args, store, where)
+        except CommandError as exc:  # an unknown revision: the user's mistake
+            print(f"lai: {exc}", file=sys.stderr)
+            return 2
+
+
+def _carry_out(args: argparse.Namespace, store: Store, where: str) -> int:
+    if args.db_command == "upgrade":
+        before = store.current()
+        store.upgrade()
+        after = store.current()
+        if before == after:
+            print(f"{where}: already at {after} (head)")
         else:
-            raise ValueError(f"unknown db command {args.db_command!r}")
-    except CommandError as exc:
-        print(f"lai: {exc}", file=sys.stderr)
-        return 2
-    except SQLAlchemyError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise LaiError(f"{where}: {first}") from exc
-    finally:
-        store.dispose()
+            print(f"{where}: upgraded {before or 'empty'} -> {after} (head)")
+    elif args.db_command == "current":
+        _print_current(store, where)
+    elif args.db_command == "downgrade":
+        store.downgrade(args.rev)
+        print(f"{where}: downgraded to {store.current() or 'base (no lai tables)'}")
+    else:
+        raise ValueError(f"unknown db command {args.db_command!r}")
     return 0
 
 

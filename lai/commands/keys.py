@@ -13,14 +13,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import orjson
-from sqlalchemy.exc import SQLAlchemyError
 
-from lai.config.loader import find_config_path, load_settings
+from lai.commands.common import configured_store
 from lai.config.models import Settings
 from lai.durations import parse_duration
-from lai.errors import LaiError
 from lai.store import keys as repo
-from lai.store.db import Store, open_store
+from lai.store.db import Store
 from lai.store.keys import CACHE_TTL, KeyRecord
 
 _NOT_SHOWN_AGAIN = "Copy it now: it will not be shown again."
@@ -34,20 +32,12 @@ def run(args: argparse.Namespace) -> int:
     prefix (the message lists the matches), a state conflict, an unreachable database
     (``lai.cli`` prints the one-line message and exits 1).
     """
-    settings, _warnings = load_settings(find_config_path(args.config))
-    store = open_store(settings.server.database_url)
-    where = store.url.render_as_string(hide_password=True)
-    try:
-        store.upgrade()
-        return _dispatch(args, store, settings)
-    except ValueError as exc:
-        print(f"lai: {exc}", file=sys.stderr)
-        return 2
-    except SQLAlchemyError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise LaiError(f"{where}: {first}") from exc
-    finally:
-        store.dispose()
+    with configured_store(args) as (settings, store):
+        try:
+            return _dispatch(args, store, settings)
+        except ValueError as exc:
+            print(f"lai: {exc}", file=sys.stderr)
+            return 2
 
 
 def _dispatch(args: argparse.Namespace, store: Store, settings: Settings) -> int:

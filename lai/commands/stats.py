@@ -11,12 +11,8 @@ import argparse
 import sys
 
 import orjson
-from alembic.util import CommandError
-from sqlalchemy.exc import SQLAlchemyError
 
-from lai.config.loader import find_config_path, load_settings
-from lai.errors import LaiError
-from lai.store.db import open_store
+from lai.commands.common import configured_store
 from lai.store.stats import GroupStats, UsageReport, usage_stats
 
 _COLUMNS = (
@@ -35,17 +31,8 @@ def run(args: argparse.Namespace) -> int:
     if args.days < 1:
         print("lai: --days must be at least 1", file=sys.stderr)
         return 2
-    settings, _warnings = load_settings(find_config_path(args.config))
-    store = open_store(settings.server.database_url)
-    where = store.url.render_as_string(hide_password=True)
-    try:
-        store.upgrade()
+    with configured_store(args) as (settings, store):
         report = usage_stats(store, settings, days=args.days, by=args.by)
-    except (SQLAlchemyError, CommandError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise LaiError(f"{where}: {first}") from exc
-    finally:
-        store.dispose()
     if args.json:
         sys.stdout.write(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2).decode())
         sys.stdout.write("\n")
