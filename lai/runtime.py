@@ -114,7 +114,8 @@ def build_runtime(
     if store:
         db = open_store(settings.server.database_url)
         # Records a shutdown could not write wait here for the next start.
-        recorder = Recorder(db, spill_path=settings.server.data_dir / "recorder-spill.jsonl")
+        recorder = Recorder(db, spill_path=settings.server.data_dir / "recorder-spill.jsonl",
+                            linger=0.2)
     client = make_http_client(settings)
     images = ImageStore.from_settings(settings.server, clock=clock)
     if db is not None:

@@ -89,6 +89,7 @@ class Recorder:
         retry_max: float = 5.0,
         backlog_log_interval: float = 10.0,
         spill_path: Path | None = None,
+        linger: float = 0.0,
     ) -> None:
         self.store = store
         self.max_queue = max_queue
@@ -97,6 +98,9 @@ class Recorder:
         self.retry_max = retry_max
         self.backlog_log_interval = backlog_log_interval
         self.spill_path = spill_path
+        self.linger = linger
+        """Seconds the idle worker waits after the first new record, so that one
+        transaction carries many requests (``flush`` and ``close`` cut it short)."""
         self._queue: deque[Record] = deque()
         self._overflow: deque[Record] = deque()
         self._current: list[Record] = []
@@ -107,6 +111,7 @@ class Recorder:
         self._lock = threading.Lock()
         self._wake: asyncio.Event | None = None
         self._progress: asyncio.Event | None = None
+        self._hurry: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -205,6 +210,7 @@ class Recorder:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()
+        self._hurry = asyncio.Event()
         self._closing = False
         self._closed = False
         for record in self._read_spill():
@@ -236,8 +242,22 @@ class Recorder:
                 self._wake.clear()
                 if self._queue_empty():
                     await self._wake.wait()
+                    await self._gather()
                 continue
             await self._write_with_retry(batch)
+
+    async def _gather(self) -> None:
+        # A transaction per request costs the event loop more than the write itself:
+        # the worker thread's Python work holds the GIL the loop needs (bench/README.md).
+        hurry = self._hurry
+        if not self.linger or self._closing or hurry is None:
+            return
+        try:
+            async with asyncio.timeout(self.linger):
+                await hurry.wait()
+        except TimeoutError:
+            pass
+        hurry.clear()
 
     def _queue_empty(self) -> bool:
         with self._lock:
@@ -321,6 +341,8 @@ class Recorder:
         """Wait until every record queued so far is written."""
         if self._progress is None:
             raise RuntimeError("recorder not started")
+        if self._hurry is not None:
+            self._hurry.set()
         while True:
             # Clear before looking, so progress made in between is not missed.
             self._progress.clear()
@@ -343,6 +365,8 @@ class Recorder:
             self._spill(self._drain())  # never started: spill rather than lose
             return
         self._closing = True
+        if self._hurry is not None:
+            self._hurry.set()
         self._signal()
         try:
             await asyncio.wait_for(asyncio.shield(task), grace)
