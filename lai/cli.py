@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -24,6 +25,16 @@ def _common(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
     )
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lai",
@@ -36,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("proxy", help="serve the OpenAI-compatible HTTP API")
     _common(p)
     p.add_argument("--host", help="listen address (default: server.host)")
-    p.add_argument("--port", type=int, help="listen port (default: server.port)")
+    p.add_argument("--port", type=_port, help="listen port, 0 for a free one "
+                   "(default: server.port)")
     p.set_defaults(handler="proxy")
 
     keys = sub.add_parser("keys", help="create, list, rotate and revoke API keys")
@@ -111,6 +123,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug or an unforeseen environment: one line, not a trace
+        if os.environ.get("LAI_DEBUG"):
+            raise
+        print(f"lai: unexpected {type(exc).__name__}: {exc} (set LAI_DEBUG=1 for the "
+              "traceback)", file=sys.stderr)
+        return 1
     return code
 
 

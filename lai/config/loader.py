@@ -104,8 +104,24 @@ def load_settings(
     data = _read_toml(path)
     _apply_environment(data, env, path)
     settings = _validate(data, path)
+    _check_database_url(settings.server.database_url, path)
     settings = _resolve_paths(settings, path)
     return settings, _warnings(settings, path)
+
+
+def _check_database_url(url: str, path: Path) -> None:
+    """Raise ConfigError unless ``url`` is a database URL SQLAlchemy has a dialect for."""
+    # Imported here: the loader is imported by commands that never open a database.
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(url).get_dialect()
+    except ArgumentError as exc:
+        raise ConfigError(
+            f"{path}: server.database_url: not a database URL SQLAlchemy understands "
+            f"({exc}); e.g. sqlite:///data/lai.db or postgresql+psycopg://user@host/db"
+        ) from None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
