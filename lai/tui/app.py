@@ -83,8 +83,9 @@ class LaiApp(App[None]):
 
     def help_sections(self) -> list[HelpSection]:
         """Every binding: the app's, then each pane's, for ``?`` and the docs."""
-        panes = [b for b in self.BINDINGS if b.action.startswith("pane(")]
-        others = [b for b in self.BINDINGS if b not in panes]
+        bindings = [b for b in self.BINDINGS if isinstance(b, Binding)]
+        panes = [b for b in bindings if b.action.startswith("pane(")]
+        others = [b for b in bindings if b not in panes]
         general = [("1 2 3 4", "Board, Conversations, Keys, Chat "
                                "(escape first when typing in a box)"),
                    *binding_rows(others),

@@ -238,7 +238,9 @@ class BoardScreen(PaneScreen):
         self.state.providers[snap.id] = snap
         self.redraw()
         took = (time.monotonic() - t) * 1000
-        severity = "information" if snap.status in ("healthy", "degraded") else "warning"
-        self.notify(f"{snap.name}: {snap.status} ({took:.0f} ms)"
-                    + (f" — {snap.last_error}" if snap.last_error else ""),
-                    title="Check", severity=severity)
+        text = f"{snap.name}: {snap.status} ({took:.0f} ms)" + (
+            f" — {snap.last_error}" if snap.last_error else "")
+        if snap.status in ("healthy", "degraded"):
+            self.notify(text, title="Check")
+        else:
+            self.notify(text, title="Check", severity="warning")

@@ -28,8 +28,8 @@ def sync_rows(
             table.move_cursor(row=min(max(cursor, 0), len(rows) - 1), animate=False)
         return
     columns = list(table.columns)
-    for key in [k.value for k in table.rows if k.value not in rows]:
-        table.remove_row(key)
+    for gone in [k for k in table.rows if k.value not in rows]:
+        table.remove_row(gone)
     for key, cells in rows.items():
         if key in table.rows:
             for column, value in zip(columns, cells, strict=False):
