@@ -16,7 +16,7 @@ class PaneHeader(Horizontal):
 
     DEFAULT_CSS = """
     PaneHeader { height: 1; background: $panel; }
-    PaneHeader #where { width: 1fr; height: 1; }
+    PaneHeader #where { width: 1fr; height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
     PaneHeader #tabs { width: auto; height: 1; }
     """
 

@@ -1,0 +1,96 @@
+"""`lai` in a real terminal (tmux), driven by keystrokes as a person would."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.upstream import FakeUpstream
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+
+CONFIG = """\
+[server]
+database_url = "sqlite:///data/lai.db"
+data_dir = "data"
+
+[[providers]]
+id = "box"
+name = "Test box"
+endpoint = "{url}"
+health_check_interval = 3600
+
+[[models]]
+id = "m1"
+provider_id = "box"
+context_window = 32768
+"""
+
+
+class Terminal:
+    """A 120x34 tmux window running one command, on a tmux server of its own (so other
+    sessions on the machine neither see it nor change its size)."""
+
+    def __init__(self, name: str, command: str) -> None:
+        self.tmux = ["tmux", "-L", name, "-f", "/dev/null"]
+        subprocess.run([*self.tmux, "new-session", "-d", "-s", "lai", "-x", "120", "-y", "34",
+                        command], check=True)
+
+    def keys(self, *keys: str) -> None:
+        subprocess.run([*self.tmux, "send-keys", "-t", "lai", *keys], check=True)
+
+    def screen(self) -> str:
+        return subprocess.run([*self.tmux, "capture-pane", "-p", "-t", "lai"],
+                              capture_output=True, text=True, check=True).stdout
+
+    def wait_for(self, text: str, timeout: float = 20.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            shown = self.screen()
+            if text in shown:
+                return shown
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} never appeared; the screen was:\n{shown}")
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        subprocess.run([*self.tmux, "kill-server"], capture_output=True)
+
+
+@pytest.fixture
+def terminal(tmp_path: Path, upstream: FakeUpstream) -> Iterator[Terminal]:
+    config = tmp_path / "config.toml"
+    config.write_text(CONFIG.format(url=upstream.url))
+    command = (f"{sys.executable} -m lai.cli --config {config}; "
+               f"echo EXIT=$?; sleep 30")
+    term = Terminal(f"lai-test-{tmp_path.name}", command)
+    try:
+        yield term
+    finally:
+        term.close()
+
+
+def test_a_person_opens_lai_chats_and_quits(terminal: Terminal) -> None:
+    shown = terminal.wait_for("Test box")
+    assert "embedded" in shown and "1 Board" in shown
+    terminal.wait_for("healthy")
+    terminal.keys("4")
+    terminal.wait_for("Auto (best available)")
+    terminal.keys("hello from tmux", "Enter")
+    shown = terminal.wait_for("tok0 tok1 tok2")
+    terminal.wait_for("box · m1 · 3 tokens")
+    terminal.keys("Escape")  # leave the message box, so 2 switches panes
+    time.sleep(0.5)  # a lone escape, not the start of an escape sequence
+    terminal.keys("2")
+    shown = terminal.wait_for("Last activity")
+    row = next(line for line in shown.splitlines() if "hello from tmux" in line)
+    assert " tui " in row  # the chat, saved with source tui
+    terminal.keys("C-q")
+    shown = terminal.wait_for("EXIT=")
+    assert "EXIT=0" in shown and "Traceback" not in shown
