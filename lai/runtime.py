@@ -19,7 +19,7 @@ from lai.engine.clock import Clock, SystemClock
 from lai.engine.engine import Engine
 from lai.store.db import Store, open_store
 from lai.store.images import ImageStore
-from lai.store.keys import KeyService
+from lai.store.keyservice import KeyService
 from lai.store.recorder import Recorder
 from lai.transport import AiohttpTransport
 

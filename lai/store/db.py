@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -24,7 +25,6 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
 import lai
-from alembic import command
 
 log = logging.getLogger("lai.store")
 

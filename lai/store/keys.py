@@ -12,8 +12,9 @@ in their grace period or dead. Operations take a name or a prefix (see
 ``enable`` and ``rotate`` on the current one; a prefix must match exactly one key.
 
 Repository functions are blocking and open one session each; async callers use
-``asyncio.to_thread``. :class:`KeyService` is what the proxy uses: it verifies keys
-through a short-lived cache and batches ``last_used_at`` writes.
+``asyncio.to_thread``. The proxy verifies keys through
+:class:`lai.store.keyservice.KeyService`, which caches :func:`lookup_key` and batches
+:func:`touch_last_used`.
 
 Errors: :class:`KeyNotFound` (404), :class:`AmbiguousKey` and :class:`KeyConflict`
 (400, lai errors the CLI turns into exit 1), ``ValueError`` for an invalid name, scope or
@@ -23,24 +24,19 @@ verification. No message ever contains more of a key than its prefix.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import logging
 import re
 import secrets
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import col, select
 
-from lai.engine.clock import Clock, SystemClock
-from lai.errors import AuthenticationFailed, InvalidRequest, NotFound, ServiceUnavailable
+from lai.errors import AuthenticationFailed, InvalidRequest, NotFound
 from lai.store.db import Store
 from lai.store.models import ApiKey, UTCDateTime
 
@@ -54,14 +50,6 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:+-]{0,63}$")
 SCOPES = frozenset({"admin"})
 """Scopes a key may carry. ``admin``: the ``/admin/*`` endpoints over TCP."""
 AGENT_PREFIX = "agent-"
-
-CACHE_TTL = 5.0
-"""Seconds a verified (or refused) key is trusted without asking the database again.
-A revocation, re-enabling or deletion made by another process (``lai keys revoke``)
-therefore takes effect in a running proxy within this many seconds. Expiry and the end
-of a grace period are checked on every request and take effect at once."""
-FLUSH_INTERVAL = 5.0
-"""Seconds between batched ``last_used_at`` writes: the column is at most this stale."""
 
 KeyStatus = Literal["active", "revoked", "expired", "grace", "rotated"]
 
@@ -461,11 +449,18 @@ def find_keys(store: Store, name_or_prefix: str, *, now: datetime | None = None)
         return _records(session, rows)
 
 
-def _current(rows: Sequence[ApiKey], name: str) -> ApiKey:
+def _select_one(session: Any, name_or_prefix: str, now: datetime) -> ApiKey:
+    """The one key ``name_or_prefix`` designates: a prefix's key, or the current key of a
+    name. Raises KeyNotFound, AmbiguousKey and KeyConflict (every key of the name was
+    rotated out)."""
+    kind, rows = _select(session, name_or_prefix, now)
+    if kind == "prefix":
+        return rows[0]
     current = [r for r in rows if r.grace_until is None]
     if not current:
         raise KeyConflict(
-            f"every key named {name!r} has been rotated out; create a new one or give a prefix"
+            f"every key named {rows[0].name!r} has been rotated out; create a new one or "
+            "give a prefix"
         )
     return current[-1]
 
@@ -501,8 +496,7 @@ def enable_key(store: Store, name_or_prefix: str, *, now: datetime | None = None
     """
     now = _now(now)
     with store.write_session() as session:
-        kind, rows = _select(session, name_or_prefix, now)
-        row = _current(rows, rows[0].name) if kind == "name" else rows[0]
+        row = _select_one(session, name_or_prefix, now)
         row.enabled = True
         row.revoked_at = None
         session.add(row)
@@ -554,8 +548,7 @@ def rotate_key(
     now = _now(now)
     raw = generate_key()
     with store.write_session() as session:
-        kind, rows = _select(session, name_or_prefix, now)
-        old = _current(rows, rows[0].name) if kind == "name" else rows[0]
+        old = _select_one(session, name_or_prefix, now)
         if old.grace_until is not None:
             raise KeyConflict(
                 f"key {old.key_prefix} ({old.name}) was rotated already; rotate its "
@@ -603,18 +596,58 @@ def touch_last_used(store: Store, used: dict[int, datetime]) -> None:
         )
 
 
+# -- verification ------------------------------------------------------------------------------
+
+
+MISSING_KEY = "Missing API key: send it as 'Authorization: Bearer lai_...'."
+MALFORMED_KEY = "Invalid API key: a lai key is 'lai_' followed by 32 hex characters."
+
+
+def _unknown(raw_key: str) -> str:
+    return f"Unknown API key {key_prefix(raw_key)}...: it was never issued here or was deleted."
+
+
+def require_format(raw_key: str | None) -> str:
+    """``raw_key`` if it is shaped like a lai key, so worth looking up. Raises
+    AuthenticationFailed for a missing or malformed key."""
+    if not raw_key:
+        raise AuthenticationFailed(MISSING_KEY)
+    if not is_key_format(raw_key):
+        raise AuthenticationFailed(MALFORMED_KEY)
+    return raw_key
+
+
 @dataclass(frozen=True, slots=True)
-class _Lookup:
+class KeyLookup:
+    """What the database says about a key hash; kept as it is by KeyService's cache."""
+
     info: KeyInfo | None
+    """None when no key has that hash."""
     refusal: str | None
     """Why a key that exists never works (revoked); None for a missing or usable key."""
 
+    def check(self, raw_key: str, now: datetime) -> KeyInfo:
+        """The key's info if it may be used at ``now``. Raises AuthenticationFailed for
+        an unknown, revoked, expired or rotated-out key."""
+        if self.info is None:
+            raise AuthenticationFailed(_unknown(raw_key))
+        if self.refusal is not None:
+            raise AuthenticationFailed(self.refusal)
+        refusal = self.info.refusal(now)
+        if refusal is not None:
+            raise AuthenticationFailed(refusal)
+        return self.info
 
-def _lookup(store: Store, key_hash: str) -> _Lookup:
+
+def lookup_key(store: Store, key_hash: str) -> KeyLookup:
+    """The row of the key whose hash is ``key_hash``, as a KeyLookup (no clock involved).
+
+    Raises ``sqlalchemy.exc.SQLAlchemyError`` when the database fails.
+    """
     with store.session() as session:
         row = session.exec(select(ApiKey).where(ApiKey.key_hash == key_hash)).first()
     if row is None:
-        return _Lookup(None, None)
+        return KeyLookup(None, None)
     assert row.id is not None
     info = KeyInfo(
         id=row.id,
@@ -627,28 +660,8 @@ def _lookup(store: Store, key_hash: str) -> _Lookup:
         grace_until=row.grace_until,
     )
     if not row.enabled:
-        return _Lookup(info, f"API key {info.label()} has been revoked.")
-    return _Lookup(info, None)
-
-
-MISSING_KEY = "Missing API key: send it as 'Authorization: Bearer lai_...'."
-MALFORMED_KEY = "Invalid API key: a lai key is 'lai_' followed by 32 hex characters."
-
-
-def _unknown(raw_key: str) -> str:
-    return f"Unknown API key {key_prefix(raw_key)}...: it was never issued here or was deleted."
-
-
-def _check(raw_key: str, found: _Lookup, now: datetime) -> KeyInfo:
-    """The key's info if it may be used at ``now``, else AuthenticationFailed."""
-    if found.info is None:
-        raise AuthenticationFailed(_unknown(raw_key))
-    if found.refusal is not None:
-        raise AuthenticationFailed(found.refusal)
-    refusal = found.info.refusal(now)
-    if refusal is not None:
-        raise AuthenticationFailed(refusal)
-    return found.info
+        return KeyLookup(info, f"API key {info.label()} has been revoked.")
+    return KeyLookup(info, None)
 
 
 def verify_key(store: Store, raw_key: str | None, *, now: datetime | None = None) -> KeyInfo:
@@ -658,169 +671,5 @@ def verify_key(store: Store, raw_key: str | None, *, now: datetime | None = None
     unknown, revoked, expired or rotated-out key, with a message naming at most its
     prefix; ``sqlalchemy.exc.SQLAlchemyError`` when the database fails.
     """
-    if not raw_key:
-        raise AuthenticationFailed(MISSING_KEY)
-    if not is_key_format(raw_key):
-        raise AuthenticationFailed(MALFORMED_KEY)
-    return _check(raw_key, _lookup(store, hash_key(raw_key)), _now(now))
-
-
-# -- the proxy's service ---------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Entry:
-    found: _Lookup
-    fresh_until: float
-    """Monotonic time after which the database is asked again."""
-
-
-class KeyService:
-    """Verifies keys for the proxy and keeps ``last_used_at`` current, cheaply.
-
-    - A key's row is cached by hash for ``cache_ttl`` seconds (:data:`CACHE_TTL`), found
-      or not, so a burst of requests costs one query. A revocation made elsewhere takes
-      effect within that delay; :meth:`invalidate` makes it immediate for changes made in
-      this process. Expiry and grace are checked against the clock on every request.
-    - When the database cannot be reached, a key seen before is judged on its last known
-      row; a key never seen gets 503.
-    - Successful uses are collected and written every ``flush_interval`` seconds
-      (:data:`FLUSH_INTERVAL`) in one UPDATE, and at :meth:`close`.
-
-    The clock is injectable: ``clock.time()`` is the wall clock expiry is judged on,
-    ``clock.monotonic()`` times the cache.
-    """
-
-    def __init__(
-        self,
-        store: Store,
-        *,
-        clock: Clock | None = None,
-        cache_ttl: float = CACHE_TTL,
-        flush_interval: float = FLUSH_INTERVAL,
-        max_entries: int = 10_000,
-    ) -> None:
-        self.store = store
-        self.clock: Clock = clock or SystemClock()
-        self.cache_ttl = cache_ttl
-        self.flush_interval = flush_interval
-        self.max_entries = max_entries
-        self._cache: OrderedDict[str, _Entry] = OrderedDict()
-        self._loading: dict[str, asyncio.Task[_Lookup]] = {}
-        self._used: dict[int, datetime] = {}
-        self._task: asyncio.Task[None] | None = None
-        self._flush_lock: asyncio.Lock | None = None
-        self.lookups = 0
-        """Database lookups made (for tests and metrics)."""
-        self.flushes = 0
-        """Batches of ``last_used_at`` written."""
-
-    def now(self) -> datetime:
-        """The injected clock's wall time, timezone-aware UTC."""
-        return datetime.fromtimestamp(self.clock.time(), UTC)
-
-    async def verify(self, raw_key: str | None) -> KeyInfo:
-        """The key's info if it may be used now; records the use for ``last_used_at``.
-
-        Raises AuthenticationFailed (missing, malformed, unknown, revoked, expired or
-        rotated-out key; the message names at most the prefix) and ServiceUnavailable
-        when the database cannot be reached and the key was never seen.
-        """
-        if not raw_key:
-            raise AuthenticationFailed(MISSING_KEY)
-        if not is_key_format(raw_key):
-            raise AuthenticationFailed(MALFORMED_KEY)
-        found = await self._get(hash_key(raw_key))
-        now = self.now()
-        info = _check(raw_key, found, now)
-        self._used[info.id] = now
-        return info
-
-    def invalidate(self) -> None:
-        """Forget every cached key: the next request of each asks the database."""
-        self._cache.clear()
-
-    async def _get(self, key_hash: str) -> _Lookup:
-        entry = self._cache.get(key_hash)
-        if entry is not None and self.clock.monotonic() < entry.fresh_until:
-            return entry.found
-        # One query for a burst of requests with the same key. The query runs in its own
-        # task so that a client hanging up does not fail the others waiting on it.
-        task = self._loading.get(key_hash)
-        if task is None:
-            task = asyncio.create_task(self._load(key_hash, entry))
-            self._loading[key_hash] = task
-            task.add_done_callback(lambda done: self._loaded(key_hash, done))
-        return await asyncio.shield(task)
-
-    def _loaded(self, key_hash: str, task: asyncio.Task[_Lookup]) -> None:
-        if self._loading.get(key_hash) is task:
-            del self._loading[key_hash]
-        if not task.cancelled():
-            task.exception()  # retrieved here, in case every waiter went away
-
-    async def _load(self, key_hash: str, stale: _Entry | None) -> _Lookup:
-        self.lookups += 1
-        try:
-            found = await asyncio.to_thread(_lookup, self.store, key_hash)
-        except SQLAlchemyError as exc:
-            log.warning("cannot check an API key: database unavailable (%s)",
-                        type(exc).__name__)
-            if stale is None:
-                raise ServiceUnavailable(
-                    "Cannot check the API key right now: the database is unavailable.",
-                    code="auth_unavailable", retry_after=5,
-                ) from None
-            found = stale.found  # the last known row, until the database is back
-        self._cache[key_hash] = _Entry(found, self.clock.monotonic() + self.cache_ttl)
-        self._cache.move_to_end(key_hash)
-        while len(self._cache) > self.max_entries:
-            self._cache.popitem(last=False)
-        return found
-
-    # -- last_used_at --------------------------------------------------------------------
-
-    @property
-    def pending_uses(self) -> int:
-        """Keys whose ``last_used_at`` waits for the next flush."""
-        return len(self._used)
-
-    async def flush(self) -> None:
-        """Write the collected uses in one UPDATE. On failure they are kept for the next
-        flush (and logged); nothing is raised."""
-        if self._flush_lock is None:
-            self._flush_lock = asyncio.Lock()
-        async with self._flush_lock:
-            if not self._used:
-                return
-            batch, self._used = self._used, {}
-            try:
-                await asyncio.to_thread(touch_last_used, self.store, batch)
-            except SQLAlchemyError as exc:
-                log.warning("could not write last_used_at of %d keys (%s); will retry",
-                            len(batch), type(exc).__name__)
-                for key_id, at in batch.items():
-                    # Newer uses recorded meanwhile win.
-                    self._used.setdefault(key_id, at)
-                return
-            self.flushes += 1
-
-    async def _flush_loop(self) -> None:
-        while True:
-            # Real time, not the injected clock: a test clock that skips sleeps would spin.
-            await asyncio.sleep(self.flush_interval)
-            await self.flush()
-
-    async def start(self) -> None:
-        """Start the periodic ``last_used_at`` writer. Idempotent."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._flush_loop(), name="lai-keys-flush")
-
-    async def close(self) -> None:
-        """Stop the writer and write what is left."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self.flush()
+    raw = require_format(raw_key)
+    return lookup_key(store, hash_key(raw)).check(raw, _now(now))

@@ -21,7 +21,8 @@ from lai.proxy.app import create_app
 from lai.proxy.auth import over_unix_socket, presented_key
 from lai.runtime import build_runtime
 from lai.store.db import Store, open_store
-from lai.store.keys import CACHE_TTL, create_key, list_keys, revoke_keys, rotate_key
+from lai.store.keys import create_key, list_keys, revoke_keys, rotate_key
+from lai.store.keyservice import CACHE_TTL
 from lai.store.models import RequestRecord
 from tests.fakes.upstream import Behaviour
 from tests.harness import make_settings, model, provider
