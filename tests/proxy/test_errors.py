@@ -92,7 +92,9 @@ async def test_unknown_paths_and_methods_are_openai_shaped(proxy):
                         "invalid_request_error")
 
 
-@pytest.mark.parametrize("bad", ["../../etc/passwd", "..", ".", "a" * 65, "x y", "caf\u00e9".encode()])
+@pytest.mark.parametrize(
+    "bad", ["../../etc/passwd", "..", ".", "a" * 65, "x y", "caf\u00e9".encode()]
+)
 async def test_bad_conversation_id_header_is_400(proxy, bad):
     r = await proxy.http.post("/v1/chat/completions", json={"model": "small", "messages": MSG},
                               headers={"X-Conversation-ID": bad})
