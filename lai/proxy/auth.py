@@ -23,12 +23,16 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from quart import Quart, g, request
 
 from lai.errors import LaiError, PermissionDenied, ServiceUnavailable
 from lai.proxy.deps import runtime
+
+if TYPE_CHECKING:
+    from lai.runtime import Runtime
+    from lai.store.keys import KeyInfo
 
 log = logging.getLogger("lai.proxy.auth")
 
@@ -98,23 +102,34 @@ def _protected(path: str, metrics_auth: bool) -> tuple[bool, bool]:
 
 
 async def authenticate() -> None:
-    """The ``before_request`` hook: check the caller's key where one is needed.
+    """The ``before_request`` hook: :func:`check_key` for Quart's current request; sets
+    ``g.lai_key`` for a verified key. Raises what ``check_key`` raises."""
+    info = await check_key(runtime(), request.method, request.path, request.headers,
+                           request.scope)
+    if info is not None:
+        g.lai_key = info
 
-    Sets ``g.lai_key`` for a verified key. Raises AuthenticationFailed (401),
-    PermissionDenied (403, an admin endpoint without scope ``admin``) and
-    ServiceUnavailable (503, keys cannot be checked: no store, or the database is down).
+
+async def check_key(
+    rt: Runtime, method: str, path: str, headers: _Headers, scope: Mapping[str, Any]
+) -> KeyInfo | None:
+    """Check the caller's key where one is needed; returns the verified key, or None
+    when none is needed (auth off, an open path, keyless over the admin socket).
+
+    Raises AuthenticationFailed (401), PermissionDenied (403, an admin endpoint without
+    scope ``admin``) and ServiceUnavailable (503, keys cannot be checked: no store, or
+    the database is down).
     """
-    rt = runtime()
     server = rt.settings.server
     if not server.auth:
-        return
-    needs_key, admin = _protected(request.path, server.metrics_auth)
+        return None
+    needs_key, admin = _protected(path, server.metrics_auth)
     if not needs_key:
-        return
-    raw = presented_key(request.headers)
-    local = over_unix_socket(request.scope)
+        return None
+    raw = presented_key(headers)
+    local = over_unix_socket(scope)
     if local and raw is None:
-        return
+        return None
     keys = rt.keys
     if keys is None:
         # Fail closed: auth is on but this runtime has no key store to check against.
@@ -124,16 +139,15 @@ async def authenticate() -> None:
     try:
         info = await keys.verify(raw)
     except LaiError as exc:
-        log.info("refused %s %s: %s", request.method, request.path, exc.message)
+        log.info("refused %s %s: %s", method, path, exc.message)
         raise
     if admin and not local and not info.has_scope(ADMIN_SCOPE):
-        log.info("refused %s %s: key %s lacks scope admin", request.method, request.path,
-                 info.label())
+        log.info("refused %s %s: key %s lacks scope admin", method, path, info.label())
         raise PermissionDenied(
-            f"API key {info.label()} lacks the scope 'admin' needed for {request.path}. "
+            f"API key {info.label()} lacks the scope 'admin' needed for {path}. "
             f"Create one with `lai keys create NAME --scope admin`, or use the admin socket.",
         )
-    g.lai_key = info
+    return info
 
 
 def install_auth(app: Quart) -> None:

@@ -1,10 +1,14 @@
-"""The RequestContext of an HTTP request: conversation labels and the caller's key."""
+"""The RequestContext of an HTTP request: conversation labels and the caller's key.
+
+``context_for(headers, key)`` works from any headers mapping (the chat endpoint reads
+ASGI headers itself); ``build_context()`` is the same for Quart's current request.
+"""
 
 from __future__ import annotations
 
 import re
 import secrets
-from typing import Any
+from typing import Any, Protocol
 
 from quart import g, request
 
@@ -19,8 +23,14 @@ def new_conversation_id() -> str:
     return "conv_" + secrets.token_hex(12)
 
 
-def _label(name: str) -> str | None:
-    value = request.headers.get(name)
+class Headers(Protocol):
+    """Case-insensitive header lookup, as Quart's ``request.headers`` offers."""
+
+    def get(self, key: str) -> str | None: ...
+
+
+def _label(headers: Headers, name: str) -> str | None:
+    value = headers.get(name)
     if value is None:
         return None
     value = value.strip()
@@ -30,9 +40,9 @@ def _label(name: str) -> str | None:
     return value or None
 
 
-def conversation_id() -> str:
+def conversation_id(headers: Headers) -> str:
     """The X-Conversation-ID header (validated), or a new id. Raises InvalidRequest."""
-    given = request.headers.get("X-Conversation-ID")
+    given = headers.get("X-Conversation-ID")
     if given is None or not given.strip():
         return new_conversation_id()
     given = given.strip()
@@ -46,19 +56,27 @@ def conversation_id() -> str:
 
 
 def build_context(*, source_default: str | None = None) -> RequestContext:
-    """The engine context for the current request.
+    """The engine context for Quart's current request; the caller's key is the one the
+    auth hook set on ``g.lai_key`` (when auth is on). Raises InvalidRequest."""
+    return context_for(request.headers, getattr(g, "lai_key", None),
+                       source_default=source_default)
 
-    The caller's key (set on ``g.lai_key`` by the auth hook, when auth is on) gives the
-    queue priority, the key name and prefix, and the models it may use.
+
+def context_for(
+    headers: Headers, key: Any, *, source_default: str | None = None
+) -> RequestContext:
+    """The engine context for a request with ``headers`` made with ``key`` (a
+    :class:`~lai.store.keys.KeyInfo`, or None): the key gives the queue priority, the key
+    name and prefix, and the models it may use. Raises InvalidRequest for a bad
+    X-Conversation-ID or an over-long label header.
     """
-    key: Any = getattr(g, "lai_key", None)
     return RequestContext(
         priority=key.priority if key is not None else 1,
         key_name=key.name if key is not None else None,
         key_prefix=key.prefix if key is not None else None,
         allowed_models=(frozenset(key.models) if key is not None and key.models else None),
-        conversation_id=conversation_id(),
-        username=_label("X-Username"),
-        source=_label("X-Source") or source_default,
-        display_name=_label("X-Display-Name"),
+        conversation_id=conversation_id(headers),
+        username=_label(headers, "X-Username"),
+        source=_label(headers, "X-Source") or source_default,
+        display_name=_label(headers, "X-Display-Name"),
     )

@@ -32,6 +32,30 @@ def error_response(err: LaiError) -> Response:
     )
 
 
+def http_error_body(status: int, message: str) -> bytes:
+    """The OpenAI-shaped body for an HTTP-level error (405, 413, ...) with ``message``."""
+    type_, code = _HTTP_TYPES.get(status, ("api_error", None))
+    return orjson.dumps(
+        {"error": {"message": message, "type": type_, "code": code, "param": None}}
+    )
+
+
+def internal_error_body(err: BaseException) -> bytes:
+    """The body of a 500 for an error lai did not expect (its type only, no details)."""
+    return orjson.dumps({
+        "error": {
+            "message": f"Internal error in lai: {type(err).__name__}",
+            "type": "api_error",
+            "code": "internal_error",
+            "param": None,
+        }
+    })
+
+
+TOO_LARGE = "Request body is larger than server.max_body_size."
+NOT_ALLOWED = "Method not allowed on this endpoint."
+
+
 def error_event(err: LaiError) -> bytes:
     """The SSE event that ends a stream that broke after its first byte."""
     return b"data: " + orjson.dumps(err.to_dict()) + b"\n\n"
@@ -47,27 +71,18 @@ def install_error_handlers(app: Quart) -> None:
     @app.errorhandler(HTTPException)
     async def _http(err: HTTPException) -> Response:
         status = err.code or 500
-        type_, code = _HTTP_TYPES.get(status, ("api_error", None))
         if status == 413:
-            message = "Request body is larger than server.max_body_size."
+            message = TOO_LARGE
         elif status == 404:
             message = "No such endpoint. See GET /v1/models and the README's API list."
         elif status == 405:
-            message = "Method not allowed on this endpoint."
+            message = NOT_ALLOWED
         else:
             message = err.description or err.name
-        body = {"error": {"message": message, "type": type_, "code": code, "param": None}}
-        return Response(orjson.dumps(body), status=status, content_type="application/json")
+        return Response(http_error_body(status, message), status=status,
+                        content_type="application/json")
 
     @app.errorhandler(Exception)
     async def _any(err: Exception) -> Response:
         log.exception("unhandled error")
-        body = {
-            "error": {
-                "message": f"Internal error in lai: {type(err).__name__}",
-                "type": "api_error",
-                "code": "internal_error",
-                "param": None,
-            }
-        }
-        return Response(orjson.dumps(body), status=500, content_type="application/json")
+        return Response(internal_error_body(err), status=500, content_type="application/json")

@@ -1,23 +1,120 @@
-"""POST /v1/chat/completions, streamed and not."""
+"""POST /v1/chat/completions, streamed and not: a bare ASGI endpoint in front of Quart.
+
+Every request pays for this route, so it is served without Quart's per-request
+machinery (request and app contexts, werkzeug wrappers, a task to read the body, the
+response object): measured with ``bench/run.py``, that machinery was about 0.4 ms of
+each request, the largest single part of what lai added (bench/README.md). Every other
+path and method goes to the Quart app, which answers OPTIONS and 405 here too.
+
+It keeps the contract of the Quart routes: the key check of ``lai.proxy.auth``, the
+``server.max_body_size`` limit (413), OpenAI-shaped errors (``lai.proxy.errors``), the
+X-Conversation-ID / X-Provider / X-Model headers, and a client that goes away, while
+queued or streaming, cancels its request (its queue place, slot and upstream request
+are freed).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from quart import Blueprint, Response, request
+from quart import Blueprint
 
-from lai.engine.engine import EngineStream
-from lai.errors import InvalidRequest
-from lai.proxy.context import build_context
-from lai.proxy.deps import runtime
+from lai.errors import InvalidRequest, LaiError
+from lai.proxy.auth import check_key
+from lai.proxy.context import context_for
+from lai.proxy.errors import TOO_LARGE, http_error_body, internal_error_body
+
+if TYPE_CHECKING:
+    from lai.runtime import Runtime
+
+log = logging.getLogger("lai.proxy")
+
+PATH = "/v1/chat/completions"
+BODY_TIMEOUT = 120.0
+"""Seconds a client may take to send its body (Quart's BODY_TIMEOUT elsewhere)."""
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 bp = Blueprint("chat", __name__)
 
 
-async def read_json_body() -> object:
-    """The request's JSON body. Raises InvalidRequest (400); an oversized body is a 413."""
-    raw = await request.get_data(cache=False)
+@bp.route(PATH, methods=["POST"])
+async def _rule() -> Any:
+    # Only the URL rule is used: with it Quart answers OPTIONS and 405 for this path as
+    # for any other. POST is served by ChatEndpoint (create_app puts it in front).
+    raise RuntimeError(f"POST {PATH} reached Quart: ChatEndpoint is not installed")
+
+
+class _Headers:
+    """Case-insensitive lookup over ASGI headers; the first value wins, as in werkzeug."""
+
+    __slots__ = ("_values",)
+
+    def __init__(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
+        values: dict[str, str] = {}
+        for name, value in raw:
+            values.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
+        self._values = values
+
+    def get(self, key: str) -> str | None:
+        return self._values.get(key.lower())
+
+
+class _HTTPError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _ClientGone(Exception):
+    pass
+
+
+class _Disconnect:
+    """Cancels the serving task when the client goes away, until ``done()``: what
+    Quart does for its routes, so a queued or streaming request lets go at once."""
+
+    def __init__(self, receive: Receive) -> None:
+        self.gone = False
+        self._done = False
+        self._serving = asyncio.current_task()
+        self._watch = asyncio.get_running_loop().create_task(self._run(receive))
+
+    async def _run(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        if not self._done and self._serving is not None:
+            self.gone = True
+            self._serving.cancel()
+
+    def done(self) -> None:
+        self._done = True
+        self._watch.cancel()
+
+
+def _json_start(status: int, body: bytes, extra: Iterable[tuple[bytes, bytes]] = ()) -> Scope:
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode())]
+    headers.extend(extra)
+    return {"type": "http.response.start", "status": status, "headers": headers}
+
+
+async def _send_json(send: Send, status: int, body: bytes,
+                     extra: Iterable[tuple[bytes, bytes]] = ()) -> None:
+    await send(_json_start(status, body, extra))
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _parse(raw: bytes) -> object:
+    """The JSON body. Raises InvalidRequest (400)."""
     if not raw:
         raise InvalidRequest("The request body is empty; send a JSON object.", param="body")
     try:
@@ -26,33 +123,104 @@ async def read_json_body() -> object:
         raise InvalidRequest(f"The request body is not valid JSON: {exc}.", param="body") from None
 
 
-async def _relay(stream: EngineStream) -> AsyncIterator[bytes]:
-    # Quart cancels this generator when the client goes away; aclose then frees the
-    # slot and closes the upstream response, which cancels the upstream request.
-    try:
-        async for chunk in stream:
-            yield chunk
-    finally:
-        await stream.aclose()
+class ChatEndpoint:
+    """The ASGI app: POST /v1/chat/completions here, everything else to ``app``."""
 
+    def __init__(self, runtime: Runtime, app: ASGIApp) -> None:
+        self.runtime = runtime
+        self.app = app
+        self.max_body = runtime.settings.server.max_body_size
 
-@bp.post("/v1/chat/completions")
-async def chat_completions() -> Response:
-    rt = runtime()
-    body = await read_json_body()
-    ctx = build_context()
-    headers = {"X-Conversation-ID": ctx.conversation_id or ""}
-    if isinstance(body, dict) and body.get("stream") is True:
-        stream = await rt.engine.stream(body, ctx)
-        headers.update({
-            "X-Provider": stream.provider_id,
-            "X-Model": stream.model_id,
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",
-        })
-        response = Response(_relay(stream), content_type="text/event-stream", headers=headers)
-        response.timeout = None
-        return response
-    done = await rt.engine.complete(body, ctx)
-    headers.update({"X-Provider": done.provider_id, "X-Model": done.model_id})
-    return Response(done.body, content_type="application/json", headers=headers)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        started = False
+        watch: _Disconnect | None = None
+        try:
+            headers = _Headers(scope["headers"])
+            key = await check_key(self.runtime, "POST", PATH, headers, scope)
+            raw = await self._body(headers, receive)
+            ctx = context_for(headers, key)
+            body = _parse(raw)
+            watch = _Disconnect(receive)
+            conversation = (ctx.conversation_id or "").encode("latin-1")
+            if isinstance(body, dict) and body.get("stream") is True:
+                stream = await self.runtime.engine.stream(body, ctx)
+                try:
+                    started = True
+                    await send({"type": "http.response.start", "status": 200, "headers": [
+                        (b"content-type", b"text/event-stream"),
+                        (b"cache-control", b"no-cache"),
+                        (b"x-accel-buffering", b"no"),
+                        (b"x-conversation-id", conversation),
+                        (b"x-provider", stream.provider_id.encode("latin-1")),
+                        (b"x-model", stream.model_id.encode("latin-1")),
+                    ]})
+                    async for chunk in stream:
+                        await send({"type": "http.response.body", "body": chunk,
+                                    "more_body": True})
+                    watch.done()
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                finally:
+                    # Frees the slot and closes the upstream response, which cancels the
+                    # upstream request when the stream did not finish.
+                    await stream.aclose()
+                return
+            done = await self.runtime.engine.complete(body, ctx)
+            watch.done()
+            started = True
+            await _send_json(send, 200, done.body, (
+                (b"x-conversation-id", conversation),
+                (b"x-provider", done.provider_id.encode("latin-1")),
+                (b"x-model", done.model_id.encode("latin-1")),
+            ))
+        except asyncio.CancelledError:
+            if watch is None or not watch.gone:
+                raise
+            # The client went away: the engine has let go of everything; nothing to send.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+        except _ClientGone:
+            pass
+        except LaiError as err:
+            if started:
+                raise
+            await _send_json(send, err.status, orjson.dumps(err.to_dict()),
+                             [(k.lower().encode(), v.encode()) for k, v in err.headers().items()])
+        except _HTTPError as err:
+            await _send_json(send, err.status, http_error_body(err.status, err.message))
+        except Exception as err:
+            if started:
+                raise  # the response is under way: the server closes the connection
+            log.exception("unhandled error")
+            await _send_json(send, 500, internal_error_body(err))
+        finally:
+            if watch is not None:
+                watch.done()
+
+    async def _body(self, headers: _Headers, receive: Receive) -> bytes:
+        """The request body. Raises _HTTPError (413, 408) and _ClientGone."""
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            raise _HTTPError(413, TOO_LARGE)
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(BODY_TIMEOUT):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        raise _ClientGone
+                    chunk = message.get("body", b"")
+                    if chunk:
+                        size += len(chunk)
+                        if size > self.max_body:
+                            raise _HTTPError(413, TOO_LARGE)
+                        chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            raise _HTTPError(408, "The client did not send its request body in time.") from None
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
