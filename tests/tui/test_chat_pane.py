@@ -11,6 +11,7 @@ from textual.widgets import Input, Markdown, OptionList, Static
 
 from lai.store import conversations
 from lai.tui.screens.chat import ChatScreen
+from lai.tui.screens.prompt import PromptScreen
 from lai.tui.widgets.chat import AnswerView
 from tests.fakes.upstream import Behaviour
 from tests.harness import model, provider
@@ -132,3 +133,20 @@ async def test_attach_path_is_completed(embedded_app: Any, upstream: Any,
         await pilot.press("o")
         await wait_for(pilot, lambda: box._suggestion.endswith("only-one.png"),
                        what="the file")
+
+
+async def test_ctrl_o_attaches_an_image_by_path(embedded_app: Any, upstream: Any,
+                                                tmp_path: Path) -> None:
+    picture = tmp_path / "cat.jpg"
+    Image.new("RGB", (16, 9), "white").save(picture)
+    app, _runtime = embedded_app([provider("box", upstream.url)], [model("m1", "box")])
+    async with app.run_test(size=SIZE) as pilot:
+        chat = await open_chat(pilot)
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptScreen), what="dialog")
+        app.screen.query_one(Input).value = str(picture)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: chat.attachments, what="the attachment")
+        (attached,) = chat.attachments
+        assert (attached.media_type, attached.width, attached.height) == ("image/jpeg", 16, 9)
+        assert "cat.jpg (" in str(chat.query_one("#attachments", Static).render())
