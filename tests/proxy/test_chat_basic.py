@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 
 from tests.fakes.upstream import Behaviour
@@ -54,3 +56,22 @@ async def test_streamed_answer_adds_provider_to_each_chunk_and_ends_with_done(
     # lai asked the upstream for usage; the client did not, so no usage-only chunk.
     assert all(c["choices"] for c in chunks)
     assert upstream.requests[-1].body["stream_options"] == {"include_usage": True}
+
+
+async def test_each_streamed_chunk_reaches_the_client_as_the_upstream_sends_it(
+    proxy_factory, upstream
+):
+    upstream.default = Behaviour(chunks=4, delay=0.4)
+    proxy = await proxy_factory([provider("box", upstream.url)], [model("small", "box")])
+    loop = asyncio.get_running_loop()
+    arrivals: list[float] = []
+    async with proxy.http.stream("POST", "/v1/chat/completions", json={
+            "model": "small", "stream": True,
+            "messages": [{"role": "user", "content": "hi"}]}) as r:
+        async for line in r.aiter_lines():
+            if line.startswith("data: {") and '"content"' in line:
+                arrivals.append(loop.time())
+    assert len(arrivals) == 4
+    # Buffering would bunch the chunks together at the end; they come ~0.4 s apart.
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
+    assert min(gaps) > 0.2
