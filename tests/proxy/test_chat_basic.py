@@ -71,7 +71,7 @@ async def test_each_streamed_chunk_reaches_the_client_as_the_upstream_sends_it(
         async for line in r.aiter_lines():
             if line.startswith("data: {") and '"content"' in line:
                 arrivals.append(loop.time())
-    assert len(arrivals) == 4
+    assert len(arrivals) >= 4
     # Buffering would bunch the chunks together at the end; they come ~0.4 s apart.
     gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
     assert min(gaps) > 0.2
