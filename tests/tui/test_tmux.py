@@ -37,8 +37,8 @@ class Terminal:
     """A 120x34 tmux window running one command, on a tmux server of its own (so other
     sessions on the machine neither see it nor change its size)."""
 
-    def __init__(self, name: str, command: str) -> None:
-        self.tmux = ["tmux", "-L", name, "-f", "/dev/null"]
+    def __init__(self, sock: Path, command: str) -> None:
+        self.tmux = ["tmux", "-S", str(sock), "-f", "/dev/null"]
         subprocess.run([*self.tmux, "new-session", "-d", "-s", "lai", "-x", "120", "-y", "34",
                         command], check=True)
 
@@ -69,7 +69,7 @@ def terminal(tmp_path: Path, upstream: FakeUpstream) -> Iterator[Terminal]:
     config.write_text(CONFIG.format(url=upstream.url))
     command = (f"{sys.executable} -m lai.cli --config {config}; "
                f"echo EXIT=$?; sleep 30")
-    term = Terminal(f"lai-test-{tmp_path.name}", command)
+    term = Terminal(tmp_path / "tmux.sock", command)
     try:
         yield term
     finally:
