@@ -208,7 +208,7 @@ class LaiClient(Protocol):
         """Every key (prefix only, never key material)."""
 
     async def create_key(
-        self, name: str, *, expires: str | None, scopes: list[str], priority: int
+        self, name: str, *, expires: str | None, scopes: list[str], priority: int | None
     ) -> NewKey:
         """Make a key (``expires`` like ``30d``, None for never); the secret is in the
         answer once."""

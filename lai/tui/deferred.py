@@ -117,7 +117,7 @@ class DeferredClient:
         return await (await self._real()).keys()
 
     async def create_key(
-        self, name: str, *, expires: str | None, scopes: list[str], priority: int
+        self, name: str, *, expires: str | None, scopes: list[str], priority: int | None
     ) -> NewKey:
         return await (await self._real()).create_key(name, expires=expires, scopes=scopes,
                                                      priority=priority)

@@ -102,7 +102,7 @@ class StoreAccess:
         return [key_dict(r, now) for r in records]
 
     async def create_key(
-        self, name: str, *, expires: str | None, scopes: list[str], priority: int
+        self, name: str, *, expires: str | None, scopes: list[str], priority: int | None
     ) -> NewKey:
         def create() -> NewKey:
             expires_in = parse_duration(expires) if expires else None

@@ -187,7 +187,7 @@ class FakeClient:
         return list(self.key_list)
 
     async def create_key(self, name: str, *, expires: str | None, scopes: list[str],
-                         priority: int) -> NewKey:
+                         priority: int | None) -> NewKey:
         made = key(len(self.key_list) + 1, name)
         self.key_list.append(made)
         return NewKey(made, "lai_0123456789abcdef0123456789abcdef")

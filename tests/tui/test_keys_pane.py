@@ -78,3 +78,20 @@ async def test_a_refused_key_name_is_a_notification(embedded_app: Any, upstream:
         (note,) = list(app._notifications)
         assert note.severity == "error" and "invalid key name" in note.message
         assert keyrepo.list_keys(runtime.store) == []
+
+
+async def test_an_agent_key_made_in_the_form_jumps_the_queue(
+    embedded_app: Any, upstream: Any
+) -> None:
+    app, runtime = embedded_app([provider("box", upstream.url)], [model("m1", "box")])
+    async with app.run_test(size=SIZE) as pilot:
+        for name in ("agent-ci", "laptop"):
+            await pilot.press("3", "n")
+            await wait_for(pilot, lambda: isinstance(app.screen, KeyFormScreen), what="form")
+            app.screen.query_one("#key-name", Input).value = name
+            await pilot.press("ctrl+s")
+            await wait_for(pilot, lambda: isinstance(app.screen, KeyCreatedScreen),
+                           what="dialog")
+            await pilot.press("enter")
+    priorities = {k.name: k.priority for k in keyrepo.list_keys(runtime.store)}
+    assert priorities == {"agent-ci": 0, "laptop": 1}  # the form leaves the default alone

@@ -18,7 +18,8 @@ class KeyRequest:
     name: str
     expires: str | None
     scopes: list[str]
-    priority: int
+    priority: int | None
+    """0 or 1; None lets the store decide (0 for names starting agent-, else 1)."""
 
 
 class KeyFormScreen(ModalScreen[KeyRequest | None]):
@@ -40,7 +41,9 @@ class KeyFormScreen(ModalScreen[KeyRequest | None]):
             yield Checkbox("admin scope (the /admin endpoints over TCP)", id="key-admin")
             yield Label("Queue priority")
             with RadioSet(id="key-priority"):
-                yield RadioButton("1 · normal", value=True, id="priority-1")
+                yield RadioButton("automatic · 0 for agent-* names, else 1", value=True,
+                                  id="priority-auto")
+                yield RadioButton("1 · normal", id="priority-1")
                 yield RadioButton("0 · first in the queue (agents)", id="priority-0")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Create (ctrl+s)", variant="primary", id="create")
@@ -68,7 +71,7 @@ class KeyFormScreen(ModalScreen[KeyRequest | None]):
         expires = self.query_one("#key-expires", Input).value.strip() or None
         scopes = ["admin"] if self.query_one("#key-admin", Checkbox).value else []
         pressed = self.query_one("#key-priority", RadioSet).pressed_button
-        priority = 0 if pressed is not None and pressed.id == "priority-0" else 1
+        priority = {"priority-0": 0, "priority-1": 1}.get(pressed.id if pressed else "")
         self.dismiss(KeyRequest(name, expires, scopes, priority))
 
     def action_cancel(self) -> None:
