@@ -15,7 +15,9 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
+import hypercorn.asyncio.run
 from hypercorn.asyncio import serve
+from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.config import Config
 from quart import Quart
 
@@ -76,6 +78,27 @@ def hypercorn_config(sockets: list[socket.socket], graceful_timeout: float) -> C
     return config
 
 
+class _TCPServer(TCPServer):
+    """Hypercorn's connection handler, letting go of a connection the client closed.
+
+    Hypercorn 0.18 stops a connection's keep-alive timer only when the server closes it:
+    after the client hangs up, the connection's tasks and buffers (~100 KB) live on until
+    ``keep_alive_timeout`` (75 s here) runs out. Measured with bench/run.py, RSS grew by
+    ~3 MiB per 32 connections; a client that connects once per request piles them up.
+    """
+
+    async def _read_data(self) -> None:
+        try:
+            await super()._read_data()
+        finally:
+            await self.idle_task.stop()
+
+
+def _use_tcp_server() -> None:
+    # worker_serve makes each connection's handler from this module-level name.
+    hypercorn.asyncio.run.TCPServer = _TCPServer  # type: ignore[misc]
+
+
 async def serve_app(
     app: Quart,
     sockets: list[socket.socket],
@@ -86,6 +109,7 @@ async def serve_app(
     """Serve ``app`` on ``sockets`` until ``shutdown`` is set, then stop gracefully:
     in-flight requests get ``graceful_timeout`` seconds, then the app's shutdown runs."""
     config = hypercorn_config(sockets, graceful_timeout)
+    _use_tcp_server()
     # Read now: Hypercorn may have closed the sockets by the time serve() returns.
     unix_paths = [s.getsockname() for s in sockets if s.family == socket.AF_UNIX]
     try:
