@@ -41,6 +41,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import httpload  # noqa: E402
 from httpload import (  # noqa: E402
     Connection,
     LoadResult,
@@ -271,6 +272,15 @@ async def wait_ready(target: Target, timeout: float = 30.0) -> None:
     raise SystemExit(f"bench: {target.name} not reachable: {last}")
 
 
+async def scrape(target: Target, name: str) -> float | None:
+    """One metric's total from the target's /metrics; None when it has none."""
+    try:
+        status, text = await simple(target.host, target.port, "GET", "/metrics")
+    except (OSError, httpload.HTTPError):
+        return None
+    return metric_total(text.decode(errors="replace"), name) if status == 200 else None
+
+
 def metric_total(text: str, name: str) -> float | None:
     """Sum of every sample of ``name`` in a Prometheus exposition; None when absent."""
     total, seen = 0.0, False
@@ -367,6 +377,9 @@ async def load_rounds(direct: Target, lai: Target, plan: Plan, pid: int | None) 
             else:
                 result = await load(direct, plan.clients, plan.seconds)
             row[side] = summarize_load(result)
+            if side == "lai":
+                # Records the store has not written yet: memory that is owed, not leaked.
+                row["lai"]["recorder_backlog"] = await scrape(lai, "local_ai_recorder_backlog")
         out.rounds.append(row)
     return out
 
