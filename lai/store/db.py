@@ -10,21 +10,22 @@ write lock up front. PostgreSQL goes through psycopg 3.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
 import lai
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 log = logging.getLogger("lai.store")
 
@@ -36,6 +37,29 @@ _WRITE = "lai_write"
 """Execution option marking a connection whose transaction will write (SQLite:
 BEGIN IMMEDIATE, so it waits for the write lock instead of failing halfway)."""
 _PG_MIGRATION_LOCK = 0x6C6169  # "lai": serialises concurrent `upgrade`s on PostgreSQL
+
+_REVISION_LINE = re.compile(
+    r"^(down_revision|revision)\s*(?::[^=]*)?=\s*(?:['\"]([^'\"]*)['\"]|None)", re.M
+)
+
+
+@cache
+def script_head() -> str | None:
+    """The newest revision of the migration scripts, read from their ``revision`` and
+    ``down_revision`` lines without importing Alembic (~10 MiB a proxy would keep for
+    nothing when its database is already up to date). None when they do not name one
+    head; :meth:`Store.upgrade` then asks Alembic."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in sorted((ALEMBIC_DIR / "versions").glob("*.py")):
+        found = dict((m.group(1), m.group(2)) for m in _REVISION_LINE.finditer(path.read_text()))
+        if found.get("revision"):
+            revisions.add(found["revision"])  # type: ignore[arg-type]
+        if found.get("down_revision"):
+            parents.add(found["down_revision"])  # type: ignore[arg-type]
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else None
+
 
 ConversationDeletedHook = Callable[[str], object]
 """Called with a deleted conversation's id; what it returns is ignored."""
@@ -137,6 +161,8 @@ class Store:
 
     def alembic_config(self) -> Config:
         """An Alembic configuration for this database, built without an ini file."""
+        from alembic.config import Config
+
         cfg = Config()
         cfg.set_main_option("script_location", str(ALEMBIC_DIR))
         cfg.set_main_option("sqlalchemy.url", self.url.render_as_string(hide_password=False))
@@ -164,19 +190,34 @@ class Store:
         """Migrate to ``revision`` (default the newest) in one transaction.
 
         Safe to run from two processes at once: the second waits and finds nothing to do.
+        A database already at the head is left alone without loading Alembic.
         Raises ``alembic.util.CommandError`` for an unknown revision and
         ``sqlalchemy.exc.SQLAlchemyError`` when the database fails.
         """
+        if revision == "head" and script_head() is not None and self._stamped() == script_head():
+            return
+        from alembic import command
+
         cfg = self.alembic_config()
         with self._migration_connection() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
+
+    def _stamped(self) -> str | None:
+        """The revision in ``alembic_version``, read with plain SQL; None if there is none."""
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table("alembic_version"):
+                return None
+            rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+        return rows[0][0] if len(rows) == 1 else None
 
     def downgrade(self, revision: str) -> None:
         """Migrate down to ``revision`` (``base`` empties the database of lai's tables).
 
         Raises like :meth:`upgrade`.
         """
+        from alembic import command
+
         cfg = self.alembic_config()
         with self._migration_connection() as conn:
             cfg.attributes["connection"] = conn
@@ -184,11 +225,15 @@ class Store:
 
     def current(self) -> str | None:
         """The revision the database is at, None when it was never migrated."""
+        from alembic.runtime.migration import MigrationContext
+
         with self.engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
 
     def head(self) -> str | None:
         """The newest revision the code knows."""
+        from alembic.script import ScriptDirectory
+
         return ScriptDirectory.from_config(self.alembic_config()).get_current_head()
 
     # -- lifecycle -----------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 
 import sqlalchemy as sa
@@ -10,7 +12,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel
 
 import lai.store.models  # noqa: F401  (the tables)
-from lai.store.db import Store, open_store
+from lai.store.db import Store, open_store, script_head
 from lai.store.fts import include_object
 
 TABLES = {"conversations", "messages", "requests", "api_keys"}
@@ -88,3 +90,21 @@ def test_postgres_urls_mean_psycopg() -> None:
     store = open_store("postgresql://u@127.0.0.1/x")
     assert store.url.drivername == "postgresql+psycopg"
     assert open_store("postgres://u@h/x").url.drivername == "postgresql+psycopg"
+
+
+def test_the_head_read_from_the_scripts_is_alembics(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = open_store(f"sqlite:///{tmp_path / 'lai.db'}")
+    assert script_head() is not None and script_head() == store.head()
+
+
+def test_an_up_to_date_database_is_not_migrated_and_alembic_stays_unloaded(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # A proxy migrates on every start; Alembic would stay in its memory for nothing.
+    url = f"sqlite:///{tmp_path / 'lai.db'}"
+    open_store(url).upgrade()
+    code = (
+        "import sys; from lai.store.db import open_store; s = open_store(sys.argv[1]); "
+        "s.upgrade(); print(s._stamped(), 'alembic' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code, url], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.split() == [script_head(), "False"]
