@@ -21,14 +21,16 @@ import orjson
 
 @dataclass(frozen=True)
 class Target:
-    """Where requests go and what they carry: ``host``, ``port``, ``path`` and the fixed
-    request bytes for a plain and a streamed chat completion."""
+    """Where requests go and what they carry: ``host``, ``port`` and the fixed request
+    bytes of a plain chat completion, a streamed one (``stream_model``, whose tokens come
+    apart) and a streamed one from ``model`` (whose tokens all come at once)."""
 
     name: str
     host: str
     port: int
     plain: bytes
     stream: bytes
+    burst: bytes
 
     @classmethod
     def for_url(
@@ -66,7 +68,8 @@ class Target:
         plain = req({"model": model, "messages": messages, "max_tokens": 16})
         stream = req({"model": stream_model, "messages": messages, "max_tokens": 64,
                       "stream": True})
-        return cls(name, host, port, plain, stream)
+        burst = req({"model": model, "messages": messages, "max_tokens": 16, "stream": True})
+        return cls(name, host, port, plain, stream, burst)
 
 
 def uvloop_module() -> Any:

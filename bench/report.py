@@ -78,6 +78,8 @@ def table(res: dict[str, Any]) -> str:
          s["ratio_ttft"]),
         ("gap between chunks (ms)", s["direct_gap_ms"], s["lai_gap_ms"], s["added_gap_ms"],
          s["ratio_gap"]),
+        ("time to first token, burst (ms)", s["direct_burst_ttft_ms"], s["lai_burst_ttft_ms"],
+         s["added_burst_ttft_ms"], s["ratio_burst_ttft"]),
     ]
     if s.get("wrk_direct_rps") is not None:
         rows.append((f"req/s, {res['plan']['clients']} clients, wrk", s["wrk_direct_rps"],
@@ -144,8 +146,10 @@ def summarize(latency: dict[str, Any], stream: dict[str, Any], rounds: list[dict
         "lai_ttft_ms": stream["lai"]["ttft_p50_ms"],
         "direct_gap_ms": stream["direct"]["gap_p50_ms"],
         "lai_gap_ms": stream["lai"]["gap_p50_ms"],
+        "direct_burst_ttft_ms": stream["direct"]["burst_ttft_p50_ms"],
+        "lai_burst_ttft_ms": stream["lai"]["burst_ttft_p50_ms"],
     }
-    for what in ("p50", "p99", "load_p99", "ttft", "gap"):
+    for what in ("p50", "p99", "load_p99", "ttft", "gap", "burst_ttft"):
         lai, direct = s[f"lai_{what}_ms"], s[f"direct_{what}_ms"]
         s[f"added_{what}_ms"] = diff(lai, direct)
         s[f"ratio_{what}"] = ratio(lai, direct)

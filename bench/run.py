@@ -272,6 +272,20 @@ async def wait_ready(target: Target, timeout: float = 30.0) -> None:
     raise SystemExit(f"bench: {target.name} not reachable: {last}")
 
 
+async def drain(target: Target, limit: float) -> float | None:
+    """Seconds until the target's recorder backlog is empty (at most ``limit``); None
+    when it has no such metric."""
+    start = time.monotonic()
+    while True:
+        backlog = await scrape(target, "local_ai_recorder_backlog")
+        if backlog is None:
+            return None
+        waited = time.monotonic() - start
+        if not backlog or waited >= limit:
+            return round(waited, 2)
+        await asyncio.sleep(0.1)
+
+
 async def scrape(target: Target, name: str) -> float | None:
     """One metric's total from the target's /metrics; None when it has none."""
     try:
@@ -319,13 +333,19 @@ async def one_client(direct: Target, lai: Target, n: int) -> dict[str, Any]:
     return out
 
 
-async def streams(direct: Target, lai: Target, n: int) -> dict[str, Any]:
-    """Streamed requests at 1 client, alternating: time to first token, gaps."""
+async def streams(direct: Target, direct_burst: Target, lai: Target, n: int) -> dict[str, Any]:
+    """Streamed requests at 1 client, alternating direct and lai: time to the first token
+    and gaps between tokens when tokens come apart (``--chunk-delay``), and time to the
+    first token when they all come at once (no idle wait before it: see bench/README.md)."""
     ttft: dict[str, list[float]] = {"direct": [], "lai": []}
+    burst: dict[str, list[float]] = {"direct": [], "lai": []}
     gaps: dict[str, list[float]] = {"direct": [], "lai": []}
     conns = {"direct": await Connection.open(direct.host, direct.port),
+             "direct_burst": await Connection.open(direct_burst.host, direct_burst.port),
              "lai": await Connection.open(lai.host, lai.port)}
     raws = {"direct": direct.stream, "lai": lai.stream}
+    bursts = {"direct": (conns["direct_burst"], direct_burst.burst),
+              "lai": (conns["lai"], lai.burst)}
     try:
         for i in range(n):
             order = ("direct", "lai") if i % 2 == 0 else ("lai", "direct")
@@ -333,6 +353,9 @@ async def streams(direct: Target, lai: Target, n: int) -> dict[str, Any]:
                 t = await timed_stream(conns[side], raws[side])
                 ttft[side].append(t.ttft)
                 gaps[side].extend(t.gaps)
+            for side in order:
+                t = await timed_stream(*bursts[side])
+                burst[side].append(t.ttft)
     finally:
         for c in conns.values():
             c.close()
@@ -343,6 +366,7 @@ async def streams(direct: Target, lai: Target, n: int) -> dict[str, Any]:
             "ttft_p99_ms": ms(percentile(ttft[side], 99)),
             "gap_p50_ms": ms(percentile(gaps[side], 50)),
             "gap_p99_ms": ms(percentile(gaps[side], 99)),
+            "burst_ttft_p50_ms": ms(percentile(burst[side], 50)),
         }
     return out
 
@@ -372,14 +396,18 @@ async def load_rounds(direct: Target, lai: Target, plan: Plan, pid: int | None) 
                 with RssSampler(pid) as sampler:
                     result = await load(lai, plan.clients, plan.seconds)
                 out.rss_under_load.append(sampler.peak)
+                backlog = await scrape(lai, "local_ai_recorder_backlog")
+                drained = await drain(lai, plan.settle * 15)
                 await asyncio.sleep(plan.settle / 2)
                 out.rss_after_load.append(rss_mib(pid) if pid else None)
             else:
                 result = await load(direct, plan.clients, plan.seconds)
             row[side] = summarize_load(result)
             if side == "lai":
-                # Records the store has not written yet: memory that is owed, not leaked.
-                row["lai"]["recorder_backlog"] = await scrape(lai, "local_ai_recorder_backlog")
+                # Records the store had not written when the round ended: memory owed,
+                # not leaked. After-load RSS is read once they are written.
+                row["lai"]["recorder_backlog"] = backlog
+                row["lai"]["recorder_drain_s"] = drained
         out.rounds.append(row)
     return out
 
@@ -478,8 +506,8 @@ async def measure(args: argparse.Namespace, plan: Plan, workdir: Path) -> dict[s
 
         latency = await one_client(direct, gw, plan.requests)
         lai_requests += plan.requests
-        stream = await streams(direct_stream, gw, plan.streams)
-        lai_requests += plan.streams
+        stream = await streams(direct_stream, direct, gw, plan.streams)
+        lai_requests += 2 * plan.streams
         rounds = await load_rounds(direct, gw, plan, pid)
         for r in rounds.rounds:
             for side in ("direct", "lai"):
