@@ -21,7 +21,7 @@ from lai.store.db import Store, open_store
 from lai.store.images import ImageStore
 from lai.store.keyservice import KeyService
 from lai.store.recorder import Recorder
-from lai.transport import AiohttpTransport
+from lai.transport import PoolTransport
 
 log = logging.getLogger("lai")
 
@@ -37,7 +37,7 @@ def make_http_client(settings: Settings) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         timeout=httpx.Timeout(connect=5.0, read=60.0, write=30.0, pool=30.0),
         # httpx's own pool collapses under concurrency; see lai/transport.py.
-        transport=AiohttpTransport(limits=limits),
+        transport=PoolTransport(limits=limits),
         follow_redirects=False,
         trust_env=False,  # a proxy from the environment must not sit between lai and a LAN box
     )

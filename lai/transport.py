@@ -1,143 +1,427 @@
-"""The upstream transport: httpx's interface, aiohttp's connection pool underneath.
+"""The upstream transport: httpx's interface over a small HTTP/1.1 connection pool.
 
 The engine and the health checks speak ``httpx.AsyncClient`` (timeouts, streams, the
-httpx exceptions they map to lai errors). Under concurrency httpx's own pool (httpcore)
-spends most of a request assigning connections: measured with ``bench/run.py``, 32
-clients through lai got ~100 req/s with it. aiohttp's pool and its C HTTP parser do the
-same work for a fraction of the cost, so ``AiohttpTransport`` sits behind the client.
+httpx exceptions they map to lai errors); this is the transport behind that client.
+Measured with ``bench/run.py`` and its stage runs (bench/README.md), the client side of
+a request was the largest part of what lai added: httpx's own pool (httpcore) collapsed
+under concurrency (~100 req/s at 32 clients), aiohttp under httpx cost ~340 us per
+request. This transport writes a request with one ``write`` and parses the response with
+httptools (llhttp, the parser of Node.js and uvicorn) in ``data_received``.
 
-Failures are raised as the httpx exceptions httpcore would raise for the same event, so
-``lai.engine`` keeps one vocabulary: a refused connection is ``ConnectError`` (with the
-``OSError`` as its cause), a connect timeout ``ConnectTimeout``, a read timeout
-``ReadTimeout``, a connection closed early ``RemoteProtocolError``, a reset ``ReadError``.
+What it does: keep-alive connections per origin (``http`` and ``https``, TLS through
+the SSL context), at most ``max_connections`` in all, idle ones kept up to
+``max_keepalive_connections`` for ``keepalive_expiry`` seconds; bodies framed by
+Content-Length, chunked encoding or the end of the connection; streamed response
+bodies with back-pressure; the connect, pool and read timeouts of the request. A
+response closed before its end closes its connection, which is how an upstream learns
+that a request was cancelled. A request that fails on a reused connection before any
+byte of an answer, closed cleanly (the server had just closed it as idle), is sent once
+more on a new connection; a reset is a failure like any other.
+No proxies, no HTTP/2: lai talks to model servers and APIs directly.
+
+Failures are the httpx exceptions httpcore raises for the same events, so ``lai.engine``
+keeps one vocabulary: ``ConnectError`` (the ``OSError`` as its cause), ``ConnectTimeout``,
+``PoolTimeout``, ``ReadTimeout``, ``RemoteProtocolError`` (closed early, malformed),
+``ReadError`` (reset) and ``WriteError``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
+import httptools
 import httpx
 
+_Origin = tuple[bytes, str, int]
 
-@contextlib.contextmanager
-def _httpx_errors(request: httpx.Request) -> Iterator[None]:
-    try:
-        yield
-    except aiohttp.ClientConnectorError as exc:
-        # Connection refused, unreachable, DNS, TLS: nothing was sent.
-        raise httpx.ConnectError(str(exc), request=request) from exc.os_error
-    except aiohttp.ConnectionTimeoutError as exc:
-        raise httpx.ConnectTimeout(str(exc) or "connect timeout", request=request) from exc
-    except aiohttp.SocketTimeoutError as exc:
-        raise httpx.ReadTimeout(str(exc) or "read timeout", request=request) from exc
-    except aiohttp.ServerDisconnectedError as exc:
-        raise httpx.RemoteProtocolError(
-            "Server disconnected without sending a complete response.", request=request
-        ) from exc
-    except aiohttp.ClientPayloadError as exc:
-        raise httpx.RemoteProtocolError(
-            f"peer closed connection without sending complete message body ({exc})",
-            request=request,
-        ) from exc
-    except aiohttp.ClientResponseError as exc:
-        raise httpx.RemoteProtocolError(str(exc), request=request) from exc
-    except aiohttp.ClientOSError as exc:
-        raise httpx.ReadError(str(exc) or "connection reset", request=request) from exc
-    except aiohttp.ClientError as exc:
-        raise httpx.TransportError(f"{type(exc).__name__}: {exc}", request=request) from exc
+_HIGH_WATER = 512 * 1024
+"""Buffered response bytes at which reading from the upstream pauses."""
+
+_CLOSED_EARLY = "Server disconnected without sending a complete response."
+
+
+class _Retry(Exception):
+    """A reused connection failed before any byte of an answer: send again elsewhere."""
+
+
+class _Connection(asyncio.Protocol):
+    """One HTTP/1.1 connection, one request at a time."""
+
+    def __init__(self, origin: _Origin) -> None:
+        self.origin = origin
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.reused = False
+        self.idle_since = 0.0
+        self._parser = httptools.HttpResponseParser(self)
+        self._loop = asyncio.get_running_loop()
+        self._waiter: asyncio.Future[None] | None = None
+        self._request: httpx.Request | None = None
+        self._error: Exception | None = None
+        self._got_bytes = False
+        # The current response.
+        self.status = 0
+        self.reason = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self._head_done = False
+        self._until_close = False
+        self.complete = False
+        self._keep_alive = False
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._buffered = 0
+        self._paused = False
+
+    # -- the protocol -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self._got_bytes = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(httpx.RemoteProtocolError(f"malformed response: {exc}",
+                                                 request=self._request))
+            self.close()
+            return
+        self._wake()
+
+    def eof_received(self) -> bool | None:
+        return False  # close our side too; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._request is None or self.complete:
+            return
+        if self._head_done and self._until_close and exc is None:
+            self.complete = True  # a body that ends with the connection
+        elif isinstance(exc, ConnectionResetError):
+            self._fail(httpx.ReadError("connection reset by peer", request=self._request))
+        elif self.reused and not self._got_bytes and exc is None:
+            # The server closed a kept-alive connection as we sent on it: not a failure
+            # of the upstream, so not a reason to fail over.
+            self._fail(_Retry())
+        else:
+            message = (_CLOSED_EARLY if not self._head_done else
+                       "peer closed connection without sending complete message body")
+            self._fail(httpx.RemoteProtocolError(message, request=self._request))
+        self._wake()
+
+    def pause_writing(self) -> None:  # bodies are small; the write buffer is not watched
+        pass
+
+    def resume_writing(self) -> None:
+        pass
+
+    # -- httptools callbacks ----------------------------------------------------------
+
+    def on_status(self, status: bytes) -> None:
+        self.reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if status < 200:  # 100 Continue and friends: the real answer follows
+            self.reason, self.headers = b"", []
+            return
+        self.status = status
+        self._head_done = True
+        names = {n.lower() for n, _ in self.headers}
+        self._until_close = (b"content-length" not in names and b"transfer-encoding" not in names
+                             and status not in (204, 304))
+
+    def on_body(self, body: bytes) -> None:
+        self._chunks.append(body)
+        self._buffered += len(body)
+        if self._buffered > _HIGH_WATER and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def on_message_complete(self) -> None:
+        if self._head_done:
+            # Asked here: llhttp answers it only until the next message begins.
+            self._keep_alive = self._parser.should_keep_alive()
+            self.complete = True
+
+    # -- used by the transport ----------------------------------------------------------
+
+    def _fail(self, exc: Exception) -> None:
+        if self._error is None:
+            self._error = exc
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _wait(self, timeout: float | None) -> None:
+        """Wait for more of the response. Raises its failure or ReadTimeout."""
+        self._waiter = self._loop.create_future()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._waiter
+        except TimeoutError:
+            self.close()
+            raise httpx.ReadTimeout("read timeout", request=self._request) from None
+        finally:
+            self._waiter = None
+
+    def _raise_failure(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    async def send(self, request: httpx.Request, body: bytes, read: float | None) -> None:
+        """Write ``request`` and wait for the head of the answer. Raises _Retry, httpx
+        errors, or ReadTimeout."""
+        self._request = request
+        self.status, self.reason, self.headers = 0, b"", []
+        self._head_done = self._until_close = self.complete = self._keep_alive = False
+        self._got_bytes = False
+        self._error = None
+        self._buffered = 0
+        url = request.url
+        head = [b"%s %s HTTP/1.1\r\n" % (request.method.encode(), url.raw_path)]
+        for name, value in request.headers.raw:
+            head.append(b"%s: %s\r\n" % (name, value))
+        head.append(b"\r\n")
+        if self.closed or self.transport is None:
+            raise _Retry() if self.reused else httpx.WriteError("connection closed",
+                                                               request=request)
+        self.transport.write(b"".join(head) + body)
+        while not self._head_done:
+            self._raise_failure()
+            if self.closed and not self._head_done:
+                raise httpx.RemoteProtocolError(_CLOSED_EARLY, request=request)
+            await self._wait(read)
+
+    async def body(self, read: float | None) -> AsyncIterator[bytes]:
+        while True:
+            while self._chunks:
+                chunk = self._chunks.popleft()
+                self._buffered -= len(chunk)
+                if self._paused and self._buffered < _HIGH_WATER // 2 and not self.closed:
+                    self._paused = False
+                    assert self.transport is not None
+                    self.transport.resume_reading()
+                yield chunk
+            if self.complete:
+                return
+            self._raise_failure()
+            await self._wait(read)
+
+    @property
+    def reusable(self) -> bool:
+        return self.complete and self._keep_alive and not self.closed and not self._chunks
+
+    def done(self) -> None:
+        """The response is over (read to its end or abandoned)."""
+        self._request = None
+        if not self.reusable:
+            self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
 
 
 class _Body(httpx.AsyncByteStream):
-    """An aiohttp response body as an httpx stream. Closing it before the end closes the
-    connection, which is how the upstream learns that the request was cancelled."""
-
-    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
-        self._response = response
-        self._request = request
+    def __init__(self, pool: PoolTransport, conn: _Connection, read: float | None) -> None:
+        self._pool = pool
+        self._conn = conn
+        self._read = read
+        self._released = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        content = self._response.content
-        with _httpx_errors(self._request):
-            while True:
-                chunk = await content.readany()
-                if not chunk:
-                    return
-                yield chunk
+        async for chunk in self._conn.body(self._read):
+            yield chunk
 
     async def aclose(self) -> None:
-        if self._response.content.at_eof():
-            self._response.release()  # back to the pool
-        else:
-            self._response.close()
+        if not self._released:
+            self._released = True
+            self._pool._release(self._conn)
 
 
-class AiohttpTransport(httpx.AsyncBaseTransport):
-    """An ``httpx.AsyncBaseTransport`` over one ``aiohttp.ClientSession``, made on the
-    first request (aiohttp wants a running loop) and closed by ``aclose``."""
+class PoolTransport(httpx.AsyncBaseTransport):
+    """An ``httpx.AsyncBaseTransport`` with its own HTTP/1.1 keep-alive pool (see the
+    module docstring). ``aclose`` closes every connection."""
 
     def __init__(self, *, limits: httpx.Limits, verify: ssl.SSLContext | None = None) -> None:
-        self._limits = limits
-        self._ssl = verify if verify is not None else httpx.create_ssl_context(trust_env=False)
-        self._session: aiohttp.ClientSession | None = None
+        self._max = limits.max_connections
+        self._max_idle = limits.max_keepalive_connections
+        self._expiry = limits.keepalive_expiry
+        self._ssl = verify
+        self._idle: dict[_Origin, list[_Connection]] = {}
+        self._open = 0
+        """Connections open or being opened, in use or idle."""
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        """Requests waiting for room in the pool."""
+        self._closed = False
 
-    def _open(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(
-            limit=self._limits.max_connections or 0,
-            limit_per_host=0,
-            keepalive_timeout=(
-                self._limits.keepalive_expiry if self._limits.keepalive_expiry is not None
-                else 15.0
-            ),
-            ssl=self._ssl,
-        )
-        return aiohttp.ClientSession(
-            connector=connector,
-            cookie_jar=aiohttp.DummyCookieJar(),  # httpx.AsyncClient keeps the cookies
-            auto_decompress=False,  # httpx decodes Content-Encoding itself
-            trust_env=False,
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
-        )
+    # -- the pool -----------------------------------------------------------------------
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = httpx.create_ssl_context(trust_env=False)
+        return self._ssl
+
+    def _take_idle(self, origin: _Origin) -> _Connection | None:
+        idle = self._idle.get(origin)
+        now = asyncio.get_running_loop().time()
+        while idle:
+            conn = idle.pop()
+            if conn.closed or (self._expiry is not None and now - conn.idle_since > self._expiry):
+                conn.close()
+                self._free_slot()
+                continue
+            conn.reused = True
+            return conn
+        return None
+
+    def _close_oldest_idle(self) -> bool:
+        oldest: _Connection | None = None
+        for conns in self._idle.values():
+            if conns and (oldest is None or conns[0].idle_since < oldest.idle_since):
+                oldest = conns[0]
+        if oldest is None:
+            return False
+        self._idle[oldest.origin].remove(oldest)
+        oldest.close()
+        self._free_slot()
+        return True
+
+    async def _acquire(self, origin: _Origin, timeouts: dict[str, Any],
+                       request: httpx.Request) -> _Connection:
+        """An idle connection to ``origin``, else a new one once the pool has room.
+        Raises PoolTimeout, ConnectTimeout or ConnectError."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeouts.get("pool") is None else loop.time() + timeouts["pool"]
+        while True:
+            conn = self._take_idle(origin)
+            if conn is not None:
+                return conn
+            if self._max is None or self._open < self._max or self._close_oldest_idle():
+                return await self._connect(origin, timeouts, request)
+            waiter = loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await waiter
+            except TimeoutError:
+                raise httpx.PoolTimeout("no free connection in time", request=request) from None
+            finally:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+
+    def _notify(self) -> None:
+        # A connection went idle or away: the first waiter looks again.
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                break
+
+    def _free_slot(self) -> None:
+        self._open -= 1
+        self._notify()
+
+    async def _connect(self, origin: _Origin, timeouts: dict[str, Any],
+                       request: httpx.Request) -> _Connection:
+        self._open += 1
+        scheme, host, port = origin
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeouts.get("connect")):
+                if scheme == b"https":
+                    _, conn = await loop.create_connection(
+                        lambda: _Connection(origin), host, port, ssl=self._ssl_context(),
+                        server_hostname=host)
+                else:
+                    _, conn = await loop.create_connection(lambda: _Connection(origin),
+                                                           host, port)
+        except TimeoutError:
+            self._free_slot()
+            raise httpx.ConnectTimeout("connect timeout", request=request) from None
+        except OSError as exc:  # refused, unreachable, DNS, TLS (ssl.SSLError is one)
+            self._free_slot()
+            raise httpx.ConnectError(str(exc) or type(exc).__name__, request=request) from exc
+        except BaseException:
+            self._free_slot()
+            raise
+        return conn
+
+    def _release(self, conn: _Connection) -> None:
+        conn.done()
+        if conn.closed or self._closed:
+            conn.close()
+            self._free_slot()
+            return
+        conn.idle_since = asyncio.get_running_loop().time()
+        idle = self._idle.setdefault(conn.origin, [])
+        idle.append(conn)
+        if self._max_idle is not None and sum(map(len, self._idle.values())) > self._max_idle:
+            self._close_oldest_idle()
+        self._notify()
+
+    # -- httpx ----------------------------------------------------------------------------
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        session = self._session
-        if session is None or session.closed:
-            session = self._session = self._open()
-        t: dict[str, Any] = request.extensions.get("timeout", {})
-        pool, connect = t.get("pool"), t.get("connect")
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            # aiohttp's ``connect`` covers waiting for a pooled connection too.
-            connect=None if pool is None or connect is None else pool + connect,
-            sock_connect=connect,
-            sock_read=t.get("read"),
-        )
+        if self._closed:
+            raise httpx.ConnectError("the transport is closed", request=request)
+        url = request.url
+        scheme = url.raw_scheme
+        if scheme not in (b"http", b"https"):
+            raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}",
+                                            request=request)
+        port = url.port or (443 if scheme == b"https" else 80)
+        origin: _Origin = (scheme, url.host, port)
+        timeouts: dict[str, Any] = request.extensions.get("timeout", {})
+        read = timeouts.get("read")
         try:
-            data: bytes | None = request.content or None
+            body = request.content
         except httpx.RequestNotRead:
-            data = await request.aread() or None
-        with _httpx_errors(request):
-            response = await session.request(
-                request.method,
-                str(request.url),
-                headers=request.headers.multi_items(),
-                data=data,
-                allow_redirects=False,
-                timeout=timeout,
-            )
+            body = await request.aread()
+        for _attempt in (1, 2):
+            conn = await self._acquire(origin, timeouts, request)
+            try:
+                await conn.send(request, body, read)
+            except _Retry:
+                conn.close()
+                self._free_slot()
+                continue
+            except BaseException:
+                conn.close()
+                self._free_slot()
+                raise
+            break
+        else:
+            raise httpx.RemoteProtocolError(_CLOSED_EARLY, request=request)
+        if request.method == "HEAD":  # no body follows, whatever the headers say
+            conn.complete = True
+            conn.close()
         return httpx.Response(
-            status_code=response.status,
-            headers=response.raw_headers,
-            stream=_Body(response, request),
+            status_code=conn.status,
+            headers=conn.headers,
+            stream=_Body(self, conn, read),
             request=request,
-            extensions={"http_version": b"HTTP/1.1",
-                        "reason_phrase": (response.reason or "").encode()},
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": conn.reason},
         )
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        self._closed = True
+        for conns in self._idle.values():
+            for conn in conns:
+                conn.close()
+        self._idle.clear()
+        self._open = 0
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)

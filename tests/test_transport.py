@@ -1,0 +1,208 @@
+"""The upstream transport (lai/transport.py) against real servers on 127.0.0.1: framing,
+keep-alive, the pool's limits, timeouts and the httpx errors the engine relies on."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import httpx
+import pytest
+
+from lai.transport import PoolTransport
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class RawServer:
+    """A TCP server whose every connection runs ``handler``; counts connections."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.closed_by_client = 0
+        self.server: asyncio.Server | None = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            await self.handler(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[RawServer]]]:
+    servers: list[RawServer] = []
+
+    async def start(handler: Handler) -> RawServer:
+        raw = RawServer(handler)
+        raw.server = await asyncio.start_server(raw._serve, "127.0.0.1", 0)
+        servers.append(raw)
+        return raw
+
+    yield start
+    for raw in servers:
+        assert raw.server is not None
+        raw.server.close()
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    return head + await reader.readexactly(length)
+
+
+def ok(body: bytes = b"hello", extra: bytes = b"") -> bytes:
+    return b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n%s\r\n%s" % (len(body), extra, body)
+
+
+def client(**limits: float | int | None) -> httpx.AsyncClient:
+    transport = PoolTransport(limits=httpx.Limits(**{"max_connections": 10, **limits}))
+    return httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(5.0), trust_env=False)
+
+
+async def test_keep_alive_reuses_one_connection(serve) -> None:
+    async def handler(reader, writer):
+        while True:
+            await read_request(reader)
+            writer.write(ok(b'{"a":1}'))
+
+    raw = await serve(handler)
+    async with client() as http:
+        for _ in range(5):
+            r = await http.post(raw.url + "/v1/chat/completions", content=b"{}")
+            assert r.status_code == 200 and r.json() == {"a": 1}
+    assert raw.connections == 1
+
+
+async def test_chunked_in_pieces_until_close_and_informational_responses(serve) -> None:
+    async def chunked(reader, writer):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhel")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"lo\r\n6\r\n world\r\n0\r\n\r\n")
+        await writer.drain()
+        await read_request(reader)  # still usable afterwards
+        writer.write(ok(b"again"))
+
+    async def until_close(reader, writer):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nall of it")
+        await writer.drain()
+
+    a, b = await serve(chunked), await serve(until_close)
+    async with client() as http:
+        r = await http.get(a.url)
+        assert r.text == "hello world"
+        assert (await http.get(a.url)).text == "again"
+        assert (await http.get(b.url)).text == "all of it"
+    assert a.connections == 1
+
+
+async def test_a_kept_alive_connection_the_server_closed_is_replaced(serve) -> None:
+    async def handler(reader, writer):
+        await read_request(reader)
+        writer.write(ok())
+        await writer.drain()
+        await asyncio.sleep(0.05)  # then closes: an idle timeout on the server
+
+    raw = await serve(handler)
+    async with client() as http:
+        assert (await http.get(raw.url)).text == "hello"
+        await asyncio.sleep(0.2)
+        assert (await http.get(raw.url)).text == "hello"
+    assert raw.connections == 2
+
+
+async def test_failures_are_the_httpx_errors_the_engine_maps(serve) -> None:
+    async def reset(reader, writer):
+        await read_request(reader)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        writer.transport.abort()
+
+    async def cut(reader, writer):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nshort")
+        await writer.drain()
+
+    async def silent(reader, writer):
+        await read_request(reader)
+        await asyncio.sleep(5)
+
+    async def garbage(reader, writer):
+        await read_request(reader)
+        writer.write(b"this is not http\r\n\r\n")
+        await writer.drain()
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    refused = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+    async with client() as http:
+        with pytest.raises(httpx.ConnectError) as info:
+            await http.get(refused)
+        assert isinstance(info.value.__cause__, ConnectionRefusedError)
+        with pytest.raises((httpx.ReadError, httpx.RemoteProtocolError)):
+            await http.get((await serve(reset)).url)
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.get((await serve(cut)).url)
+        with pytest.raises(httpx.ReadTimeout):
+            await http.get((await serve(silent)).url, timeout=httpx.Timeout(5.0, read=0.1))
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.get((await serve(garbage)).url)
+
+
+async def test_closing_a_stream_early_closes_its_connection(serve) -> None:
+    closed = asyncio.Event()
+
+    async def handler(reader, writer):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        try:
+            for _ in range(100):
+                writer.write(b"5\r\ntoken\r\n"[:0] + b"5\r\ntokn \r\n")
+                await writer.drain()
+                await asyncio.sleep(0.02)
+            await reader.read()
+        finally:
+            closed.set()
+
+    raw = await serve(handler)
+    async with client() as http, http.stream("GET", raw.url) as r:
+        async for chunk in r.aiter_bytes():
+            assert chunk
+            break
+    await asyncio.wait_for(closed.wait(), 2)  # the server saw the client go
+
+
+async def test_the_pool_limit_queues_and_times_out(serve) -> None:
+    async def handler(reader, writer):
+        while True:
+            await read_request(reader)
+            await asyncio.sleep(0.2)
+            writer.write(ok())
+
+    raw = await serve(handler)
+    async with client(max_connections=1) as http:
+        first = asyncio.create_task(http.get(raw.url))
+        await asyncio.sleep(0.05)
+        with pytest.raises(httpx.PoolTimeout):
+            await http.get(raw.url, timeout=httpx.Timeout(5.0, pool=0.05))
+        second = await http.get(raw.url)  # waits for the first, then reuses its connection
+        assert (await first).text == second.text == "hello"
+    assert raw.connections == 1
