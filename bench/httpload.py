@@ -133,8 +133,35 @@ class _Response:
         self.events: list[tuple[float, bytes]] | None = None
 
 
-class Connection(asyncio.Protocol):
-    """One keep-alive connection; one request at a time."""
+class Connection:
+    """A keep-alive connection, one request at a time, opened again when the server
+    closes it (Hypercorn does after ``keep_alive_max_requests``, 1000, requests)."""
+
+    def __init__(self, host: str, port: int, wire: _Wire) -> None:
+        self.host = host
+        self.port = port
+        self._wire = wire
+        self.reconnects = 0
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> Connection:
+        return cls(host, port, await _Wire.open(host, port))
+
+    async def send(self, raw: bytes, *, events: bool = False) -> _Response:
+        """Send ``raw`` and wait for the whole response. With ``events``, the response
+        lists ``(arrival time, data)`` for every SSE ``data:`` line of the body."""
+        if self._wire.closed or self._wire.close_after:
+            self._wire.close()
+            self._wire = await _Wire.open(self.host, self.port)
+            self.reconnects += 1
+        return await self._wire.send(raw, events=events)
+
+    def close(self) -> None:
+        self._wire.close()
+
+
+class _Wire(asyncio.Protocol):
+    """One TCP connection; one request at a time."""
 
     def __init__(self) -> None:
         self._transport: asyncio.Transport | None = None
@@ -144,9 +171,10 @@ class Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[_Response] | None = None
         self._sse = bytearray()
         self.closed = False
+        self.close_after = False
 
     @classmethod
-    async def open(cls, host: str, port: int) -> Connection:
+    async def open(cls, host: str, port: int) -> _Wire:
         loop = asyncio.get_running_loop()
         _, proto = await loop.create_connection(cls, host, port)
         return proto
@@ -165,8 +193,6 @@ class Connection(asyncio.Protocol):
             self._transport.close()
 
     async def send(self, raw: bytes, *, events: bool = False) -> _Response:
-        """Send ``raw`` and wait for the whole response. With ``events``, the response
-        lists ``(arrival time, data)`` for every SSE ``data:`` line of the body."""
         if self.closed or self._transport is None:
             raise HTTPError("connection closed")
         loop = asyncio.get_running_loop()
@@ -194,6 +220,7 @@ class Connection(asyncio.Protocol):
             self._buf.clear()
             self._head_done = True
             resp.status = int(head[9:12])
+            self.close_after = b"\r\nconnection: close" in head
             i = head.find(b"\r\ncontent-length:")
             if i >= 0:
                 j = head.find(b"\r\n", i + 2)
