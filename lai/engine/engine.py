@@ -603,8 +603,9 @@ class EngineStream:
                     pending, self._pending = self._pending, []
                     if run.ttft_ms is None:
                         run.ttft_ms = (engine.clock.monotonic() - run.t0) * 1000
-                    for item in pending:
-                        yield item
+                    # The events of one upstream read go out together: one write to
+                    # the client instead of one per event when tokens come in bursts.
+                    yield pending[0] if len(pending) == 1 else b"".join(pending)
                 if state.done:
                     break
                 try:
