@@ -353,6 +353,9 @@ async def streams(direct: Target, direct_burst: Target, lai: Target, n: int) -> 
                 t = await timed_stream(conns[side], raws[side])
                 ttft[side].append(t.ttft)
                 gaps[side].extend(t.gaps)
+        # Back to back, as the plain requests at 1 client: no idle wait before a token.
+        for i in range(n * 5):
+            order = ("direct", "lai") if i % 2 == 0 else ("lai", "direct")
             for side in order:
                 t = await timed_stream(*bursts[side])
                 burst[side].append(t.ttft)
@@ -507,7 +510,7 @@ async def measure(args: argparse.Namespace, plan: Plan, workdir: Path) -> dict[s
         latency = await one_client(direct, gw, plan.requests)
         lai_requests += plan.requests
         stream = await streams(direct_stream, direct, gw, plan.streams)
-        lai_requests += 2 * plan.streams
+        lai_requests += 6 * plan.streams
         rounds = await load_rounds(direct, gw, plan, pid)
         for r in rounds.rounds:
             for side in ("direct", "lai"):
