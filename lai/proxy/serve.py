@@ -20,7 +20,7 @@ import hypercorn.asyncio.run
 from hypercorn.asyncio import serve
 from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.config import Config
-from hypercorn.events import Event, Updated
+from hypercorn.events import Closed, Event, RawData, Updated
 from quart import Quart
 
 from lai.errors import LaiError
@@ -80,6 +80,10 @@ def hypercorn_config(sockets: list[socket.socket], graceful_timeout: float) -> C
     return config
 
 
+_WRITE_HIGH = 64 * 1024
+"""Bytes waiting to be sent at which a connection waits for the socket to drain."""
+
+
 class _TCPServer(TCPServer):
     """Hypercorn's connection handler with a cheaper, tighter keep-alive timer.
 
@@ -90,6 +94,8 @@ class _TCPServer(TCPServer):
     - One timer task per connection, which follows the idle/busy state. Hypercorn starts
       a new timer task (and cancels it) around every request: ~7% of the event loop's
       time at 32 clients in the bench.
+    - The bytes written in one turn of the event loop (a response's head, body and end)
+      leave in one ``write``, not one each with a lock and a drain.
 
     Shutdown behaves as before: an idle connection is closed at once, a busy one as soon
     as its response is out.
@@ -98,12 +104,49 @@ class _TCPServer(TCPServer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._idle_since: float | None = self.loop.time()
+        self._out: list[bytes] = []
+        self._out_size = 0
 
     async def protocol_send(self, event: Event) -> None:
         if isinstance(event, Updated):
             self._idle_since = self.loop.time() if event.idle else None
             return
+        if isinstance(event, RawData):
+            if not event.data:
+                return
+            self._out.append(event.data)
+            self._out_size += len(event.data)
+            if len(self._out) == 1:
+                self.loop.call_soon(self._flush)
+            if self._out_size + self.writer.transport.get_write_buffer_size() > _WRITE_HIGH:
+                # Back-pressure for large bodies, as Hypercorn's own drain after each write.
+                async with self.send_lock:
+                    try:
+                        self._flush()
+                        await self.writer.drain()
+                    except (ConnectionError, RuntimeError):
+                        await self.protocol.handle(Closed())
+            return
         await super().protocol_send(event)
+
+    def _flush(self) -> None:
+        if not self._out:
+            return
+        data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
+        self._out.clear()
+        self._out_size = 0
+        try:
+            self.writer.write(data)
+        except (ConnectionError, RuntimeError):  # the connection is gone
+            self._task_group.spawn(self.protocol.handle, Closed())
+
+    async def _close(self) -> None:
+        self._flush()
+        await super()._close()
+
+    async def _initiate_server_close(self) -> None:
+        self._flush()
+        await super()._initiate_server_close()
 
     async def _idle_timeout(self) -> None:
         # Started once when the connection opens (TCPServer.run), stopped when it closes.
