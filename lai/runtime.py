@@ -21,7 +21,7 @@ from lai.store.db import Store, open_store
 from lai.store.images import ImageStore
 from lai.store.keyservice import KeyService
 from lai.store.recorder import Recorder
-from lai.transport import PoolTransport
+from lai.transport import NoCookies, PoolTransport
 
 log = logging.getLogger("lai")
 
@@ -34,13 +34,16 @@ def make_http_client(settings: Settings) -> httpx.AsyncClient:
         max_keepalive_connections=max(20, total * 2),
         keepalive_expiry=30.0,
     )
-    return httpx.AsyncClient(
+    client = httpx.AsyncClient(
         timeout=httpx.Timeout(connect=5.0, read=60.0, write=30.0, pool=30.0),
         # httpx's own pool collapses under concurrency; see lai/transport.py.
         transport=PoolTransport(limits=limits),
         follow_redirects=False,
         trust_env=False,  # a proxy from the environment must not sit between lai and a LAN box
     )
+    # Set directly: the ``cookies`` setter would copy it into a plain jar.
+    client._cookies = NoCookies()
+    return client
 
 
 @dataclass

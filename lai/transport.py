@@ -45,6 +45,18 @@ _HIGH_WATER = 512 * 1024
 _CLOSED_EARLY = "Server disconnected without sending a complete response."
 
 
+class NoCookies(httpx.Cookies):
+    """A cookie jar that keeps nothing, for the client in front of this transport.
+
+    The one client serves every user's requests, so a cookie an upstream set on one
+    answer would ride along on everyone's later requests. Keeping none also skips
+    httpx's cookie parsing of every response (~6% of the proxy's time at 1 client).
+    """
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
 class _Retry(Exception):
     """A reused connection failed before any byte of an answer: send again elsewhere."""
 

@@ -206,3 +206,22 @@ async def test_the_pool_limit_queues_and_times_out(serve) -> None:
         second = await http.get(raw.url)  # waits for the first, then reuses its connection
         assert (await first).text == second.text == "hello"
     assert raw.connections == 1
+
+
+async def test_cookies_an_upstream_sets_are_not_sent_on_later_requests(serve) -> None:
+    # One client carries every user's requests: nothing may ride from one to the next.
+    from lai.config.models import Settings
+    from lai.runtime import make_http_client
+
+    seen: list[bytes] = []
+
+    async def handler(reader, writer):
+        while True:
+            seen.append(await read_request(reader))
+            writer.write(ok(extra=b"set-cookie: session=user-a; Path=/\r\n"))
+
+    raw = await serve(handler)
+    async with make_http_client(Settings.model_validate({})) as http:
+        await http.get(raw.url)
+        await http.get(raw.url)
+    assert len(seen) == 2 and b"cookie" not in seen[1].lower()
