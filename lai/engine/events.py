@@ -7,9 +7,11 @@ An observer that raises is logged and kept; the request path never sees the exce
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from lai.engine.types import ProviderStatus, RequestContext, Usage
@@ -109,6 +111,21 @@ Event = RequestStarted | Failover | RequestFinished | HealthChanged | HealthChec
 Observer = Callable[[Event], None]
 
 
+def event_dict(event: Event) -> dict[str, Any]:
+    """An event as JSON-ready data for live views (``/admin/events``, the TUI board):
+    the request's id, key name and conversation instead of its context, and no message
+    bodies (those are the store's)."""
+    data: dict[str, Any] = asdict(event)
+    data.pop("request_messages", None)
+    data.pop("response_message", None)
+    ctx = data.pop("context", None)
+    if ctx:
+        data["request_id"] = ctx["request_id"]
+        data["key_name"] = ctx["key_name"]
+        data["conversation_id"] = ctx["conversation_id"]
+    return data
+
+
 @dataclass(slots=True)
 class EventBus:
     """Fans engine events out to observers. One per engine; nothing process-wide."""
@@ -131,3 +148,44 @@ class EventBus:
                 observer(event)
             except Exception:  # an observer's bug must not break a request
                 log.exception("event observer %r failed on %s", observer, event.kind)
+
+
+async def follow(
+    bus: EventBus,
+    snapshot: Callable[[], dict[str, Any]],
+    *,
+    size: int = 1000,
+    idle: float | None = None,
+) -> AsyncIterator[dict[str, Any] | None]:
+    """Live view of ``bus``: ``snapshot()`` (taken once subscribed, so nothing falls in
+    between), then every event as ``event_dict``; None after ``idle`` seconds without one
+    (for keep-alives). A slow reader loses the oldest events, never memory: it gets
+    ``{"kind": "dropped", "count": N}`` before the events that follow the gap."""
+    queue: asyncio.Queue[Event] = asyncio.Queue(size)
+    dropped = 0
+
+    def observe(event: Event) -> None:
+        nonlocal dropped
+        if queue.full():
+            with contextlib.suppress(asyncio.QueueEmpty):
+                queue.get_nowait()
+            dropped += 1
+        queue.put_nowait(event)
+
+    unsubscribe = bus.subscribe(observe)
+    try:
+        yield snapshot()
+        while True:
+            try:
+                async with asyncio.timeout(idle):
+                    event = await queue.get()
+            except TimeoutError:
+                yield None
+                continue
+            if dropped:
+                yield {"kind": "dropped", "count": dropped}
+                dropped = 0
+            yield event_dict(event)
+    finally:
+        unsubscribe()
+

@@ -7,13 +7,11 @@ keeps the conversations, written by the same recorder the proxy uses.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from lai.engine.events import Event
+from lai.engine.events import follow
 from lai.engine.types import InFlight, ProviderSnapshot, RequestContext
 from lai.errors import LaiError
 from lai.runtime import Runtime
@@ -22,19 +20,6 @@ from lai.tui.client import ChatEvent, ChatStarted, ClientError, Mode
 from lai.tui.storeclient import STORE_ERRORS, StoreAccess, client_error
 
 EVENT_QUEUE_SIZE = 1000
-
-
-def event_dict(event: Event) -> dict[str, Any]:
-    """An engine event as the proxy's ``/admin/events`` sends it (no message bodies)."""
-    data: dict[str, Any] = asdict(event) if is_dataclass(event) else {}
-    data.pop("request_messages", None)
-    data.pop("response_message", None)
-    ctx = data.pop("context", None)
-    if ctx:
-        data["request_id"] = ctx["request_id"]
-        data["key_name"] = ctx["key_name"]
-        data["conversation_id"] = ctx["conversation_id"]
-    return data
 
 
 class EmbeddedClient(StoreAccess):
@@ -80,21 +65,12 @@ class EmbeddedClient(StoreAccess):
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         engine = self.runtime.engine
-        queue: asyncio.Queue[Event] = asyncio.Queue(EVENT_QUEUE_SIZE)
-
-        def observe(event: Event) -> None:
-            if queue.full():  # a slow board loses the oldest events, never memory
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    queue.get_nowait()
-            queue.put_nowait(event)
-
-        unsubscribe = engine.events.subscribe(observe)
-        try:
-            yield {"kind": "snapshot", "providers": [p.to_dict() for p in engine.providers()]}
-            while True:
-                yield event_dict(await queue.get())
-        finally:
-            unsubscribe()
+        live = follow(engine.events, lambda: {
+            "kind": "snapshot", "providers": [p.to_dict() for p in engine.providers()]
+        }, size=EVENT_QUEUE_SIZE)
+        async for item in live:
+            if item is not None:
+                yield item
 
     async def set_enabled(self, provider_id: str, enabled: bool) -> ProviderSnapshot:
         try:

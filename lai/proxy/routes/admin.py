@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import asdict, is_dataclass
-from typing import Any
 
 import orjson
 from quart import Blueprint, Response
 
-from lai.engine.events import Event
+from lai.engine.events import follow
 from lai.proxy.deps import json_response, runtime
 
 bp = Blueprint("admin", __name__)
@@ -35,58 +31,19 @@ async def check(provider_id: str) -> Response:
     return json_response(snapshot.to_dict())
 
 
-def event_dict(event: Event) -> dict[str, Any]:
-    """An engine event as JSON-ready data, without message bodies or key material."""
-    data: dict[str, Any] = asdict(event) if is_dataclass(event) else {}
-    data.pop("request_messages", None)
-    data.pop("response_message", None)
-    ctx = data.pop("context", None)
-    if ctx:
-        data["request_id"] = ctx["request_id"]
-        data["key_name"] = ctx["key_name"]
-        data["conversation_id"] = ctx["conversation_id"]
-    return data
-
-
 @bp.get("/admin/events")
 async def events() -> Response:
-    """SSE: one ``data:`` line per engine event, plus a snapshot of providers first.
-
-    A slow reader loses the oldest events (counted in a ``dropped`` event), never the
-    server's memory.
-    """
-    rt = runtime()
-    queue: asyncio.Queue[Event] = asyncio.Queue(EVENT_QUEUE_SIZE)
-    dropped = 0
-
-    def observe(event: Event) -> None:
-        nonlocal dropped
-        if queue.full():
-            with contextlib.suppress(asyncio.QueueEmpty):
-                queue.get_nowait()
-            dropped += 1
-        queue.put_nowait(event)
-
-    unsubscribe = rt.engine.events.subscribe(observe)
+    """SSE: a snapshot of the providers, then one ``data:`` line per engine event (see
+    ``lai.engine.events.follow``: a slow reader gets a ``dropped`` count, never the
+    server's memory), and a comment line every 15 s of quiet."""
+    engine = runtime().engine
 
     async def stream() -> AsyncIterator[bytes]:
-        nonlocal dropped
-        try:
-            snapshot = {"kind": "snapshot",
-                        "providers": [p.to_dict() for p in rt.engine.providers()]}
-            yield b"data: " + orjson.dumps(snapshot) + b"\n\n"
-            while True:
-                try:
-                    event = await asyncio.wait_for(queue.get(), timeout=15)
-                except TimeoutError:
-                    yield b": keep-alive\n\n"
-                    continue
-                if dropped:
-                    yield b"data: " + orjson.dumps({"kind": "dropped", "count": dropped}) + b"\n\n"
-                    dropped = 0
-                yield b"data: " + orjson.dumps(event_dict(event)) + b"\n\n"
-        finally:
-            unsubscribe()
+        live = follow(engine.events, lambda: {
+            "kind": "snapshot", "providers": [p.to_dict() for p in engine.providers()]
+        }, size=EVENT_QUEUE_SIZE, idle=15)
+        async for item in live:
+            yield b": keep-alive\n\n" if item is None else b"data: " + orjson.dumps(item) + b"\n\n"
 
     response = Response(stream(), content_type="text/event-stream",
                         headers={"Cache-Control": "no-cache"})
