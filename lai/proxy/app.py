@@ -34,7 +34,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> Quart:
     app.register_blueprint(metrics_routes.bp)
     app.register_blueprint(stats_routes.bp)
     # The hot path: POST /v1/chat/completions is served before Quart's request machinery.
-    app.asgi_app = chat.ChatEndpoint(runtime, app.asgi_app)  # type: ignore[method-assign]
+    app.asgi_app = chat.ChatEndpoint(runtime, app.asgi_app)  # type: ignore[method-assign,assignment]
 
     if manage_runtime:
 
