@@ -555,21 +555,18 @@ async def measure(args: argparse.Namespace, plan: Plan, workdir: Path) -> dict[s
             p.stop(10)
 
     s = summarize(latency, stream, rounds.rounds, wrk)
-    after = rounds.rss_after_load
-    memory = {
+    after = [v for v in rounds.rss_after_load if v is not None]
+    peak = max((v for v in rounds.rss_under_load if v is not None), default=None)
+    memory: dict[str, Any] = {
         "after_start_mib": round(after_start, 1) if after_start else None,
-        "under_load_peak_mib": max((v for v in rounds.rss_under_load if v), default=None),
-        "after_load_mib": [round(v, 1) if v else None for v in after],
+        "under_load_peak_mib": round(peak, 1) if peak is not None else None,
+        "after_load_mib": [round(v, 1) for v in after],
         "after_all_mib": round(after_all, 1) if after_all else None,
         # The first round fills pools, caches and the allocator's arenas once; a leak
         # shows as growth from the second round on.
-        "warmup_growth_mib": (round(after[1] - after[0], 1)
-                              if len(after) > 1 and after[0] and after[1] else None),
-        "growth_mib": (round(after[-1] - after[min(1, len(after) - 1)], 1)
-                       if after and after[0] and after[-1] else None),
+        "warmup_growth_mib": round(after[1] - after[0], 1) if len(after) > 1 else None,
+        "growth_mib": round(after[-1] - after[min(1, len(after) - 1)], 1) if after else None,
     }
-    if memory["under_load_peak_mib"] is not None:
-        memory["under_load_peak_mib"] = round(memory["under_load_peak_mib"], 1)
     return {
         "machine": machine(),
         "plan": dataclasses.asdict(plan),

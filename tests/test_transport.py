@@ -68,8 +68,8 @@ def ok(body: bytes = b"hello", extra: bytes = b"") -> bytes:
     return b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n%s\r\n%s" % (len(body), extra, body)
 
 
-def client(**limits: float | int | None) -> httpx.AsyncClient:
-    transport = PoolTransport(limits=httpx.Limits(**{"max_connections": 10, **limits}))
+def client(max_connections: int = 10) -> httpx.AsyncClient:
+    transport = PoolTransport(limits=httpx.Limits(max_connections=max_connections))
     return httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(5.0), trust_env=False)
 
 
