@@ -4,7 +4,10 @@ keep-alive, the pool's limits, timeouts and the httpx errors the engine relies o
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
@@ -225,3 +228,52 @@ async def test_cookies_an_upstream_sets_are_not_sent_on_later_requests(serve) ->
         await http.get(raw.url)
         await http.get(raw.url)
     assert len(seen) == 2 and b"cookie" not in seen[1].lower()
+
+
+@pytest.fixture
+def tls_files(tmp_path):  # type: ignore[no-untyped-def]
+    """A self-signed certificate for localhost (openssl), or skip."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+async def test_https_with_keep_alive(tls_files) -> None:
+    # Cloud providers are https: TLS goes through the same pool.
+    cert, key = tls_files
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    connections = 0
+
+    async def handler(reader, writer):
+        nonlocal connections
+        connections += 1
+        try:
+            while True:
+                await read_request(reader)
+                writer.write(ok(b"secret"))
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=server_ctx)
+    port = server.sockets[0].getsockname()[1]
+    trusted = ssl.create_default_context(cafile=str(cert))
+    transport = PoolTransport(limits=httpx.Limits(max_connections=4), verify=trusted)
+    async with httpx.AsyncClient(transport=transport, trust_env=False) as http:
+        for _ in range(3):
+            assert (await http.get(f"https://localhost:{port}/models")).text == "secret"
+    async with httpx.AsyncClient(transport=PoolTransport(limits=httpx.Limits()),
+                                 trust_env=False) as http:
+        with pytest.raises(httpx.ConnectError):  # not trusted by the default context
+            await http.get(f"https://localhost:{port}/models")
+    server.close()
+    assert connections == 1  # three requests, one TLS connection
