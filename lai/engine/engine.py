@@ -18,25 +18,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-import orjson
 
 from lai.config.models import Settings
 from lai.engine.adapters import adapter_for
-from lai.engine.adapters.base import StreamParser, StreamState, UpstreamRequest
+from lai.engine.adapters.base import UpstreamRequest
 from lai.engine.clock import Clock, SystemClock
 from lai.engine.cost import request_cost
 from lai.engine.events import EventBus, Failover, QueueChanged, RequestFinished, RequestStarted
 from lai.engine.health import HealthMonitor, ProviderState, describe_http_error
 from lai.engine.jsonbytes import members, splice
-from lai.engine.requests import ChatShape, inspect_chat
+from lai.engine.requests import inspect_chat
 from lai.engine.routing import Candidate, Catalog, plan
+from lai.engine.run import CONNECT_FAILURES, TIMEOUTS, ProviderFailed, Run, billed_seconds
 from lai.engine.slots import SlotManager
-from lai.engine.sse import SSEDecoder, error_event
+from lai.engine.streaming import EngineStream
 from lai.engine.types import (
     Completion,
     InFlight,
@@ -48,42 +47,9 @@ from lai.errors import LaiError, NotFound, UpstreamError, UpstreamRejected, Upst
 
 log = logging.getLogger("lai.engine")
 
-_CONNECT_FAILURES = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError,
-                     httpx.ReadError, httpx.WriteError)
-_TIMEOUTS = (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout)
-
-
 ImageResolver = Callable[[list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
 """Turns messages carrying ``image_refs`` into messages with base64 ``image_url`` parts.
 Raises InvalidRequest for a reference it cannot read."""
-
-
-class _Failover(Exception):
-    """This provider cannot serve this request now; try the next candidate."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-@dataclass
-class _Run:
-    """Book-keeping for one request across its attempts."""
-
-    ctx: RequestContext
-    shape: ChatShape
-    body: dict[str, Any]
-    """The client's body, as recorded."""
-    upstream_body: dict[str, Any]
-    """What the adapters send: image references resolved, lai-only fields removed."""
-    started_at: float
-    t0: float
-    queue_ms: float = 0.0
-    upstream_ms: float = 0.0
-    failures: list[tuple[str, str]] = field(default_factory=list)
-    candidate: Candidate | None = None
-    ttft_ms: float | None = None
-    stream_state: StreamState | None = None
 
 
 class Engine:
@@ -120,7 +86,7 @@ class Engine:
                                 read=p.effective_read_timeout, write=30.0, pool=30.0)
             for p in settings.providers
         }
-        self._running: dict[str, _Run] = {}
+        self._running: dict[str, Run] = {}
         self._urls: dict[str, httpx.URL] = {}
 
     # ----------------------------------------------------------------- lifecycle
@@ -220,7 +186,7 @@ class Engine:
 
     # ----------------------------------------------------------------- requests
 
-    async def _begin(self, body: Any, ctx: RequestContext) -> tuple[_Run, list[Candidate]]:
+    async def _begin(self, body: Any, ctx: RequestContext) -> tuple[Run, list[Candidate]]:
         started_at, t0 = self.clock.time(), self.clock.monotonic()
         shape = inspect_chat(body)
         candidates = plan(
@@ -236,10 +202,10 @@ class Engine:
                 messages = await self.image_resolver(messages)
             messages = [{k: v for k, v in m.items() if k != "image_refs"} for m in messages]
             upstream_body = {**body, "messages": messages}
-        run = _Run(ctx, shape, body, upstream_body, started_at, t0)
+        run = Run(ctx, shape, body, upstream_body, started_at, t0)
         return run, candidates
 
-    async def _acquire(self, run: _Run, remaining: list[Candidate]) -> Candidate:
+    async def _acquire(self, run: Run, remaining: list[Candidate]) -> Candidate:
         pids = list(dict.fromkeys(c.provider.id for c in remaining))
         waited = run.queue_ms / 1000
         t = self.clock.monotonic()
@@ -252,7 +218,7 @@ class Engine:
             run.queue_ms += (self.clock.monotonic() - t) * 1000
         return next(c for c in remaining if c.provider.id == pid)
 
-    async def _serve(self, run: _Run, candidates: list[Candidate], attempt: Any) -> Any:
+    async def _serve(self, run: Run, candidates: list[Candidate], attempt: Any) -> Any:
         """Try candidates in order until one answers; the winner keeps its slot."""
         remaining = list(candidates)
         self._running[run.ctx.request_id] = run
@@ -269,7 +235,7 @@ class Engine:
                                             run.shape.stream, self.clock.time(), run.queue_ms))
             try:
                 return await attempt(run, cand)
-            except _Failover as exc:
+            except ProviderFailed as exc:
                 self.slots.release(pid)
                 run.candidate = None
                 self.health.record_failure(pid, exc.reason)
@@ -285,7 +251,7 @@ class Engine:
         tried = "; ".join(f"{pid}: {why}" for pid, why in run.failures)
         raise UpstreamError(f"Every eligible provider failed ({tried}).")
 
-    async def _retry_wait(self, run: _Run, resp: httpx.Response | None) -> None:
+    async def _retry_wait(self, run: Run, resp: httpx.Response | None) -> None:
         # The back-off counts as upstream time: the upstream's failure (or Retry-After)
         # caused it, and lai's own overhead (duration - upstream - queue) must not show it.
         delay = self.retry_delay
@@ -305,7 +271,7 @@ class Engine:
             f"{cand.provider.id} refused the request: {message}", status=resp.status_code
         )
 
-    def _request(self, cand: Candidate, run: _Run, stream: bool) -> UpstreamRequest:
+    def _request(self, cand: Candidate, run: Run, stream: bool) -> UpstreamRequest:
         return adapter_for(cand.provider).chat_request(
             cand.provider, cand.model, run.upstream_body, stream
         )
@@ -333,7 +299,7 @@ class Engine:
         CapacityExceeded, NoHealthyProvider, UpstreamRejected, UpstreamError or
         UpstreamTimeout; every outcome is reported as a RequestFinished event.
         """
-        run: _Run | None = None
+        run: Run | None = None
         try:
             run, candidates = await self._begin(body, ctx)
             return await self._serve(run, candidates, self._attempt_complete)
@@ -347,7 +313,7 @@ class Engine:
             if run is not None:
                 self._running.pop(run.ctx.request_id, None)
 
-    async def _attempt_complete(self, run: _Run, cand: Candidate) -> Completion:
+    async def _attempt_complete(self, run: Run, cand: Candidate) -> Completion:
         pid = cand.provider.id
         req = self._request(cand, run, stream=False)
         adapter = adapter_for(cand.provider)
@@ -357,10 +323,10 @@ class Engine:
                 resp = await self.client.post(self._url(req.url), content=req.content,
                                               headers=req.headers,
                                               timeout=self._timeouts[pid])
-            except _TIMEOUTS as exc:
+            except TIMEOUTS as exc:
                 raise self._timeout_error(cand, exc) from None
-            except _CONNECT_FAILURES as exc:
-                raise _Failover(describe_http_error(exc)) from None
+            except CONNECT_FAILURES as exc:
+                raise ProviderFailed(describe_http_error(exc)) from None
             finally:
                 run.upstream_ms += (self.clock.monotonic() - t) * 1000
             status = resp.status_code
@@ -371,10 +337,10 @@ class Engine:
                     if attempt == 1:
                         await self._retry_wait(run, None)
                         continue
-                    raise _Failover(str(exc)) from None
+                    raise ProviderFailed(str(exc)) from None
                 usage = parsed.usage or Usage(run.shape.prompt_tokens, 0, True)
                 cost = request_cost(cand.model, cand.provider, self.settings.server, usage,
-                                    _billed_seconds(run, self.clock.monotonic()))
+                                    billed_seconds(run, self.clock.monotonic()))
                 self.slots.release(pid)
                 self.health.record_success(pid)
                 self.states[pid].warm[cand.model.id] = self.clock.monotonic()
@@ -388,7 +354,7 @@ class Engine:
                 if attempt == 1:
                     await self._retry_wait(run, resp)
                     continue
-                raise _Failover(f"HTTP {status}: {adapter.error_message(resp.content)}")
+                raise ProviderFailed(f"HTTP {status}: {adapter.error_message(resp.content)}")
             raise self._rejected(cand, resp, resp.content)
         raise AssertionError("unreachable")
 
@@ -400,7 +366,7 @@ class Engine:
         Raises what ``complete`` raises. The returned stream must be closed
         (``aclose``), which frees its slot and reports the request.
         """
-        run: _Run | None = None
+        run: Run | None = None
         try:
             run, candidates = await self._begin(body, ctx)
             return await self._serve(run, candidates, self._attempt_stream)  # type: ignore[no-any-return]
@@ -415,7 +381,7 @@ class Engine:
                 self._running.pop(run.ctx.request_id, None)
             raise
 
-    async def _attempt_stream(self, run: _Run, cand: Candidate) -> EngineStream:
+    async def _attempt_stream(self, run: Run, cand: Candidate) -> EngineStream:
         pid = cand.provider.id
         req = self._request(cand, run, stream=True)
         adapter = adapter_for(cand.provider)
@@ -426,10 +392,10 @@ class Engine:
                                                 timeout=self._timeouts[pid])
             try:
                 resp = await self.client.send(request, stream=True)
-            except _TIMEOUTS as exc:
+            except TIMEOUTS as exc:
                 raise self._timeout_error(cand, exc) from None
-            except _CONNECT_FAILURES as exc:
-                raise _Failover(describe_http_error(exc)) from None
+            except CONNECT_FAILURES as exc:
+                raise ProviderFailed(describe_http_error(exc)) from None
             if resp.status_code != 200:
                 try:
                     raw = await resp.aread()
@@ -442,7 +408,7 @@ class Engine:
                     if attempt == 1:
                         await self._retry_wait(run, resp)
                         continue
-                    raise _Failover(f"HTTP {resp.status_code}: {adapter.error_message(raw)}")
+                    raise ProviderFailed(f"HTTP {resp.status_code}: {adapter.error_message(raw)}")
                 raise self._rejected(cand, resp, raw)
             parser = adapter.stream_parser(pid, run.shape.wants_usage)
             opened = EngineStream(self, run, cand, resp, parser, t)
@@ -454,7 +420,7 @@ class Engine:
 
     def _finish(
         self,
-        run: _Run | None,
+        run: Run | None,
         body: Any,
         ctx: RequestContext,
         *,
@@ -474,7 +440,7 @@ class Engine:
             usage = Usage(shape.prompt_tokens if shape else 0, 0, True)
         if cost is None:
             cost = request_cost(cand.model, cand.provider, self.settings.server, usage,
-                                _billed_seconds(run, now_m)) if cand and run else 0.0
+                                billed_seconds(run, now_m)) if cand and run else 0.0
         if error is not None:
             status, code, msg, http_status = "error", error.code, error.message, error.status
         elif cancelled:
@@ -511,171 +477,3 @@ class Engine:
             response_message=message,
             finish_reason=finish_reason,
         ))
-
-
-def _billed_seconds(run: _Run, now_monotonic: float) -> float:
-    """The seconds a provider's energy is billed for: the request's duration less its
-    time in the queue, when the box was busy with (and billed to) other requests."""
-    return max(0.0, now_monotonic - run.t0 - run.queue_ms / 1000)
-
-
-class EngineStream:
-    """A streamed answer in progress. Iterate for SSE bytes; always ``aclose``."""
-
-    def __init__(
-        self,
-        engine: Engine,
-        run: _Run,
-        cand: Candidate,
-        resp: httpx.Response,
-        parser: StreamParser,
-        t_sent: float,
-    ) -> None:
-        self._engine = engine
-        self._run = run
-        self.candidate = cand
-        self.provider_id = cand.provider.id
-        self.model_id = cand.model.id
-        self._resp = resp
-        self._parser = parser
-        self._decoder = SSEDecoder()
-        self._chunks = resp.aiter_bytes()
-        self._pending: list[bytes] = []
-        self._t_sent = t_sent
-        self._error: LaiError | None = None
-        self._provider_failed: str | None = None
-        self._closed = False
-        self._gen: AsyncIterator[bytes] | None = None
-        run.stream_state = parser.state
-
-    @property
-    def context(self) -> RequestContext:
-        return self._run.ctx
-
-    async def _next_chunk(self) -> bytes | None:
-        try:
-            return await self._chunks.__anext__()
-        except StopAsyncIteration:
-            return None
-
-    def _feed(self, chunk: bytes) -> None:
-        for event, data in self._decoder.feed(chunk):
-            out = self._parser.feed(event, data)
-            if out is not None:
-                self._pending.append(out)
-
-    async def first_event(self) -> None:
-        """Read until the first event for the client. Raises _Failover or UpstreamTimeout
-        (after closing the upstream response) when the stream dies before it."""
-        state = self._parser.state
-        try:
-            while not self._pending and not state.done:
-                chunk = await self._next_chunk()
-                if chunk is None:
-                    break
-                self._feed(chunk)
-        except _TIMEOUTS as exc:
-            await self._resp.aclose()
-            raise self._engine._timeout_error(self.candidate, exc) from None
-        except httpx.HTTPError as exc:
-            await self._resp.aclose()
-            reason = f"stream broke before its first event: {describe_http_error(exc)}"
-            raise _Failover(reason) from None
-        if not self._pending or (state.error and not state.content_events):
-            await self._resp.aclose()
-            self._run.upstream_ms += (self._engine.clock.monotonic() - self._t_sent) * 1000
-            if state.error:
-                raise _Failover(f"stream error before any content: {state.error}")
-            raise _Failover("stream ended before any content (truncated: no finish_reason)")
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        if self._gen is None:
-            self._gen = self._generate()
-        return self._gen
-
-    async def _generate(self) -> AsyncIterator[bytes]:
-        engine = self._engine
-        run = self._run
-        state = self._parser.state
-        try:
-            while True:
-                if self._pending:
-                    pending, self._pending = self._pending, []
-                    if run.ttft_ms is None:
-                        run.ttft_ms = (engine.clock.monotonic() - run.t0) * 1000
-                    # The events of one upstream read go out together: one write to
-                    # the client instead of one per event when tokens come in bursts.
-                    yield pending[0] if len(pending) == 1 else b"".join(pending)
-                if state.done:
-                    break
-                try:
-                    chunk = await self._next_chunk()
-                except _TIMEOUTS as exc:
-                    self._error = engine._timeout_error(self.candidate, exc)
-                    break
-                except httpx.HTTPError as exc:
-                    reason = f"stream broke after it started: {describe_http_error(exc)}"
-                    self._provider_failed = reason
-                    self._error = UpstreamError(f"{self.provider_id}: {reason}")
-                    break
-                if chunk is None:
-                    for event, data in self._decoder.close():
-                        out = self._parser.feed(event, data)
-                        if out is not None:
-                            self._pending.append(out)
-                    if self._pending:
-                        continue
-                    break
-                self._feed(chunk)
-            if self._error is None:
-                if state.error:
-                    self._provider_failed = f"upstream error in stream: {state.error}"
-                    self._error = UpstreamError(f"{self.provider_id}: {state.error}")
-                elif state.finish_reason is None:
-                    self._provider_failed = "stream ended without a finish_reason (truncated)"
-                    self._error = UpstreamError(
-                        f"{self.provider_id} ended the stream early, without a finish_reason "
-                        f"(truncated answer)."
-                    )
-            if self._error is not None and not state.error:
-                yield error_event(orjson.dumps(self._error.to_dict()))
-            yield self._parser.end()
-        finally:
-            await self._finish()
-
-    async def aclose(self) -> None:
-        """Stop the stream (if still running), close the upstream, free the slot, report."""
-        if self._gen is not None:
-            await self._gen.aclose()  # type: ignore[attr-defined]
-        await self._finish()
-
-    async def _finish(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        engine, run, cand = self._engine, self._run, self.candidate
-        pid = cand.provider.id
-        state = self._parser.state
-        complete = state.done or state.finish_reason is not None
-        cancelled = self._error is None and not complete and self._provider_failed is None
-        try:
-            await self._resp.aclose()
-        finally:
-            run.upstream_ms += (engine.clock.monotonic() - self._t_sent) * 1000
-            engine.slots.release(pid)
-            run.candidate = None
-            engine._running.pop(run.ctx.request_id, None)
-        if self._provider_failed:
-            engine.health.record_failure(pid, self._provider_failed)
-        elif self._error is None and not cancelled:
-            engine.health.record_success(pid)
-            engine.states[pid].warm[cand.model.id] = engine.clock.monotonic()
-        usage = state.usage or Usage(run.shape.prompt_tokens, state.content_events, True)
-        if state.usage is not None and not state.usage.completion_tokens and state.content_events:
-            usage = Usage(state.usage.prompt_tokens, state.content_events, True)
-        engine._finish(
-            run, run.body, run.ctx, cand=cand, error=self._error,
-            cancelled=cancelled, usage=usage,
-            message=state.message() if (state.content or state.tool_calls) else None,
-            finish_reason=state.finish_reason,
-        )

@@ -1,0 +1,57 @@
+"""One request's book-keeping across attempts, and the failures that move it on.
+
+Shared by ``lai.engine.engine`` (choosing, retrying, failing over) and
+``lai.engine.streaming`` (a stream in progress).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from lai.engine.adapters.base import StreamState
+from lai.engine.requests import ChatShape
+from lai.engine.routing import Candidate
+from lai.engine.types import RequestContext
+
+CONNECT_FAILURES = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError,
+                    httpx.ReadError, httpx.WriteError)
+"""Failures before any byte of an answer: the next candidate is tried at once."""
+TIMEOUTS = (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout)
+"""The upstream went quiet: 504, no retry."""
+
+
+class ProviderFailed(Exception):
+    """This provider cannot serve this request now; try the next candidate."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class Run:
+    """Book-keeping for one request across its attempts."""
+
+    ctx: RequestContext
+    shape: ChatShape
+    body: dict[str, Any]
+    """The client's body, as recorded."""
+    upstream_body: dict[str, Any]
+    """What the adapters send: image references resolved, lai-only fields removed."""
+    started_at: float
+    t0: float
+    queue_ms: float = 0.0
+    upstream_ms: float = 0.0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    candidate: Candidate | None = None
+    ttft_ms: float | None = None
+    stream_state: StreamState | None = None
+
+
+def billed_seconds(run: Run, now_monotonic: float) -> float:
+    """The seconds a provider's energy is billed for: the request's duration less its
+    time in the queue, when the box was busy with (and billed to) other requests."""
+    return max(0.0, now_monotonic - run.t0 - run.queue_ms / 1000)
