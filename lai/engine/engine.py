@@ -32,7 +32,7 @@ from lai.engine.events import EventBus, Failover, QueueChanged, RequestFinished,
 from lai.engine.health import HealthMonitor, ProviderState, describe_http_error
 from lai.engine.jsonbytes import members, splice
 from lai.engine.requests import inspect_chat
-from lai.engine.routing import Candidate, Catalog, plan
+from lai.engine.routing import Candidate, Catalog, may_use, plan
 from lai.engine.run import CONNECT_FAILURES, TIMEOUTS, ProviderFailed, Run, billed_seconds
 from lai.engine.slots import SlotManager
 from lai.engine.streaming import EngineStream
@@ -134,8 +134,9 @@ class Engine:
         ordered = sorted(self.settings.providers, key=lambda p: p.priority)
         return [self.provider(p.id) for p in ordered]
 
-    def models(self) -> list[dict[str, Any]]:
-        """The model list of GET /v1/models (``auto`` first)."""
+    def models(self, allowed: frozenset[str] | None = None) -> list[dict[str, Any]]:
+        """The model list of GET /v1/models (``auto`` first); with ``allowed`` (a key's
+        model list) only the models that key may use."""
         now = int(self.clock.time())
         any_usable = any(s.usable for s in self.states.values())
         out: list[dict[str, Any]] = [{
@@ -144,6 +145,8 @@ class Engine:
             "warm": any(self.is_warm(p, m) for p, s in self.states.items() for m in s.warm),
         }]
         for m in self.settings.models:
+            if not may_use(m.provider_id, m.id, allowed):
+                continue
             state = self.states[m.provider_id]
             out.append({
                 "id": m.id, "object": "model", "created": now, "owned_by": m.provider_id,

@@ -95,12 +95,17 @@ def _fits(model: ModelConfig, shape: ChatShape) -> bool:
     return shape.prompt_tokens + shape.max_tokens <= model.context_window
 
 
-def _allowed(cand: Candidate, ctx: RequestContext) -> bool:
-    allowed = ctx.allowed_models
+def may_use(provider_id: str, model_id: str, allowed: frozenset[str] | None) -> bool:
+    """Whether a key limited to ``allowed`` (model ids, ``provider/model`` or provider
+    ids; None for no limit) may use this model on this provider."""
     if allowed is None:
         return True
-    return (cand.model.id in allowed or f"{cand.provider.id}/{cand.model.id}" in allowed
-            or cand.provider.id in allowed)
+    return (model_id in allowed or f"{provider_id}/{model_id}" in allowed
+            or provider_id in allowed)
+
+
+def _allowed(cand: Candidate, ctx: RequestContext) -> bool:
+    return may_use(cand.provider.id, cand.model.id, ctx.allowed_models)
 
 
 def plan(

@@ -136,6 +136,8 @@ async def test_a_key_limited_to_models_gets_403_for_others(proxy_factory, upstre
     r = await proxy.http.post("/v1/chat/completions", json={**CHAT, "model": "big"},
                               headers=bearer(issued.raw_key))
     assert_error(r, 403, "permission_error")
+    listed = await proxy.http.get("/v1/models", headers=bearer(issued.raw_key))
+    assert [m["id"] for m in listed.json()["data"]] == ["auto", "small"]  # only its models
 
 
 async def test_health_is_open_and_metrics_open_unless_metrics_auth(

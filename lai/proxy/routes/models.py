@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, Response
+from quart import Blueprint, Response, g
 
 from lai.proxy.deps import json_response, runtime
 
@@ -11,7 +11,9 @@ bp = Blueprint("models", __name__)
 
 @bp.get("/v1/models")
 async def list_models() -> Response:
-    return json_response({"object": "list", "data": runtime().engine.models(),
+    key = getattr(g, "lai_key", None)
+    allowed = frozenset(key.models) if key is not None and key.models else None
+    return json_response({"object": "list", "data": runtime().engine.models(allowed),
                           "has_more": False})
 
 
