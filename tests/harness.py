@@ -106,4 +106,10 @@ async def start_proxy(
         await asyncio.sleep(0.01)
     else:
         raise RuntimeError("proxy did not start")
+    # The start-up health probes run in the background; let them land so that a test's
+    # own checks and failures are counted from a settled state.
+    for _ in range(500):
+        if all(p.last_check is not None for p in runtime.engine.providers() if p.enabled):
+            break
+        await asyncio.sleep(0.01)
     return RunningProxy(url, runtime, http, sock_path, shutdown, task)

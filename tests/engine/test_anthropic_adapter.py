@@ -6,6 +6,7 @@ streams); the end-to-end tests run the real proxy against `tests/fakes/anthropic
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -532,6 +533,12 @@ async def test_health_probe_lists_models_with_the_key(proxy_factory, anthropic_f
     assert probe.headers["anthropic-version"] == "2023-06-01"
     assert anthropic_fake.message_requests == []  # a check spends no tokens
 
+    # The start-up probe runs in the background: let it land before the key changes, so
+    # the one check below is the only failure.
+    for _ in range(500):
+        if sum(r.path == "/v1/models" for r in anthropic_fake.requests) >= 2:
+            break
+        await asyncio.sleep(0.01)
     anthropic_fake.api_key = "sk-rotated"  # the configured key no longer works
     snap = await proxy.engine.check("claude")
     assert snap.consecutive_failures == 1
