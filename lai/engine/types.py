@@ -107,3 +107,12 @@ class InFlight:
     """Wall-clock epoch seconds."""
     streaming: bool
     completion_tokens: int
+    """Content chunks streamed so far (0 for a non-streamed request until it is done)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id, "key_name": self.key_name,
+            "model_id": self.model_id, "provider_id": self.provider_id,
+            "started_at": self.started_at, "streaming": self.streaming,
+            "completion_tokens": self.completion_tokens,
+        }

@@ -29,6 +29,9 @@ from lai.tui.client import (
 from lai.tui.probe import socket_path
 from lai.tui.storeclient import StoreAccess
 
+IN_FLIGHT_FIELDS = ("request_id", "key_name", "model_id", "provider_id", "started_at",
+                    "streaming", "completion_tokens")
+
 
 class AttachedClient(StoreAccess):
     """A :class:`~lai.tui.client.LaiClient` over a running proxy's admin socket."""
@@ -81,7 +84,8 @@ class AttachedClient(StoreAccess):
         return [provider_from_dict(p) for p in body["data"]]
 
     async def in_flight(self) -> list[InFlight] | None:
-        return None  # the board follows request_started / request_finished events
+        body = await self._json("GET", "/admin/requests")
+        return [InFlight(**{k: f[k] for k in IN_FLIGHT_FIELDS}) for f in body["data"]]
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         decoder = SSEDecoder()

@@ -52,3 +52,21 @@ async def test_a_slow_reader_is_told_what_it_missed():
     assert [e["provider_id"] for e in rest] == ["p7", "p8", "p9"]
     await live.aclose()
     assert bus._observers == []  # unsubscribed when the reader leaves
+
+
+async def test_requests_in_flight_show_tokens_so_far(proxy_factory, upstream):
+    from tests.fakes.upstream import Behaviour
+
+    upstream.default = Behaviour(chunks=50, delay=0.05)
+    proxy = await proxy_factory([provider("box", upstream.url)], [model("m", "box")])
+    assert (await proxy.http.get("/admin/requests")).json()["data"] == []
+    async with proxy.http.stream("POST", "/v1/chat/completions", json={
+            "model": "m", "stream": True, "messages": [{"role": "user", "content": "go"}]}) as r:
+        seen = 0
+        async for line in r.aiter_lines():
+            seen += line.startswith("data: {")
+            if seen == 6:
+                break
+        (flight,) = (await proxy.http.get("/admin/requests")).json()["data"]
+    assert flight["provider_id"] == "box" and flight["model_id"] == "m"
+    assert flight["streaming"] is True and flight["completion_tokens"] >= 5

@@ -31,6 +31,13 @@ async def check(provider_id: str) -> Response:
     return json_response(snapshot.to_dict())
 
 
+@bp.get("/admin/requests")
+async def in_flight() -> Response:
+    """The requests holding a slot right now, with the tokens streamed so far."""
+    data = [f.to_dict() for f in runtime().engine.in_flight()]
+    return json_response({"object": "list", "data": data, "has_more": False})
+
+
 @bp.get("/admin/events")
 async def events() -> Response:
     """SSE: a snapshot of the providers, then one ``data:`` line per engine event (see

@@ -71,7 +71,7 @@ class KeyFormScreen(ModalScreen[KeyRequest | None]):
         expires = self.query_one("#key-expires", Input).value.strip() or None
         scopes = ["admin"] if self.query_one("#key-admin", Checkbox).value else []
         pressed = self.query_one("#key-priority", RadioSet).pressed_button
-        priority = {"priority-0": 0, "priority-1": 1}.get(pressed.id if pressed else "")
+        priority = {"priority-0": 0, "priority-1": 1}.get((pressed.id or "") if pressed else "")
         self.dismiss(KeyRequest(name, expires, scopes, priority))
 
     def action_cancel(self) -> None:
