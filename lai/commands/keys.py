@@ -19,8 +19,8 @@ from lai.config.models import Settings
 from lai.durations import parse_duration
 from lai.store import keys as repo
 from lai.store.db import Store
-from lai.store.keys import KeyRecord
 from lai.store.keyservice import CACHE_TTL
+from lai.store.keyvalues import KeyRecord
 
 _NOT_SHOWN_AGAIN = "Copy it now: it will not be shown again."
 

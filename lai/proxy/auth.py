@@ -32,7 +32,7 @@ from lai.proxy.deps import runtime
 
 if TYPE_CHECKING:
     from lai.runtime import Runtime
-    from lai.store.keys import KeyInfo
+    from lai.store.keyvalues import KeyInfo
 
 log = logging.getLogger("lai.proxy.auth")
 

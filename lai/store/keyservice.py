@@ -19,14 +19,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from lai.engine.clock import Clock, SystemClock
 from lai.errors import ServiceUnavailable
 from lai.store.db import Store
-from lai.store.keys import (
-    KeyInfo,
-    KeyLookup,
-    hash_key,
-    lookup_key,
-    require_format,
-    touch_last_used,
-)
+from lai.store.keys import lookup_key, touch_last_used
+from lai.store.keyvalues import KeyInfo, KeyLookup, hash_key, require_format
 
 log = logging.getLogger("lai.keys")
 
