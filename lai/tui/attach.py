@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lai.store.images import ImageStore, inspect_image
+from lai.store.imagecheck import inspect_image
+from lai.store.images import ImageStore
 from lai.tui.client import Attachment, ClientError
 
 
