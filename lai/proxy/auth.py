@@ -4,7 +4,7 @@ With ``server.auth`` true:
 
 - ``/v1/*`` needs a valid key, sent as ``Authorization: Bearer lai_...``, as a bare
   ``Authorization: lai_...`` or as ``x-api-key: lai_...`` (Anthropic-style clients).
-  The verified key is put on ``g.lai_key`` (a :class:`~lai.store.keys.KeyInfo`), which
+  The verified key is put on ``g.lai_key`` (a ``lai.store.keyvalues.KeyInfo``), which
   gives the request its queue priority and allowed models (``lai.proxy.context``).
 - ``/admin/*`` needs a key with scope ``admin`` over TCP.
 - Requests over the admin unix socket (``data_dir/lai.sock``, mode 0600) need no key:

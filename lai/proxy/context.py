@@ -66,7 +66,7 @@ def context_for(
     headers: Headers, key: Any, *, source_default: str | None = None
 ) -> RequestContext:
     """The engine context for a request with ``headers`` made with ``key`` (a
-    :class:`~lai.store.keys.KeyInfo`, or None): the key gives the queue priority, the key
+    :class:`~lai.store.keyvalues.KeyInfo`, or None): the key gives the queue priority, the key
     name and prefix, and the models it may use. Raises InvalidRequest for a bad
     X-Conversation-ID or an over-long label header.
     """

@@ -1,8 +1,9 @@
 """The proxy's view of API keys: verification through a short-lived cache, and
 ``last_used_at`` written in batches rather than per request.
 
-The keys themselves (issuing, rotating, revoking, the rules a key is judged by) live in
-:mod:`lai.store.keys`; :class:`KeyService` only decides when to ask that repository.
+The keys themselves (issuing, rotating, revoking) live in :mod:`lai.store.keys`, the rules
+a key is judged by in :mod:`lai.store.keyvalues`; :class:`KeyService` only decides when
+to ask that repository.
 """
 
 from __future__ import annotations
