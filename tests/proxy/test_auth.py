@@ -359,3 +359,21 @@ async def test_in_process_test_client_still_needs_a_key(tmp_path, keys) -> None:
         assert r.status_code == 401
         r = await client.get("/v1/models", headers=bearer(issued.raw_key))
         assert r.status_code == 200
+
+
+async def test_usage_by_key_needs_admin(proxy_factory, upstream, keys) -> None:
+    plain = create_key(keys, "laptop")
+    admin = create_key(keys, "ops", scopes=["admin"])
+    proxy = await proxy_factory([provider("box", upstream.url)], [model("small", "box")],
+                                auth=True, admin_socket=True)
+    by_key = {"by": "key"}
+    r = await proxy.http.get("/v1/stats", params=by_key, headers=bearer(plain.raw_key))
+    assert "admin" in assert_error(r, 403, "permission_error")
+    ok = await proxy.http.get("/v1/stats", params={"by": "model"},
+                              headers=bearer(plain.raw_key))
+    assert ok.status_code == 200  # other groupings stay open to any key
+    r = await proxy.http.get("/v1/stats", params=by_key, headers=bearer(admin.raw_key))
+    assert r.status_code == 200 and r.json()["by"] == "key"
+    transport = httpx.AsyncHTTPTransport(uds=str(proxy.socket_path))
+    async with httpx.AsyncClient(transport=transport, base_url="http://lai") as local:
+        assert (await local.get("/v1/stats", params=by_key)).status_code == 200

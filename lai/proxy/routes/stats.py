@@ -3,7 +3,8 @@
 The answer is ``lai.store.stats.UsageReport.to_dict()``: ``by``, ``days``, ``since``,
 ``until``, ``groups`` (one object per group) and ``total``; the same numbers
 ``lai stats --json`` prints. Like every ``/v1`` endpoint it needs a key when
-``server.auth`` is on (the app-wide auth hook sees to that).
+``server.auth`` is on (the app-wide auth hook sees to that); ``by=key`` shows every key's
+usage, so it needs scope ``admin`` (or the admin socket).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response, g, request
 
-from lai.errors import InvalidRequest
+from lai.errors import InvalidRequest, PermissionDenied
+from lai.proxy.auth import ADMIN_SCOPE, over_unix_socket
 from lai.proxy.deps import json_response, runtime
 from lai.runtime import Runtime
 from lai.store.db import Store, open_store
@@ -64,6 +66,12 @@ async def stats() -> Response:
     days = _days(request.args.get("days"))
     by = _by(request.args.get("by"))
     rt = runtime()
+    if by == "key" and rt.settings.server.auth and not over_unix_socket(request.scope):
+        key: Any = getattr(g, "lai_key", None)
+        if key is None or not key.has_scope(ADMIN_SCOPE):
+            raise PermissionDenied(
+                "Usage by key shows every key's traffic: it needs a key with scope "
+                "'admin' (or the admin socket).", param="by")
     store = await _store(rt)
     report = await asyncio.to_thread(usage_stats, store, rt.settings, days=days, by=by)
     return json_response(report.to_dict())
