@@ -53,23 +53,15 @@ def find_config_path(explicit: str | None) -> Path:
         ConfigError: the named file does not exist, or none of the default places holds one;
             the message lists the places looked at and suggests ``lai config init``.
     """
-    if explicit:
-        path = Path(explicit).expanduser()
-        if not path.is_file():
-            raise ConfigError(
-                f"{explicit}: no such config file (from --config); "
-                f"create one with `lai config init --config {explicit}`"
-            )
-        return path
-    from_env = os.environ.get("LAI_CONFIG")
-    if from_env:
-        path = Path(from_env).expanduser()
-        if not path.is_file():
-            raise ConfigError(
-                f"{from_env}: no such config file (from $LAI_CONFIG); "
-                f"create one with `lai config init --config {from_env}`"
-            )
-        return path
+    for named, source in ((explicit, "--config"), (os.environ.get("LAI_CONFIG"), "$LAI_CONFIG")):
+        if named:
+            path = Path(named).expanduser()
+            if not path.is_file():
+                raise ConfigError(
+                    f"{named}: no such config file (from {source}); "
+                    f"create one with `lai config init --config {named}`"
+                )
+            return path
     candidates = [Path("config.toml"), Path.home() / ".config" / "lai" / "config.toml"]
     for path in candidates:
         if path.is_file():
