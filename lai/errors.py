@@ -14,7 +14,8 @@ Every error a user can see maps to an OpenAI-shaped body
     ├── NotFound (404, invalid_request_error / not_found)
     ├── ServiceUnavailable (503, service_unavailable)
     │   ├── CapacityExceeded (code provider_capacity_exceeded, Retry-After)
-    │   └── NoHealthyProvider (code no_healthy_provider)
+    │   ├── NoHealthyProvider (code no_healthy_provider)
+    │   └── UpstreamPoolExhausted (code upstream_pool_exhausted, Retry-After)
     ├── UpstreamError (502, api_error / upstream_error)
     │   └── UpstreamTimeout (504, code upstream_timeout)
     └── ConfigError (a broken config file; the CLI prints it and exits 2)
@@ -127,6 +128,13 @@ class CapacityExceeded(ServiceUnavailable):
 
 class NoHealthyProvider(ServiceUnavailable):
     code = "no_healthy_provider"
+
+
+class UpstreamPoolExhausted(ServiceUnavailable):
+    """lai's own pool of upstream connections stayed full: lai's condition, not the
+    provider's, so it is never counted against the provider's health."""
+
+    code = "upstream_pool_exhausted"
 
 
 class UpstreamError(LaiError):

@@ -324,14 +324,20 @@ class PoolTransport(httpx.AsyncBaseTransport):
                 return await self._connect(origin, timeouts, request)
             waiter = loop.create_future()
             self._waiters.append(waiter)
+            looking = False
             try:
                 async with asyncio.timeout_at(deadline):
                     await waiter
+                looking = True
             except TimeoutError:
                 raise httpx.PoolTimeout("no free connection in time", request=request) from None
             finally:
                 with contextlib.suppress(ValueError):
                     self._waiters.remove(waiter)
+                if not looking and waiter.done() and not waiter.cancelled():
+                    # Woken, then cancelled or timed out before looking: the connection
+                    # freed for us would wait idle while the next waiter times out.
+                    self._notify()
 
     def _notify(self) -> None:
         # A connection went idle or away: the first waiter looks again.

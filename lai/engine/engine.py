@@ -43,7 +43,14 @@ from lai.engine.types import (
     RequestContext,
     Usage,
 )
-from lai.errors import LaiError, NotFound, UpstreamError, UpstreamRejected, UpstreamTimeout
+from lai.errors import (
+    LaiError,
+    NotFound,
+    UpstreamError,
+    UpstreamPoolExhausted,
+    UpstreamRejected,
+    UpstreamTimeout,
+)
 
 log = logging.getLogger("lai.engine")
 
@@ -63,6 +70,7 @@ class Engine:
         clock: Clock | None = None,
         retry_delay: float = 1.0,
         max_retry_after: float = 10.0,
+        pool_timeout: float = 30.0,
         image_resolver: ImageResolver | None = None,
     ) -> None:
         self.settings = settings
@@ -83,7 +91,7 @@ class Engine:
                                     self.slots.in_flight)
         self._timeouts = {
             p.id: httpx.Timeout(connect=p.effective_connect_timeout,
-                                read=p.effective_read_timeout, write=30.0, pool=30.0)
+                                read=p.effective_read_timeout, write=30.0, pool=pool_timeout)
             for p in settings.providers
         }
         self._running: dict[str, Run] = {}
@@ -293,14 +301,25 @@ class Engine:
             f"{p.id} sent nothing for {p.effective_read_timeout:g} s (read_timeout)."
         )
 
+    def _pool_exhausted(self, cand: Candidate) -> UpstreamPoolExhausted:
+        # lai's own limit, not the provider's fault: its health is left alone.
+        pool = self._timeouts[cand.provider.id].pool
+        log.warning("no free upstream connection for %s within %g s: lai's connection "
+                    "pool is full", cand.provider.id, pool)
+        return UpstreamPoolExhausted(
+            f"lai has no free upstream connection for {cand.provider.id} right now "
+            f"(its connection pool stayed full for {pool:g} s). Retry later.",
+            retry_after=1,
+        )
+
     # ----------------------------------------------------------------- non-streamed
 
     async def complete(self, body: Any, ctx: RequestContext) -> Completion:
         """Serve a non-streamed chat request.
 
         Raises InvalidRequest, ModelNotFound, PermissionDenied, ContextLengthExceeded,
-        CapacityExceeded, NoHealthyProvider, UpstreamRejected, UpstreamError or
-        UpstreamTimeout; every outcome is reported as a RequestFinished event.
+        CapacityExceeded, NoHealthyProvider, UpstreamPoolExhausted, UpstreamRejected,
+        UpstreamError or UpstreamTimeout; every outcome is reported as a RequestFinished event.
         """
         run: Run | None = None
         try:
@@ -323,9 +342,13 @@ class Engine:
         for attempt in (1, 2):
             t = self.clock.monotonic()
             try:
+                # Not streamed, httpx reads the whole body inside post() and closes the
+                # response on any way out of it (cancellation included).
                 resp = await self.client.post(self._url(req.url), content=req.content,
                                               headers=req.headers,
                                               timeout=self._timeouts[pid])
+            except httpx.PoolTimeout:
+                raise self._pool_exhausted(cand) from None
             except TIMEOUTS as exc:
                 raise self._timeout_error(cand, exc) from None
             except CONNECT_FAILURES as exc:
@@ -395,27 +418,38 @@ class Engine:
                                                 timeout=self._timeouts[pid])
             try:
                 resp = await self.client.send(request, stream=True)
+            except httpx.PoolTimeout:
+                raise self._pool_exhausted(cand) from None
             except TIMEOUTS as exc:
                 raise self._timeout_error(cand, exc) from None
             except CONNECT_FAILURES as exc:
                 raise ProviderFailed(describe_http_error(exc)) from None
-            if resp.status_code != 200:
-                try:
-                    raw = await resp.aread()
-                except httpx.HTTPError:
-                    raw = b""
-                finally:
-                    await resp.aclose()
-                    run.upstream_ms += (self.clock.monotonic() - t) * 1000
-                if resp.status_code == 429 or resp.status_code >= 500:
-                    if attempt == 1:
-                        await self._retry_wait(run, resp)
-                        continue
-                    raise ProviderFailed(f"HTTP {resp.status_code}: {adapter.error_message(raw)}")
-                raise self._rejected(cand, resp, raw)
-            parser = adapter.stream_parser(pid, run.shape.wants_usage)
-            opened = EngineStream(self, run, cand, resp, parser, t)
-            await opened.first_event()
+            # This function owns ``resp`` until it hands it over in a stream whose first
+            # event is in hand: every other way out closes it, so the pooled connection
+            # is let go and the upstream stops. A client that hangs up during prefill
+            # cancels us right here, in first_event().
+            try:
+                if resp.status_code != 200:
+                    try:
+                        raw = await resp.aread()
+                    except httpx.HTTPError:
+                        raw = b""
+                    finally:
+                        await resp.aclose()
+                        run.upstream_ms += (self.clock.monotonic() - t) * 1000
+                    if resp.status_code == 429 or resp.status_code >= 500:
+                        if attempt == 1:
+                            await self._retry_wait(run, resp)
+                            continue
+                        raise ProviderFailed(
+                            f"HTTP {resp.status_code}: {adapter.error_message(raw)}")
+                    raise self._rejected(cand, resp, raw)
+                parser = adapter.stream_parser(pid, run.shape.wants_usage)
+                opened = EngineStream(self, run, cand, resp, parser, t)
+                await opened.first_event()
+            except BaseException:
+                await resp.aclose()
+                raise
             return opened
         raise AssertionError("unreachable")
 

@@ -19,8 +19,9 @@ from lai.engine.types import RequestContext
 CONNECT_FAILURES = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError,
                     httpx.ReadError, httpx.WriteError)
 """Failures before any byte of an answer: the next candidate is tried at once."""
-TIMEOUTS = (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout)
-"""The upstream went quiet: 504, no retry."""
+TIMEOUTS = (httpx.ReadTimeout, httpx.WriteTimeout)
+"""The upstream went quiet: 504, no retry. ``httpx.PoolTimeout`` is not one: a full pool
+is lai's own condition (``UpstreamPoolExhausted``), not the upstream's."""
 
 
 class ProviderFailed(Exception):

@@ -13,7 +13,9 @@ already ends in `/v1`), `GET /health`, `GET /v1/models` and `GET /models`.
 What a chat request gets is a `Behaviour`: the one-shot behaviours queued with
 `script()` are used first, in order, then `default`. Every request is recorded
 (`requests`) and counted (`chat_count`, `in_flight`, `max_in_flight`, `health_count`,
-`disconnects`).
+`disconnects`, `bytes_sent`). Answers larger than 64 KiB are written in pieces of about
+64 KiB, each only once the socket has room, so a reader that stops reading stops the
+fake too (as a real server blocks in `send`).
 
 Run standalone with `python -m tests.fakes.upstream --port 9000 --chunks 20 --delay 0.01`.
 """
@@ -69,8 +71,13 @@ class Behaviour:
     in `chunks` pieces. `finish_reason` defaults to "tool_calls" with tool calls, else
     "stop"; "" sends none (a stream then lacks its finish chunk, a plain answer has
     null). `delay` is waited before every delta and before a plain answer;
-    `first_delay` is waited before the first byte. `usage` adds a usage object to plain
-    answers, and to streams whose request set `stream_options.include_usage`.
+    `first_delay` is waited before the first byte. `prefill_delay` is waited after the
+    `200` headers: in a stream before its first event (a model server's prefill), in a
+    plain answer after the first half of its body. `stall_after` deltas into a stream,
+    the fake stalls for `stall_for` seconds (by default until the client leaves). A
+    client that leaves during any wait is counted in `disconnects`. `usage` adds a usage
+    object to plain answers, and to streams whose request set
+    `stream_options.include_usage`.
     `health_status` and `health_delay` are read from `FakeUpstream.default` only.
     """
 
@@ -82,6 +89,9 @@ class Behaviour:
     cut_after: int = 1
     delay: float = 0.0
     first_delay: float = 0.0
+    prefill_delay: float = 0.0
+    stall_after: int | None = None
+    stall_for: float = 3600.0
     content: str | Sequence[str] | None = None
     usage: bool = True
     tool_calls: Sequence[dict[str, Any]] | None = None
@@ -263,6 +273,11 @@ class FakeUpstream:
         """Chat requests whose client left before the answer was complete."""
         return self._disconnects
 
+    @property
+    def bytes_sent(self) -> int:
+        """Bytes of chat answers handed to the sockets (written, not necessarily read)."""
+        return self._bytes_sent
+
     def reset_stats(self) -> None:
         """Forget recorded requests and counters (not the script queue)."""
         with self._lock:
@@ -299,6 +314,7 @@ class FakeUpstream:
         self._max_in_flight = self._in_flight
         self._health_count = 0
         self._disconnects = 0
+        self._bytes_sent = 0
 
     @staticmethod
     def _run_loop(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
@@ -456,9 +472,18 @@ class FakeUpstream:
         if b.mode == "cut":
             plan.add(_head(200, _JSON, len(payload)))
             plan.act(_Act.CLOSE)
+        elif b.prefill_delay > 0:
+            half = len(payload) // 2
+            plan.add(_head(200, _JSON, len(payload)) + payload[:half])
+            plan.wait(b.prefill_delay)
+            plan.add(payload[half:])
         else:
             plan.add(_response(200, payload))
         return plan.steps
+
+
+_PIECE = 64 * 1024
+"""Adjacent writes are joined up to this size; each piece waits for room in the socket."""
 
 
 class _Builder:
@@ -467,6 +492,7 @@ class _Builder:
     def __init__(self) -> None:
         self._steps: _Plan = []
         self._pending: list[bytes] = []
+        self._size = 0
 
     @property
     def steps(self) -> _Plan:
@@ -475,6 +501,9 @@ class _Builder:
 
     def add(self, data: bytes) -> None:
         self._pending.append(data)
+        self._size += len(data)
+        if self._size >= _PIECE:
+            self._flush()
 
     def wait(self, seconds: float) -> None:
         if seconds > 0:
@@ -489,6 +518,7 @@ class _Builder:
         if self._pending:
             self._steps.append(b"".join(self._pending))
             self._pending.clear()
+            self._size = 0
 
 
 def _plan_stream(
@@ -524,6 +554,7 @@ def _plan_stream(
 
     plan.wait(b.first_delay)
     plan.add(_STREAM_HEAD)
+    plan.wait(b.prefill_delay)
     if b.mode == "truncate":
         plan.wait(b.delay)
         plan.add(_chunk(_DONE) + _LAST_CHUNK)
@@ -556,6 +587,8 @@ def _plan_stream(
     for n, delta in enumerate(deltas):
         if b.mode == "cut" and n >= b.cut_after:
             break
+        if n == b.stall_after:
+            plan.wait(b.stall_for)
         plan.wait(b.delay)
         plan.add(event(delta))
     if b.mode == "cut":
@@ -636,7 +669,8 @@ class _Connection(asyncio.Protocol):
                 plan, is_chat = self._fake._handle(head.method, head.target, head.headers, raw)
                 if not head.keep_alive:
                     plan.append(_Act.CLOSE)
-            if any(type(step) is float or step is _Act.HANG for step in plan):
+            waits = any(type(step) is float or step is _Act.HANG for step in plan)
+            if waits or sum(len(s) for s in plan if type(s) is bytes) > _PIECE:
                 self._busy = True
                 self._task = asyncio.get_running_loop().create_task(self._run(plan, is_chat))
                 return
@@ -647,6 +681,8 @@ class _Connection(asyncio.Protocol):
                 for step in plan:
                     if type(step) is bytes:
                         transport.write(step)
+                        if is_chat:
+                            self._fake._bytes_sent += len(step)
                     else:
                         self._act(step)  # type: ignore[arg-type]
             if is_chat:
@@ -667,6 +703,8 @@ class _Connection(asyncio.Protocol):
                     gone = transport.is_closing()
                     if not gone:
                         transport.write(step)
+                        if is_chat:
+                            self._fake._bytes_sent += len(step)
                         if self._resume is not None:
                             await asyncio.wait(
                                 (self._resume, self._closed), return_when=asyncio.FIRST_COMPLETED
