@@ -6,7 +6,7 @@ Measured with ``bench/run.py`` and its stage runs (bench/README.md), the client 
 a request was the largest part of what lai added: httpx's own pool (httpcore) collapsed
 under concurrency (~100 req/s at 32 clients), aiohttp under httpx cost ~340 us per
 request. This transport writes a request with one ``write`` and parses the response with
-httptools (llhttp, the parser of Node.js and uvicorn) in ``data_received``.
+httptools (llhttp, the parser of Node.js and uvicorn) as it is read.
 
 What it does: keep-alive connections per origin (``http`` and ``https``, TLS through
 the SSL context), at most ``max_connections`` in all, idle ones kept up to
@@ -39,8 +39,14 @@ import httpx
 
 _Origin = tuple[bytes, str, int]
 
-_HIGH_WATER = 512 * 1024
-"""Buffered response bytes at which reading from the upstream pauses."""
+_HIGH_WATER = 16 * 1024
+"""Buffered response bytes at which reading from the upstream pauses (and resumes below
+half of it): with one read (``_READ_SIZE``) what lai holds of an answer its reader is not
+taking, per connection."""
+
+_READ_SIZE = 32 * 1024
+"""Bytes read from an upstream socket at a time. The event loop's own reads are 256 KiB,
+all of it parsed and buffered before reading can pause."""
 
 _CLOSED_EARLY = "Server disconnected without sending a complete response."
 
@@ -61,11 +67,14 @@ class _Retry(Exception):
     """A reused connection failed before any byte of an answer: send again elsewhere."""
 
 
-class _Connection(asyncio.Protocol):
-    """One HTTP/1.1 connection, one request at a time."""
+class _Connection(asyncio.BufferedProtocol):
+    """One HTTP/1.1 connection, one request at a time. Reads into ``read_buffer``, which
+    connections may share: each read is parsed (and its body bytes copied out) before
+    the next one."""
 
-    def __init__(self, origin: _Origin) -> None:
+    def __init__(self, origin: _Origin, read_buffer: bytearray) -> None:
         self.origin = origin
+        self._read_buffer = memoryview(read_buffer)
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.reused = False
@@ -93,7 +102,13 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(self._read_buffer[:nbytes])
+
+    def data_received(self, data: bytes | memoryview) -> None:
         self._got_bytes = True
         try:
             self._parser.feed_data(data)
@@ -276,6 +291,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
         """Connections open or being opened, in use or idle."""
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         """Requests waiting for room in the pool."""
+        self._read_buffer = bytearray(_READ_SIZE)
         self._closed = False
 
     # -- the pool -----------------------------------------------------------------------
@@ -360,11 +376,12 @@ class PoolTransport(httpx.AsyncBaseTransport):
             async with asyncio.timeout(timeouts.get("connect")):
                 if scheme == b"https":
                     _, conn = await loop.create_connection(
-                        lambda: _Connection(origin), host, port, ssl=self._ssl_context(),
+                        lambda: _Connection(origin, self._read_buffer), host, port,
+                        ssl=self._ssl_context(),
                         server_hostname=host)
                 else:
-                    _, conn = await loop.create_connection(lambda: _Connection(origin),
-                                                           host, port)
+                    _, conn = await loop.create_connection(
+                        lambda: _Connection(origin, self._read_buffer), host, port)
         except TimeoutError:
             self._free_slot()
             raise httpx.ConnectTimeout("connect timeout", request=request) from None

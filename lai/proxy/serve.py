@@ -80,8 +80,15 @@ def hypercorn_config(sockets: list[socket.socket], graceful_timeout: float) -> C
     return config
 
 
-_WRITE_HIGH = 64 * 1024
-"""Bytes waiting to be sent at which a connection waits for the socket to drain."""
+_WRITE_HIGH = 16 * 1024
+"""Bytes waiting in lai to be sent at which a connection waits for the socket to drain."""
+
+SEND_BUFFER = 64 * 1024
+"""SO_SNDBUF of a client's TCP connection: what the kernel holds for a client that does
+not read. Left to itself Linux grows it to ``net.ipv4.tcp_wmem``'s maximum (4 MiB here),
+so a client that never read took a 4 MB answer whole into the kernel and lai read the
+upstream to its end. 64 KiB still carries ~50 MB/s at 1 ms and ~1.3 MB/s at 50 ms of
+round trip; a token stream needs a few KB/s."""
 
 
 class _TCPServer(TCPServer):
@@ -96,6 +103,9 @@ class _TCPServer(TCPServer):
       time at 32 clients in the bench.
     - The bytes written in one turn of the event loop (a response's head, body and end)
       leave in one ``write``, not one each with a lock and a drain.
+    - Back-pressure with a bound: at most ``_WRITE_HIGH`` bytes wait in lai and
+      ``SEND_BUFFER`` in the kernel for a client that does not read; then the app's
+      ``send`` waits, so a stream stops reading its upstream (docs/routing.md).
 
     Shutdown behaves as before: an idle connection is closed at once, a busy one as soon
     as its response is out.
@@ -106,6 +116,12 @@ class _TCPServer(TCPServer):
         self._idle_since: float | None = self.loop.time()
         self._out: list[bytes] = []
         self._out_size = 0
+        transport = self.writer.transport
+        transport.set_write_buffer_limits(high=_WRITE_HIGH, low=_WRITE_HIGH // 4)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
 
     async def protocol_send(self, event: Event) -> None:
         if isinstance(event, Updated):
@@ -113,6 +129,11 @@ class _TCPServer(TCPServer):
             return
         if isinstance(event, RawData):
             if not event.data:
+                return
+            if self.writer.transport.is_closing():
+                # The client is gone. uvloop drops writes to a closed transport without
+                # raising, so a stream would go on reading its upstream into nothing.
+                await self._client_gone()
                 return
             self._out.append(event.data)
             self._out_size += len(event.data)
@@ -125,9 +146,15 @@ class _TCPServer(TCPServer):
                         self._flush()
                         await self.writer.drain()
                     except (ConnectionError, RuntimeError):
-                        await self.protocol.handle(Closed())
+                        await self._client_gone()
             return
         await super().protocol_send(event)
+
+    async def _client_gone(self) -> None:
+        await self.protocol.handle(Closed())
+        # The app's next send would return at once, and a stream whose upstream has
+        # bytes ready never yields: let the disconnect watcher run and cancel it first.
+        await asyncio.sleep(0)
 
     def _flush(self) -> None:
         if not self._out:

@@ -904,6 +904,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--first-delay", type=float, default=0.0)
     parser.add_argument("--content", default=None)
+    parser.add_argument("--stream-bytes", type=int, default=0,
+                        help="answer with about this many bytes of content, 1 KiB a delta")
     parser.add_argument("--models", default="fake-model", help="comma-separated")
     args = parser.parse_args(argv)
     # Nothing can read the request log of a standalone server, so none is kept.
@@ -914,7 +916,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         chunks=args.chunks,
         delay=args.delay,
         first_delay=args.first_delay,
-        content=args.content,
+        content=["x" * 1024] * (args.stream_bytes // 1024) if args.stream_bytes else args.content,
     )
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
