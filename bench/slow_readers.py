@@ -25,6 +25,7 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -81,7 +82,7 @@ async def settle(pid: int, seconds: float) -> float | None:
     return last
 
 
-async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, float | int | None]:
+async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     py = sys.executable
     procs: list[Proc] = []
     try:
@@ -107,24 +108,26 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, float | 
         request = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: %s\r\n"
                    b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
                    % (host.encode(), len(body), body))
-        # Plain sockets: an asyncio stream would read ahead into its own buffer.
-        clients = []
-        for _ in range(args.clients):
-            sock = socket.create_connection((host, iport))
-            if args.client_rcvbuf:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, args.client_rcvbuf)
-            sock.sendall(request)
-            clients.append(sock)
-        connected = await settle(lai.pid, args.settle)
-        in_flight = await active(host, iport)
-        for sock in clients:
-            sock.close()
-        await asyncio.sleep(args.settle)
-        after = await settle(lai.pid, args.settle)
-        in_flight_after = await active(host, iport)
+        rounds = []
+        for _ in range(args.rounds):
+            # Plain sockets: an asyncio stream would read ahead into its own buffer.
+            clients = []
+            for _ in range(args.clients):
+                sock = socket.create_connection((host, iport))
+                if args.client_rcvbuf:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, args.client_rcvbuf)
+                sock.sendall(request)
+                clients.append(sock)
+            connected = await settle(lai.pid, args.settle)
+            in_flight = await active(host, iport)
+            for sock in clients:
+                sock.close()
+            await asyncio.sleep(args.settle)
+            rounds.append({"connected_mib": connected, "active_connected": in_flight,
+                           "after_close_mib": await settle(lai.pid, args.settle),
+                           "active_after": await active(host, iport)})
         return {"clients": args.clients, "stream_mb": args.stream_mb, "idle_mib": idle,
-                "connected_mib": connected, "after_close_mib": after,
-                "active_connected": in_flight, "active_after": in_flight_after}
+                "rounds": rounds}
     finally:
         for proc in reversed(procs):
             proc.stop(10)
@@ -151,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stream-mb", type=float, default=4.0, help="MB of content per answer")
     p.add_argument("--settle", type=float, default=2.0,
                    help="seconds between RSS reads until it stops changing")
+    p.add_argument("--rounds", type=int, default=2,
+                   help="connect and close the clients this many times (growth = a leak)")
     p.add_argument("--client-rcvbuf", type=int, default=0,
                    help="SO_RCVBUF of each client socket (0: the system's default)")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
@@ -164,18 +169,21 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    def mib(v: float | int | None) -> str:
+    def mib(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.1f} MiB"
 
-    idle, conn, after = res["idle_mib"], res["connected_mib"], res["after_close_mib"]
+    idle = res["idle_mib"]
+
+    def grown(v: float | None) -> str:
+        return f"  (+{v - idle:.1f})" if v is not None and idle is not None else ""
+
     print(f"{res['clients']} clients not reading a {res['stream_mb']:g} MB stream")
-    print(f"  RSS idle                 {mib(idle)}")
-    print(f"  RSS, clients connected   {mib(conn)}"
-          + (f"  (+{conn - idle:.1f})" if conn and idle else "")
-          + f"  active requests {res['active_connected']}")
-    print(f"  RSS, after they closed   {mib(after)}"
-          + (f"  (+{after - idle:.1f})" if after and idle else "")
-          + f"  active requests {res['active_after']}")
+    print(f"  RSS idle                        {mib(idle)}")
+    for n, r in enumerate(res["rounds"], 1):
+        print(f"  round {n}: clients connected    {mib(r['connected_mib'])}"
+              f"{grown(r['connected_mib'])}  active requests {r['active_connected']}")
+        print(f"  round {n}: after they closed    {mib(r['after_close_mib'])}"
+              f"{grown(r['after_close_mib'])}  active requests {r['active_after']}")
     return 0
 
 

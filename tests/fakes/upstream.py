@@ -137,7 +137,9 @@ class FakeUpstream:
 
     `models` is what `/v1/models` lists; unless `accept_any_model` is False (then an
     unlisted model gets a 404 `model_not_found`), any model name is answered. With
-    `record=False` the `requests` list stays empty (for long benchmarks).
+    `record=False` the `requests` list stays empty (for long benchmarks). `send_buffer`
+    sets SO_SNDBUF of every connection, so that how much the fake has written
+    (`bytes_sent`) says how much its client read, not how much the kernel took.
     """
 
     def __init__(
@@ -147,8 +149,10 @@ class FakeUpstream:
         models: Sequence[str] = ("fake-model",),
         accept_any_model: bool = True,
         record: bool = True,
+        send_buffer: int | None = None,
     ) -> None:
         self.host = host
+        self.send_buffer = send_buffer
         self.models = list(models)
         self.accept_any_model = accept_any_model
         self.record = record
@@ -625,6 +629,9 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        sock = transport.get_extra_info("socket")
+        if self._fake.send_buffer is not None and sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._fake.send_buffer)
         self._closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._fake._conns.add(self)
 

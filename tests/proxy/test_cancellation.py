@@ -195,3 +195,27 @@ async def test_thirty_hang_ups_during_prefill_leave_the_provider_serving(proxy_f
             client.leave()
         await upstream.wait_for_async(lambda w=wave: upstream.disconnects == 10 * w)
     await assert_recovered(proxy, upstream, disconnects=30, fresh=20)
+
+
+async def test_a_client_that_does_not_read_stops_lai_reading_the_upstream(proxy_factory,
+                                                                         upstream_factory):
+    # An 8 MB answer to a client that reads nothing: lai holds a small bounded buffer
+    # for it (docs/routing.md), stops reading the upstream, and keeps the slot counted.
+    # The fake's own send buffer is small so that what it wrote is what lai read.
+    upstream = upstream_factory(send_buffer=64 * 1024, record=False)
+    size = 8_000_000
+    upstream.default = Behaviour(content=["x" * 1000] * (size // 1000))
+    proxy = await proxy_factory([provider("box", upstream.url, max_concurrent=SLOTS)],
+                                [model("m", "box")])
+    client = await RawClient.send(proxy, stream=True)
+    await upstream.wait_for_async(lambda: upstream.in_flight == 1, timeout=10)
+    sent = -1
+    while upstream.bytes_sent != sent:  # until the fake's writes block
+        sent = upstream.bytes_sent
+        await asyncio.sleep(0.3)
+    assert upstream.in_flight == 1
+    # What the kernels on both sides hold plus lai's buffers; lai used to read it all.
+    assert sent < 2_000_000
+    assert (await providers(proxy))["box"]["active_requests"] == 1
+    client.leave()
+    await assert_recovered(proxy, upstream, disconnects=1)
