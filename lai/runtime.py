@@ -27,7 +27,13 @@ log = logging.getLogger("lai")
 
 
 def make_http_client(settings: Settings) -> httpx.AsyncClient:
-    """The process's one upstream client. Per-provider timeouts are set per request."""
+    """The process's one upstream client. Per-provider timeouts are set per request.
+
+    The pool holds at least twice the sum of every provider's slots: a request in flight
+    uses one connection and a health probe one per provider, so the slots, not the pool,
+    limit what goes upstream. A full pool means connections are held by nothing that
+    should hold them; the engine reports it as its own 503 (``UpstreamPoolExhausted``).
+    """
     total = sum(p.max_concurrent for p in settings.providers) or 10
     limits = httpx.Limits(
         max_connections=max(100, total * 2),

@@ -26,11 +26,6 @@ from lai.errors import LaiError, UpstreamError
 if TYPE_CHECKING:
     from lai.engine.engine import Engine
 
-_FEED = 16 * 1024
-"""Bytes of an upstream read parsed at a time. One read can be 256 KiB; parsed whole,
-it became one write of as much to a client that may not be reading (back-pressure then
-acts only after it), and the events of all of it would sit in memory at once."""
-
 
 class EngineStream:
     """A streamed answer in progress. Iterate for SSE bytes; always ``aclose``."""
@@ -53,7 +48,6 @@ class EngineStream:
         self._parser = parser
         self._decoder = SSEDecoder()
         self._chunks = resp.aiter_bytes()
-        self._rest = memoryview(b"")
         self._pending: list[bytes] = []
         self._t_sent = t_sent
         self._error: LaiError | None = None
@@ -67,17 +61,10 @@ class EngineStream:
         return self._run.ctx
 
     async def _next_chunk(self) -> bytes | None:
-        """The next at most ``_FEED`` bytes of the upstream's answer; None at its end."""
-        if not self._rest:
-            try:
-                chunk = await self._chunks.__anext__()
-            except StopAsyncIteration:
-                return None
-            if len(chunk) <= _FEED:
-                return chunk
-            self._rest = memoryview(chunk)
-        piece, self._rest = self._rest[:_FEED], self._rest[_FEED:]
-        return bytes(piece)
+        try:
+            return await self._chunks.__anext__()
+        except StopAsyncIteration:
+            return None
 
     def _feed(self, chunk: bytes) -> None:
         for event, data in self._decoder.feed(chunk):
