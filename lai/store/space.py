@@ -79,7 +79,7 @@ def database_size(store: Store) -> DatabaseSize:
     if path is None:
         return DatabaseSize(total_bytes=0)
     if not path.exists():
-        raise FileNotFoundError(f"no database file at {path}")
+        raise FileNotFoundError(f"no database file at {path} yet")
     main, wal = path.stat().st_size, _size(Path(f"{path}-wal"))
     with store.engine.connect() as conn:
         free = conn.exec_driver_sql("PRAGMA freelist_count").scalar() or 0
