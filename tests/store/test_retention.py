@@ -198,3 +198,38 @@ async def test_without_retention_settings_nothing_is_swept(store: Store) -> None
     await sweeper.close()
     assert not sweeper.enabled and sweeper.last is None
     assert count_requests(store) == 1
+
+
+async def test_the_proxy_sweeps_at_start_and_keeps_serving(  # type: ignore[no-untyped-def]
+    proxy_factory, upstream, tmp_path: Path
+) -> None:
+    from lai.store.db import open_store
+    from tests.harness import model, provider
+
+    url = f"sqlite:///{tmp_path / 'lai.db'}"  # the harness's database
+    before = open_store(url)
+    try:
+        before.upgrade()
+        _write(before, *[finished(conversation_id=f"old-{i}", started_at=time.time() - 40 * DAY)
+                         for i in range(20)])
+    finally:
+        before.dispose()
+    folder = tmp_path / "data" / "images" / "old-3" / "msg-1"
+    folder.mkdir(parents=True)
+
+    proxy = await proxy_factory([provider("box", upstream.url)], [model("m", "box")],
+                                retention_days=30)
+    r = await proxy.http.post("/v1/chat/completions", headers={"X-Conversation-ID": "new"},
+                              json={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 200, r.text
+    sweeper, store = proxy.runtime.retention, proxy.runtime.store
+    assert sweeper is not None and store is not None and proxy.runtime.recorder is not None
+    for _ in range(500):
+        if sweeper.last is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert sweeper.last is not None and sweeper.last.conversations == 20
+    await proxy.runtime.recorder.flush()
+    assert count_requests(store) == 1
+    assert [c["id"] for c in (await proxy.http.get("/v1/conversations")).json()["data"]] == ["new"]
+    assert not await asyncio.to_thread(folder.exists)
