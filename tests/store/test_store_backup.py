@@ -1,4 +1,5 @@
-"""``lai db backup`` of a live database while the proxy serves, and restoring the copy."""
+"""``lai db backup`` of a live database while the proxy serves, and restoring the copy;
+PostgreSQL's pg_dump / pg_restore as docs/store.md tells an operator to use them."""
 
 from __future__ import annotations
 
@@ -11,9 +12,17 @@ import sys
 from contextlib import closing
 from pathlib import Path
 
+import pytest
+from sqlalchemy.engine import make_url
+
+from lai.store.conversations import get_conversation
+from lai.store.db import open_store
 from lai.store.requests import count_requests
+from lai.store.writer import record_from_event, write_batch
 from tests.fakes.upstream import FakeUpstream
 from tests.harness import RunningProxy, make_settings, model, provider, start_proxy
+from tests.store.conftest import create_pg_database, drop_pg_database
+from tests.store.helpers import finished
 
 
 async def _ask(proxy: RunningProxy, cid: str, text: str) -> None:
@@ -110,3 +119,45 @@ async def test_a_backup_taken_under_load_restores_every_answered_request(  # typ
         assert count_requests(restored.runtime.store) == copied + 1
     finally:
         await restored.stop()
+
+
+def test_postgresql_backup_and_restore_with_pg_dump_as_documented(tmp_path: Path) -> None:
+    tools = [shutil.which("pg_dump"), shutil.which("pg_restore")]
+    if None in tools:
+        reason = "pg_dump/pg_restore not on PATH (apt-get install postgresql-client)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    source_url, target_url = create_pg_database(), create_pg_database()
+    try:
+        source = open_store(source_url)
+        try:
+            source.upgrade()
+            with source.write_session() as session:
+                write_batch(session, [record_from_event(finished(
+                    conversation_id=f"pg-{i % 4}",
+                    messages=[{"role": "user", "content": f"question {i}"}])) for i in range(12)])
+        finally:
+            source.dispose()
+
+        def libpq(url: str) -> str:  # the URL without SQLAlchemy's +psycopg, as documented
+            return make_url(url).set(drivername="postgresql").render_as_string(
+                hide_password=False)
+
+        dump = tmp_path / "lai.dump"
+        subprocess.run([tools[0], "--format=custom", f"--file={dump}", libpq(source_url)],
+                       check=True, capture_output=True, timeout=60)
+        subprocess.run([tools[1], f"--dbname={libpq(target_url)}", "--no-owner", str(dump)],
+                       check=True, capture_output=True, timeout=60)
+
+        restored = open_store(target_url)
+        try:
+            restored.upgrade()  # at head already: nothing to do
+            assert restored.current() == restored.head()
+            assert count_requests(restored) == 12
+            assert len(get_conversation(restored, "pg-1")["messages"]) == 6
+        finally:
+            restored.dispose()
+    finally:
+        drop_pg_database(source_url)
+        drop_pg_database(target_url)
