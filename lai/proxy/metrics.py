@@ -50,7 +50,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from lai.engine.events import Event, Failover, RequestFinished
-from lai.store.space import database_size
+from lai.store.space import DatabaseSize, database_size
 
 if TYPE_CHECKING:
     from lai.runtime import Runtime
@@ -127,6 +127,7 @@ class ProxyMetrics:
         self.database_size_bytes: int | None = None
         """The last measured size of the store; None before the first or without a store."""
         self._size_measured_at = float("-inf")
+        self._measuring: asyncio.Future[DatabaseSize] | None = None
         r.register(_DatabaseSizeCollector(self))
 
     # -- labels ----------------------------------------------------------------------------
@@ -204,20 +205,31 @@ class ProxyMetrics:
 
     # -- scraping --------------------------------------------------------------------------
 
-    async def refresh_database_size(self) -> None:
+    async def refresh_database_size(self, *, wait: float = 1.0) -> None:
         """Measure the store's size in a worker thread, at most every DATABASE_SIZE_TTL
-        seconds. A database that cannot be measured keeps the last value (logged)."""
+        seconds, waiting for it at most ``wait`` seconds: a database that is slow or down
+        never holds up a scrape, which then shows the last value (failures are logged)."""
         store = self.runtime.store
-        now = time.monotonic()
-        if store is None or now - self._size_measured_at < DATABASE_SIZE_TTL:
+        if store is None:
             return
-        self._size_measured_at = now  # before the await: concurrent scrapes measure once
-        try:
-            size = await asyncio.to_thread(database_size, store)
-        except Exception as exc:  # a database that is down must not fail the scrape
+        if self._measuring is None and (
+            time.monotonic() - self._size_measured_at >= DATABASE_SIZE_TTL
+        ):
+            self._size_measured_at = time.monotonic()
+            self._measuring = asyncio.ensure_future(asyncio.to_thread(database_size, store))
+            self._measuring.add_done_callback(self._measured)
+        if self._measuring is not None:
+            await asyncio.wait({self._measuring}, timeout=wait)
+
+    def _measured(self, future: asyncio.Future[DatabaseSize]) -> None:
+        self._measuring = None
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:  # a database that is down must not fail the scrape
             log.warning("could not measure the database size: %s", exc)
             return
-        self.database_size_bytes = size.total_bytes
+        self.database_size_bytes = future.result().total_bytes
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this runtime's metrics.
