@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--grace", metavar="DURATION", default="24h", help="default 24h")
     keys.set_defaults(handler="keys")
 
-    db = sub.add_parser("db", help="database migrations")
+    db = sub.add_parser("db", help="migrations, size, vacuum and backup of the database")
     _common(db)
     ds = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     _common(ds.add_parser("upgrade", help="migrate to the newest schema"))
@@ -86,6 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
     d = ds.add_parser("downgrade", help="migrate down to REV (or base)")
     _common(d)
     d.add_argument("rev", metavar="REV")
+    d = ds.add_parser("size", help="database size on disk and rows per table")
+    _common(d)
+    d.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _common(ds.add_parser("vacuum", help="return free room to the disk (SQLite: VACUUM)"))
+    d = ds.add_parser("backup", help="copy a live SQLite database to PATH (PostgreSQL: "
+                      "use pg_dump)")
+    _common(d)
+    d.add_argument("path", metavar="PATH", help="the backup file, or a folder to put "
+                   "lai-<time>.db in")
+    d.add_argument("--force", action="store_true", help="replace an existing file")
     db.set_defaults(handler="db")
 
     cfg = sub.add_parser("config", help="check or create the config file")

@@ -21,6 +21,7 @@ from lai.store.db import Store, open_store
 from lai.store.images import ImageStore
 from lai.store.keyservice import KeyService
 from lai.store.recorder import Recorder
+from lai.store.retention import RetentionSweeper
 from lai.transport import NoCookies, PoolTransport
 
 log = logging.getLogger("lai")
@@ -68,6 +69,8 @@ class Runtime:
     """Uploaded images (data_dir/images): upload, the engine's image resolver, retention."""
     keys: KeyService | None = None
     """Verifies `lai_` keys (cached) and batches last_used_at; None when server.auth is off."""
+    retention: RetentionSweeper | None = None
+    """Deletes what ``server.retention_days`` / ``content_retention_days`` no longer keep."""
     extensions: dict[str, Any] = field(default_factory=dict)
     _started: bool = False
 
@@ -88,6 +91,8 @@ class Runtime:
             await self.keys.start()
         if self.images is not None:
             self.images.start()
+        if self.retention is not None:
+            self.retention.start()
 
     async def close(self) -> None:
         """Stop background work, flush what must be kept, close the HTTP client."""
@@ -95,6 +100,8 @@ class Runtime:
             await self.client.aclose()
             return
         self._started = False
+        if self.retention is not None:
+            await self.retention.close()  # waits for a batch in progress: before dispose
         if self.images is not None:
             await self.images.close()
         await self.engine.close()
@@ -133,5 +140,7 @@ def build_runtime(
     # Without a store, auth has nothing to check keys against: the proxy then refuses
     # every protected request (lai.proxy.auth) rather than opening up.
     keys = KeyService(db, clock=clock) if settings.server.auth and db is not None else None
+    retention = (RetentionSweeper.from_settings(db, settings.server, clock=clock)
+                 if db is not None else None)
     return Runtime(settings=settings, client=client, engine=engine, clock=clock, images=images,
-                   keys=keys, store=db, recorder=recorder)
+                   keys=keys, store=db, recorder=recorder, retention=retention)

@@ -385,6 +385,11 @@ def _warnings(settings: Settings, path: Path) -> list[str]:
         warn("providers", "every provider is disabled: lai cannot route any request")
     if server.metrics_auth and not server.auth:
         warn("server.metrics_auth", "has no effect while server.auth is false")
+    kept, text_kept = server.retention_days, server.content_retention_days
+    if kept is not None and text_kept is not None and text_kept >= kept:
+        warn("server.content_retention_days",
+             f"has no effect: not less than server.retention_days ({kept}), which deletes "
+             "the messages first")
 
     endpoints: dict[str, int] = {}
     env_names: dict[str, int] = {}

@@ -47,6 +47,12 @@ class ServerSettings(_Frozen):
     """Images one message may carry."""
     images_retention_days: int | None = Field(None, ge=1)
     """When set, a daily sweep deletes image folders older than this many days."""
+    retention_days: int | None = Field(None, ge=1)
+    """When set, an hourly sweep deletes requests and conversations (messages and images
+    too) older than this many days: requests by start, conversations by last activity."""
+    content_retention_days: int | None = Field(None, ge=1)
+    """When set, the hourly sweep removes the text and tool calls of messages older than
+    this many days; the rows, token counts and requests stay for `lai stats`."""
     metrics_auth: bool = False
     """Require a key on GET /metrics too."""
     electricity_rate_kwh: float = Field(0.0, ge=0)

@@ -28,6 +28,8 @@ names or messages)::
     local_ai_queue_depth                                      gauge, requests waiting for a slot
     local_ai_recorder_backlog                                 gauge, rows not yet written
     local_ai_recorder_failed_writes_total                     counter (when a recorder exists)
+    local_ai_database_size_bytes                              gauge, SQLite file + WAL or
+                                                              pg_database_size (with a store)
 
 Requests are counted when they finish, once each, under the provider that answered or
 failed last (``none`` when no provider was tried). Tokens and cost are counted only for
@@ -36,7 +38,10 @@ requests that reached a model: the estimate of a prompt nobody read is not usage
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -45,9 +50,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from lai.engine.events import Event, Failover, RequestFinished
+from lai.store.space import DatabaseSize, database_size
 
 if TYPE_CHECKING:
     from lai.runtime import Runtime
+
+log = logging.getLogger("lai.proxy.metrics")
 
 EXTENSION_KEY = "lai.metrics"
 """Where ``install_metrics`` keeps the runtime's metrics in ``runtime.extensions``."""
@@ -64,6 +72,9 @@ DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0,
 TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0)
 OVERHEAD_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 QUEUE_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+DATABASE_SIZE_TTL = 30.0
+"""Seconds a measured database size is reused: scrapes stay cheap on PostgreSQL too."""
 
 _CODE_LABEL = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _ENDPOINT_LABEL = re.compile(r"^[a-z][a-z0-9._]{0,31}$")
@@ -113,6 +124,11 @@ class ProxyMetrics:
             "Attempts given up on one provider and moved to the next (none: nothing left).",
             ["from_provider", "to_provider"], registry=r)
         r.register(_LiveCollector(runtime))
+        self.database_size_bytes: int | None = None
+        """The last measured size of the store; None before the first or without a store."""
+        self._size_measured_at = float("-inf")
+        self._measuring: asyncio.Future[DatabaseSize] | None = None
+        r.register(_DatabaseSizeCollector(self))
 
     # -- labels ----------------------------------------------------------------------------
 
@@ -189,6 +205,32 @@ class ProxyMetrics:
 
     # -- scraping --------------------------------------------------------------------------
 
+    async def refresh_database_size(self, *, wait: float = 1.0) -> None:
+        """Measure the store's size in a worker thread, at most every DATABASE_SIZE_TTL
+        seconds, waiting for it at most ``wait`` seconds: a database that is slow or down
+        never holds up a scrape, which then shows the last value (failures are logged)."""
+        store = self.runtime.store
+        if store is None:
+            return
+        if self._measuring is None and (
+            time.monotonic() - self._size_measured_at >= DATABASE_SIZE_TTL
+        ):
+            self._size_measured_at = time.monotonic()
+            self._measuring = asyncio.ensure_future(asyncio.to_thread(database_size, store))
+            self._measuring.add_done_callback(self._measured)
+        if self._measuring is not None:
+            await asyncio.wait({self._measuring}, timeout=wait)
+
+    def _measured(self, future: asyncio.Future[DatabaseSize]) -> None:
+        self._measuring = None
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:  # a database that is down must not fail the scrape
+            log.warning("could not measure the database size: %s", exc)
+            return
+        self.database_size_bytes = future.result().total_bytes
+
     def render(self) -> bytes:
         """The Prometheus text exposition of this runtime's metrics.
 
@@ -245,6 +287,24 @@ class _LiveCollector(Collector):
             "local_ai_queue_depth", "Requests waiting for a provider slot.",
             value=engine.slots.queue_depth)
         yield from _recorder_metrics(self.runtime)
+
+
+class _DatabaseSizeCollector(Collector):
+    """``local_ai_database_size_bytes`` from the value ``refresh_database_size`` keeps."""
+
+    def __init__(self, metrics: ProxyMetrics) -> None:
+        self.metrics = metrics
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        size = self.metrics.database_size_bytes
+        if size is not None:
+            yield GaugeMetricFamily(
+                "local_ai_database_size_bytes",
+                "Size of the database on disk: SQLite file plus WAL, or pg_database_size.",
+                value=float(size))
 
 
 def _recorder_metrics(runtime: Runtime) -> Iterator[Metric]:

@@ -73,6 +73,8 @@ def message_dict(msg: Message) -> dict[str, Any]:
         out["tool_call_id"] = msg.tool_call_id
     if msg.name is not None:
         out["name"] = msg.name
+    if msg.content_removed_at is not None:  # server.content_retention_days took the text
+        out["content_removed_at"] = _ts(msg.content_removed_at)
     return out
 
 

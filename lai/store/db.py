@@ -99,6 +99,9 @@ def _sqlite_events(engine: Engine, busy_timeout_ms: int) -> None:
         try:
             cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             cur.execute("PRAGMA foreign_keys = ON")
+            # Only takes effect in a file with no table yet (or at the next VACUUM): new
+            # databases can hand rows deleted by retention back in steps (lai.store.space).
+            cur.execute("PRAGMA auto_vacuum = INCREMENTAL")
             # WAL lets the proxy write while the TUI reads the same file.
             cur.execute("PRAGMA journal_mode = WAL")
             cur.execute("PRAGMA synchronous = NORMAL")

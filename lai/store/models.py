@@ -83,7 +83,12 @@ class Message(SQLModel, table=True):
     """One message of a conversation, in order (``position`` 0, 1, 2, ...)."""
 
     __tablename__ = "messages"
-    __table_args__ = (sa.UniqueConstraint("conversation_id", "position"),)
+    __table_args__ = (
+        sa.UniqueConstraint("conversation_id", "position"),
+        # The content-retention sweep looks for old messages whose text is still there.
+        sa.Index("ix_messages_content_removed_at_created_at", "content_removed_at",
+                 "created_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     conversation_id: str = Field(
@@ -111,6 +116,9 @@ class Message(SQLModel, table=True):
     request_id: str | None = Field(default=None, sa_type=sa.String(ID_LENGTH), index=True)
     """The request that added this message."""
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    content_removed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    """When ``server.content_retention_days`` removed the text and tool calls; None while
+    they are kept. Such a message matches any resent text of the same role."""
 
 
 class RequestRecord(SQLModel, table=True):

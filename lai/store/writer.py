@@ -8,8 +8,9 @@ duplicates nothing.
 
 Mirroring: clients resend the whole history each turn. The stored messages are compared
 with the request's by position (role and text; a system message matches on role alone,
-because some clients put the time or working directory in it); the request's messages
-past the common prefix are appended, then the assistant's answer.
+because some clients put the time or working directory in it; a message whose text
+content retention removed matches on role too); the request's messages past the common
+prefix are appended, then the assistant's answer.
 """
 
 from __future__ import annotations
@@ -108,6 +109,8 @@ def _same(stored: _Stored, incoming: dict[str, Any]) -> bool:
         return True
     if stored.tool_call_id != incoming["tool_call_id"]:
         return False
+    if stored.removed:  # content retention took the text; the client still resends it
+        return True
     # Clients resend an answer they received with whitespace trimmed, or null as "".
     return (stored.content or "").strip() == (incoming["content"] or "").strip()
 
@@ -117,6 +120,8 @@ class _Stored:
     role: str
     content: str | None
     tool_call_id: str | None
+    removed: bool = False
+    """The text was removed by ``server.content_retention_days``."""
 
 
 @dataclass(slots=True)
@@ -158,13 +163,16 @@ def _load_mirrors(session: Session, conversation_ids: Sequence[str]) -> dict[str
             mirrors[conv.id] = _Mirror(conv)
     found = list(mirrors)
     for chunk in _chunks(found):
-        rows = session.exec(
-            select(Message.conversation_id, Message.role, Message.content, Message.tool_call_id)
+        # sqlalchemy's select: sqlmodel's is typed for at most four columns.
+        rows = session.execute(
+            sa.select(col(Message.conversation_id), col(Message.role), col(Message.content),
+                      col(Message.tool_call_id), col(Message.content_removed_at))
             .where(col(Message.conversation_id).in_(chunk))
             .order_by(col(Message.conversation_id), col(Message.position))
         )
-        for cid, role, content, tool_call_id in rows:
-            mirrors[cid].messages.append(_Stored(role, content, tool_call_id))
+        for cid, role, content, tool_call_id, removed_at in rows:
+            mirrors[cid].messages.append(
+                _Stored(role, content, tool_call_id, removed_at is not None))
     return mirrors
 
 
@@ -178,7 +186,7 @@ def _message_row(cid: str, rid: str, position: int, at: datetime, msg: dict[str,
         "image_refs": msg["image_refs"], "model": answer.get("model"),
         "provider": answer.get("provider"), "tokens": answer.get("tokens"),
         "prompt_tokens": answer.get("prompt_tokens"),
-        "completion_tokens": answer.get("completion_tokens"),
+        "completion_tokens": answer.get("completion_tokens"), "content_removed_at": None,
     }
 
 

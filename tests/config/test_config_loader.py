@@ -481,3 +481,15 @@ def test_find_lai_config_missing_is_an_error(
     monkeypatch.setenv("LAI_CONFIG", str(clean_env / "gone.toml"))
     with pytest.raises(ConfigError, match=r"no such config file \(from \$LAI_CONFIG\)"):
         find_config_path(None)
+
+
+def test_content_retention_not_below_retention_warns(tmp_path: Path) -> None:
+    path = write(tmp_path, "[server]\nretention_days = 30\ncontent_retention_days = 30\n")
+    settings, warnings = load_settings(path, {})
+    assert (settings.server.retention_days, settings.server.content_retention_days) == (30, 30)
+    assert f"{path}: server.content_retention_days: has no effect: not less than " \
+        "server.retention_days (30), which deletes the messages first" in warnings
+    path = write(tmp_path, "[server]\nretention_days = 30\ncontent_retention_days = 7\n")
+    assert not any("server.content_retention_days" in w for w in load_settings(path, {})[1])
+    with pytest.raises(ConfigError, match="retention_days"):
+        load_settings(write(tmp_path, "[server]\nretention_days = 0\n"), {})

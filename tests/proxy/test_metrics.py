@@ -241,3 +241,34 @@ async def test_retry_back_off_is_not_counted_as_router_overhead(proxy_factory, u
     text = await scrape(proxy)
     assert series(text, "local_ai_router_overhead_seconds_sum") == {
         labels(endpoint=EP): pytest.approx(max(0.0, own_s), abs=1e-9)}
+
+
+async def test_database_size_gauge_follows_the_store(proxy_factory, upstream):
+    proxy = await proxy_factory([provider("box", upstream.url)], [model("m", "box")])
+    from lai.store.space import file_size
+
+    text = await scrape(proxy)
+    (size,) = series(text, "local_ai_database_size_bytes").values()
+    assert proxy.runtime.store is not None
+    on_disk = file_size(proxy.runtime.store)  # two stat calls: the file and its WAL
+    assert on_disk is not None and on_disk > 0
+    assert abs(size - on_disk) <= 64 * 1024  # the recorder may have written since
+
+
+async def test_a_database_that_is_down_leaves_out_the_size_not_the_scrape(tmp_path, caplog):
+    from lai.proxy.metrics import ProxyMetrics
+    from lai.runtime import build_runtime
+    from tests.harness import make_settings
+
+    settings = make_settings(tmp_path, [], [],
+                             database_url="postgresql+psycopg://postgres@127.0.0.1:1/none")
+    runtime = build_runtime(settings)  # not started: nothing migrates
+    try:
+        metrics = ProxyMetrics(runtime)
+        await metrics.refresh_database_size(wait=10)
+        text = metrics.render().decode()
+        assert "local_ai_database_size_bytes" not in text
+        assert "local_ai_queue_depth" in text  # the rest of the scrape is there
+        assert "could not measure the database size" in caplog.text
+    finally:
+        await runtime.close()

@@ -93,3 +93,12 @@ async def test_pages_search_open_rename_and_delete(embedded_app: Any, upstream: 
         await pilot.press("y")
         await wait_for(pilot, lambda: table.row_count == 4, what="the row to go")
     assert conversations.count_conversations(store) == COUNT - 1
+
+
+def test_a_message_whose_text_retention_removed_says_so() -> None:
+    from lai.tui.screens.conversation import message_block
+
+    console = Console(file=io.StringIO(), width=80)
+    console.print(message_block({"role": "user", "content": None, "created_at": 0,
+                                 "content_removed_at": 86400}, str))
+    assert "text removed: server.content_retention_days" in console.file.getvalue()  # type: ignore[attr-defined]

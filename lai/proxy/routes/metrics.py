@@ -19,6 +19,8 @@ bp = Blueprint("metrics", __name__)
 @bp.get("/metrics")
 async def metrics() -> Response:
     """The metrics text (``CONTENT_TYPE_LATEST``)."""
+    metrics = install_metrics(runtime())
+    await metrics.refresh_database_size()  # in a thread, cached
     # Rendering reads engine state, which only this event loop changes: no thread.
-    body = install_metrics(runtime()).render()
+    body = metrics.render()
     return Response(body, status=200, content_type=CONTENT_TYPE_LATEST)

@@ -48,6 +48,8 @@ def message_block(msg: dict[str, Any], image_path: Callable[[Any], str]) -> Grou
         parts.append(Text(str(content)))
     elif msg.get("tool_calls"):
         parts.append(Text(f"(tool calls: {len(msg['tool_calls'])})", style="dim"))
+    elif msg.get("content_removed_at") is not None:
+        parts.append(Text("(text removed: server.content_retention_days)", style="dim"))
     for ref in msg.get("image_refs") or ():
         parts.append(Text(f"image: {image_path(ref)}", style="dim"))
     return Group(*parts)
