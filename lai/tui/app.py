@@ -1,4 +1,4 @@
-"""``LaiApp``: four panes (board, conversations, keys, chat) over one client.
+"""``LaiApp``: five panes (board, conversations, keys, chat, usage) over one client.
 
 Each pane is a Textual mode with its own screen, so switching keeps its state (a stream
 keeps streaming on pane 4 while pane 1 is shown). Nothing here does IO: the client is
@@ -24,6 +24,7 @@ from lai.tui.screens.chat import ChatScreen
 from lai.tui.screens.conversations import ConversationsScreen
 from lai.tui.screens.help import HelpScreen, HelpSection, binding_rows
 from lai.tui.screens.keys import KeysScreen
+from lai.tui.screens.usage import UsageScreen
 from lai.tui.widgets.header import PANES
 
 PANE_SCREENS: dict[str, type[Screen[None]]] = {
@@ -31,6 +32,7 @@ PANE_SCREENS: dict[str, type[Screen[None]]] = {
     "conversations": ConversationsScreen,
     "keys": KeysScreen,
     "chat": ChatScreen,
+    "usage": UsageScreen,
 }
 
 
@@ -48,6 +50,7 @@ class LaiApp(App[None]):
                 show=False),
         Binding("3", "pane('keys')", "Keys", id="pane-keys", show=False),
         Binding("4", "pane('chat')", "Chat", id="pane-chat", show=False),
+        Binding("5", "pane('usage')", "Usage", id="pane-usage", show=False),
         Binding("question_mark", "help", "Help", id="help"),
         Binding("ctrl+q", "quit", "Quit", id="quit", priority=True),
     ]
@@ -77,7 +80,7 @@ class LaiApp(App[None]):
     # -- actions
 
     def action_pane(self, pane: str) -> None:
-        """Show pane ``board``, ``conversations``, ``keys`` or ``chat``."""
+        """Show pane ``board``, ``conversations``, ``keys``, ``chat`` or ``usage``."""
         if pane in PANE_SCREENS and self.current_mode != pane:
             self.switch_mode(pane)
 
@@ -86,7 +89,7 @@ class LaiApp(App[None]):
         bindings = [b for b in self.BINDINGS if isinstance(b, Binding)]
         panes = [b for b in bindings if b.action.startswith("pane(")]
         others = [b for b in bindings if b not in panes]
-        general = [("1 2 3 4", "Board, Conversations, Keys, Chat "
+        general = [("1 2 3 4 5", "Board, Conversations, Keys, Chat, Usage "
                                "(escape first when typing in a box)"),
                    *binding_rows(others),
                    ("ctrl+p", "Command palette: every action by name")]

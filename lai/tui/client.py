@@ -16,10 +16,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from lai.engine.types import InFlight, ProviderSnapshot
 from lai.errors import LaiError
+
+if TYPE_CHECKING:
+    from lai.store.stats import UsageReport
 
 Mode = Literal["attached", "embedded"]
 
@@ -202,6 +205,10 @@ class LaiClient(Protocol):
 
     async def delete_conversation(self, conversation_id: str) -> None:
         """Delete it with its messages and images."""
+
+    # -- usage
+    async def usage(self, *, days: int, by: str) -> UsageReport:
+        """The figures of ``lai stats --days DAYS --by BY`` (the same function)."""
 
     # -- keys
     async def keys(self) -> list[dict[str, Any]]:

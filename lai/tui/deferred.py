@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lai.engine.types import InFlight, ProviderSnapshot
+
+if TYPE_CHECKING:
+    from lai.store.stats import UsageReport
 from lai.tui.client import (
     Attachment,
     ChatEvent,
@@ -112,6 +115,9 @@ class DeferredClient:
 
     async def delete_conversation(self, conversation_id: str) -> None:
         await (await self._real()).delete_conversation(conversation_id)
+
+    async def usage(self, *, days: int, by: str) -> UsageReport:
+        return await (await self._real()).usage(days=days, by=by)
 
     async def keys(self) -> list[dict[str, Any]]:
         return await (await self._real()).keys()

@@ -21,6 +21,7 @@ from lai.store import conversations as repo
 from lai.store import keys as keyrepo
 from lai.store.db import Store
 from lai.store.images import ImageStore
+from lai.store.stats import UsageReport, usage_stats
 from lai.tui.attach import read_attachment
 from lai.tui.client import Attachment, ClientError, ConversationList, NewKey
 
@@ -93,6 +94,12 @@ class StoreAccess:
         await self._call(repo.delete_conversation, self.store, conversation_id)
         # The embedded runtime's hook may have done it already; this is idempotent.
         await self._blocking(self.images.delete_conversation, conversation_id)
+
+    # -- usage
+
+    async def usage(self, *, days: int, by: str) -> UsageReport:
+        return await self._call(usage_stats, self.store, self._settings, days=days,
+                                by=by)  # type: ignore[arg-type]
 
     # -- keys
 

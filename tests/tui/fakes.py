@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lai.engine.types import InFlight, ProviderSnapshot
+from lai.store.stats import Row, UsageReport, compute, window
 from lai.tui.client import (
     Attachment,
     ChatDelta,
@@ -84,6 +86,27 @@ def key(i: int, name: str, status: str = "active", **kw: Any) -> dict[str, Any]:
     return base
 
 
+def usage_rows() -> list[Row]:
+    """A week of traffic: mostly the local box, some cloud spill, a few errors."""
+    start = datetime.fromtimestamp(NOW, UTC) - timedelta(days=6, hours=-1)
+    rows: list[Row] = []
+    for i in range(240):
+        day = i % 7
+        local = i % 5 != 0
+        failed = i % 23 == 0
+        rows.append(Row(
+            started_at=start + timedelta(days=day, minutes=i),
+            model_id="qwen2.5-14b" if local else "glm-4.6",
+            provider_id="gaming-pc" if local else "zai",
+            key_name=("agent-ci", "ana-laptop", "nightly-batch")[i % 3],
+            status="error" if failed else "success",
+            prompt_tokens=300 + 17 * (i % 11), completion_tokens=80 + 13 * (i % 7),
+            cost_usd=0.00004 if local else 0.0012 + 0.0001 * (i % 4),
+            duration_ms=700.0 + 90 * (i % 13), failover_from=["nuc"] if i % 31 == 0 else None,
+        ))
+    return rows
+
+
 @dataclass
 class FakeClient:
     """Fixed providers, conversations and keys; a scripted chat."""
@@ -102,6 +125,7 @@ class FakeClient:
     hold_after: int | None = None
     """Stop streaming after this many deltas and wait (a stream in progress)."""
     model_list: list[dict[str, Any]] = field(default_factory=list)
+    usage_data: list[Row] = field(default_factory=list)
 
     def _maybe_fail(self, name: str) -> None:
         if name in self.fail:
@@ -181,6 +205,14 @@ class FakeClient:
 
     async def delete_conversation(self, conversation_id: str) -> None:
         raise ClientError("not in the fake")
+
+    async def usage(self, *, days: int, by: str) -> UsageReport:
+        self._maybe_fail("usage")
+        since, until = window(days, datetime.fromtimestamp(NOW, UTC) + timedelta(hours=23))
+        rows = [r for r in self.usage_data if since <= r.started_at < until]
+        groups, total = compute(rows, by=by, local_providers=("gaming-pc", "nuc"))  # type: ignore[arg-type]
+        return UsageReport(by=by, days=days, since=since, until=until,  # type: ignore[arg-type]
+                           groups=tuple(groups), total=total)
 
     async def keys(self) -> list[dict[str, Any]]:
         self._maybe_fail("keys")

@@ -21,6 +21,7 @@ from tests.tui.fakes import (
     history_events,
     key,
     provider,
+    usage_rows,
 )
 
 
@@ -184,6 +185,28 @@ class TestChat:
             await settle(pilot, "4", list("hello"), "enter")
 
         assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
+
+
+class TestUsage:
+    def test_by_day(self, snap_compare: Any) -> None:
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await settle(pilot, "5")
+
+        client = FakeClient(usage_data=usage_rows())
+        assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
+
+    def test_by_model_over_30_days(self, snap_compare: Any) -> None:
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await settle(pilot, "5", "d", "g")
+
+        client = FakeClient(usage_data=usage_rows())
+        assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
+
+    def test_empty(self, snap_compare: Any) -> None:
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await settle(pilot, "5")
+
+        assert snap_compare(app_for(FakeClient()), terminal_size=SIZE, run_before=run_before)
 
 
 def test_help(snap_compare: Any) -> None:

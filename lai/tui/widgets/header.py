@@ -1,4 +1,4 @@
-"""The top line: where the data comes from (attached or embedded) and the four panes."""
+"""The top line: where the data comes from (attached or embedded) and the five panes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from textual.containers import Horizontal
 from textual.widgets import Static
 
 PANES = (("board", "Board"), ("conversations", "Conversations"), ("keys", "Keys"),
-         ("chat", "Chat"))
+         ("chat", "Chat"), ("usage", "Usage"))
 
 
 class PaneHeader(Horizontal):
