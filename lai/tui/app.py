@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from functools import partial
+from typing import Any
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -61,6 +62,8 @@ class LaiApp(App[None]):
         self.clock = clock
         self.errors_shown: dict[str, float] = {}
         """Error text -> when it was last shown (see ``notify_error``)."""
+        self.pending_conversation: dict[str, Any] | None = None
+        """A conversation the chat pane is to continue (set by pane 2, taken by pane 4)."""
 
     def on_mount(self) -> None:
         self.start_client()
@@ -83,6 +86,16 @@ class LaiApp(App[None]):
         """Show pane ``board``, ``conversations``, ``keys``, ``chat`` or ``usage``."""
         if pane in PANE_SCREENS and self.current_mode != pane:
             self.switch_mode(pane)
+
+    def continue_conversation(self, conv: dict[str, Any]) -> None:
+        """Open ``conv`` (with its ``messages``) in the chat pane, to write its next turn."""
+        self.pending_conversation = conv
+        if self.current_mode == "chat":
+            chat = self.screen
+            if isinstance(chat, ChatScreen):
+                chat.take_pending_conversation()
+        else:
+            self.switch_mode("chat")
 
     def help_sections(self) -> list[HelpSection]:
         """Every binding: the app's, then each pane's, for ``?`` and the docs."""

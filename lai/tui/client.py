@@ -193,9 +193,11 @@ class LaiClient(Protocol):
 
     # -- conversations
     async def conversations(
-        self, *, q: str | None, limit: int, offset: int
+        self, *, q: str | None, limit: int, offset: int,
+        filters: dict[str, str] | None = None,
     ) -> ConversationList:
-        """A page of conversations, newest first, optionally full-text searched."""
+        """A page of conversations, newest first, optionally full-text searched and
+        filtered (``source``, ``username``, ``key_name``, ``model``: exact values)."""
 
     async def conversation(self, conversation_id: str) -> dict[str, Any]:
         """A conversation with its ``messages``."""

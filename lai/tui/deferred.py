@@ -104,8 +104,10 @@ class DeferredClient:
         return await (await self._real()).save_attachments(conversation_id, message_id,
                                                           attachments)
 
-    async def conversations(self, *, q: str | None, limit: int, offset: int) -> ConversationList:
-        return await (await self._real()).conversations(q=q, limit=limit, offset=offset)
+    async def conversations(self, *, q: str | None, limit: int, offset: int,
+                            filters: dict[str, str] | None = None) -> ConversationList:
+        return await (await self._real()).conversations(q=q, limit=limit, offset=offset,
+                                                        filters=filters)
 
     async def conversation(self, conversation_id: str) -> dict[str, Any]:
         return await (await self._real()).conversation(conversation_id)

@@ -76,10 +76,12 @@ class StoreAccess:
 
     # -- conversations
 
-    async def conversations(self, *, q: str | None, limit: int, offset: int) -> ConversationList:
+    async def conversations(self, *, q: str | None, limit: int, offset: int,
+                            filters: dict[str, str] | None = None) -> ConversationList:
         def page() -> ConversationList:
-            got = repo.list_conversations(self.store, q=q, limit=limit, offset=offset)
-            total = repo.count_conversations(self.store, q=q)
+            got = repo.list_conversations(self.store, q=q, limit=limit, offset=offset,
+                                          filters=filters)
+            total = repo.count_conversations(self.store, q=q, filters=filters)
             return ConversationList(got.data, got.has_more, total)
 
         return await self._call(page)

@@ -71,7 +71,10 @@ def conversation(i: int, **kw: Any) -> dict[str, Any]:
             "created_at": int(NOW) - 3600 * i - 600, "updated_at": int(NOW) - 3600 * i,
             "username": "ana" if i % 3 else None, "source": ("tui", "opencode", "aider")[i % 3],
             "display_name": f"Question number {i}" if i % 4 else None,
-            "message_count": 2 + i % 5, "total_tokens": 120 * (i + 1)}
+            "message_count": 2 + i % 5, "total_tokens": 120 * (i + 1),
+            "title": f"How do I fix error {i} in the build?",
+            "key_name": ("ana-laptop", "agent-ci", "nightly-batch")[i % 3],
+            "model": ("qwen2.5-14b", "glm-4.6")[i % 2]}
     base.update(kw)
     return base
 
@@ -191,9 +194,11 @@ class FakeClient:
     def image_path(self, ref: Any) -> str:
         return f"/srv/lai/data/images/{ref['path']}"
 
-    async def conversations(self, *, q: str | None, limit: int, offset: int) -> ConversationList:
+    async def conversations(self, *, q: str | None, limit: int, offset: int,
+                            filters: dict[str, str] | None = None) -> ConversationList:
         self._maybe_fail("conversations")
         rows = [c for c in self.convs if not q or q.lower() in str(c.get("display_name")).lower()]
+        rows = [c for c in rows if all(c.get(k) == v for k, v in (filters or {}).items())]
         return ConversationList(rows[offset:offset + limit], len(rows) > offset + limit, len(rows))
 
     async def conversation(self, conversation_id: str) -> dict[str, Any]:

@@ -114,6 +114,17 @@ class TestConversations:
         assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
 
 
+    def test_filtered_by_source(self, snap_compare: Any) -> None:
+        client = FakeClient(convs=[conversation(i) for i in range(1, 16)])
+
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await settle(pilot, "2", "slash", list("source:aider"))
+            await pilot.pause(0.5)  # the search waits for typing to pause
+            await settle(pilot, "enter")
+
+        assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
+
+
 class TestKeys:
     def keys(self) -> list[dict[str, Any]]:
         return [
@@ -174,6 +185,21 @@ class TestChat:
         async def run_before(pilot: Pilot[Any]) -> None:
             await settle(pilot, "4", list("hi"), "enter",
                          list("/attach /home/ana/cat.png"), "enter")
+
+        assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
+
+    def test_continued_conversation(self, snap_compare: Any) -> None:
+        messages = [
+            {"role": "user", "content": "How do I keep a sourdough starter alive?",
+             "created_at": int(NOW) - 600},
+            {"role": "assistant", "content": "Feed it **daily** with equal parts flour and "
+             "water.", "provider": "gaming-pc", "model": "qwen2.5-14b", "tokens": 14,
+             "created_at": int(NOW) - 590},
+        ]
+        client = FakeClient(convs=[conversation(1, messages=messages)])
+
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await settle(pilot, "2", "enter", "c")
 
         assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
 

@@ -43,6 +43,16 @@ def provider_prompt(p: ProviderSnapshot) -> Text:
                          f" · {p.active_requests}/{p.max_concurrent} in flight")
 
 
+HISTORY_FIELDS = ("role", "content", "name", "tool_calls", "tool_call_id", "image_refs")
+
+
+def history_message(msg: dict[str, Any]) -> dict[str, Any]:
+    """A stored message as the chat request sends it again (images as references)."""
+    out = {k: msg[k] for k in HISTORY_FIELDS if msg.get(k) not in (None, [])}
+    out.setdefault("content", None if msg.get("tool_calls") else "")
+    return out
+
+
 def model_prompt(m: dict[str, Any]) -> Text:
     warm = bool(m.get("warm"))
     text = Text.assemble(("● " if warm else "○ ", "green" if warm else "dim"), str(m["id"]),
@@ -69,6 +79,8 @@ class ChatScreen(PaneScreen):
         self.history: list[dict[str, Any]] = []
         self.attachments: list[Attachment] = []
         self.conversation_id = new_conversation_id()
+        self.continued = False
+        """The conversation came from pane 2: its name is the operator's, leave it."""
         self.streaming = False
 
     def compose(self) -> ComposeResult:
@@ -94,9 +106,50 @@ class ChatScreen(PaneScreen):
         self.query_one("#message", Input).focus()
         self.load_choices()
         self.set_interval(REFRESH_SECONDS, self.load_choices)
+        self.take_pending_conversation()
 
     def on_screen_resume(self) -> None:
         self.load_choices()
+        self.take_pending_conversation()
+
+    # -- a conversation from pane 2
+
+    def take_pending_conversation(self) -> None:
+        conv = self.lai.pending_conversation
+        if conv is None:
+            return
+        self.lai.pending_conversation = None
+        self.load_conversation(conv)
+
+    def load_conversation(self, conv: dict[str, Any]) -> None:
+        """Show ``conv``'s messages and make the next message its next turn (same id)."""
+        if self.streaming:
+            self.workers.cancel_group(self, "chat")
+        self.action_new_chat()
+        self.conversation_id = str(conv["id"])
+        self.continued = True
+        transcript = self.query_one("#transcript", VerticalScroll)
+        messages = conv.get("messages") or []
+        self.query_one("#chat-empty").display = not messages
+        for msg in messages:
+            self.history.append(history_message(msg))
+            role = msg.get("role")
+            content = msg.get("content") if isinstance(msg.get("content"), str) else ""
+            if role == "user":
+                paths = [self.client.image_path(r) for r in msg.get("image_refs") or ()]
+                transcript.mount(UserMessage(content, paths))
+            elif role == "assistant":
+                who = f"{msg.get('provider') or '?'} · {msg.get('model') or '?'}"
+                tokens = f" · {msg['tokens']} tokens" if msg.get("tokens") is not None else ""
+                text = content or f"(tool calls: {len(msg.get('tool_calls') or ())})"
+                transcript.mount(AnswerView(text, f"{who}{tokens}", classes="answer"))
+            else:
+                transcript.mount(Static(Text(f"{role}: {content}", style="dim"),
+                                        classes="message"))
+        transcript.scroll_end(animate=False)
+        name = conv.get("display_name") or conv.get("title") or conv["id"]
+        self.notify(f"Continuing “{name}” ({len(messages)} messages); new turns are added "
+                    "to it.", title="Chat", timeout=4)
 
     # -- the two-step selector
 
@@ -231,7 +284,8 @@ class ChatScreen(PaneScreen):
         self._show_attachments()
         first = next((m["content"] for m in self.history if m["role"] == "user"), text)
         self.streaming = True
-        self.stream_answer(text, attachments, answer, (first or text)[:60] or None)
+        name = None if self.continued else ((first or text)[:60] or None)
+        self.stream_answer(text, attachments, answer, name)
 
     @work(group="chat", exclusive=True, exit_on_error=False, description="Chat")
     async def stream_answer(self, text: str, attachments: list[Attachment],
@@ -306,6 +360,7 @@ class ChatScreen(PaneScreen):
         self.attachments.clear()
         self._show_attachments()
         self.conversation_id = new_conversation_id()
+        self.continued = False
         transcript = self.query_one("#transcript", VerticalScroll)
         transcript.remove_children([w for w in transcript.children if w.id != "chat-empty"])
         self.query_one("#chat-empty").display = True
