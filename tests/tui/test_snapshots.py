@@ -156,6 +156,13 @@ class TestKeys:
         client = FakeClient(key_list=self.keys()[:1])
         assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
 
+    def test_filtered(self, snap_compare: Any) -> None:
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await settle(pilot, "3", "slash", list("laptop"))
+
+        client = FakeClient(key_list=self.keys())
+        assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
+
     def test_database_error(self, snap_compare: Any) -> None:
         async def run_before(pilot: Pilot[Any]) -> None:
             await settle(pilot, "3")
