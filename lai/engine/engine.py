@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -29,6 +29,7 @@ from lai.engine.adapters.base import UpstreamRequest
 from lai.engine.clock import Clock, SystemClock
 from lai.engine.cost import request_cost
 from lai.engine.events import EventBus, Failover, QueueChanged, RequestFinished, RequestStarted
+from lai.engine.failures import FailureLog
 from lai.engine.health import HealthMonitor, ProviderState, describe_http_error
 from lai.engine.jsonbytes import members, splice
 from lai.engine.requests import inspect_chat
@@ -40,6 +41,7 @@ from lai.engine.types import (
     Completion,
     InFlight,
     ProviderSnapshot,
+    Queued,
     RequestContext,
     Usage,
 )
@@ -73,6 +75,9 @@ class Engine:
         self.image_resolver = image_resolver
         self.catalog = Catalog(settings)
         self.events = EventBus()
+        self.failures = FailureLog()
+        """The last failures, for the operator (GET /admin/failures, the TUI board)."""
+        self.events.subscribe(self.failures.observe)
         self.states = {p.id: ProviderState(p, p.enabled) for p in settings.providers}
         self.slots = SlotManager(
             {p.id: p.max_concurrent for p in settings.providers},
@@ -169,6 +174,16 @@ class Engine:
                                 tokens))
         return out
 
+    def queued(self) -> list[Queued]:
+        """Requests waiting for a slot, in the order they will be served."""
+        now = self.clock.monotonic()
+        out = []
+        for label, priority, position in self.slots.waiting():
+            ctx, model, since, t = cast(tuple[RequestContext, str, float, float], label)
+            out.append(Queued(ctx.request_id, ctx.key_name, model, priority, position, since,
+                              (now - t) * 1000))
+        return out
+
     def set_enabled(self, provider_id: str, enabled: bool) -> ProviderSnapshot:
         """Enable or disable a provider at run time (not written to the config file).
 
@@ -216,6 +231,7 @@ class Engine:
             pid = await self.slots.acquire(
                 pids, priority=run.ctx.priority,
                 timeout=max(0.001, self.settings.server.queue_timeout - waited),
+                label=(run.ctx, run.shape.model, self.clock.time(), t),
             )
         finally:
             run.queue_ms += (self.clock.monotonic() - t) * 1000

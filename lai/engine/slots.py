@@ -24,6 +24,8 @@ class _Waiter:
     seq: int
     providers: frozenset[str] = field(compare=False)
     future: asyncio.Future[str] = field(compare=False)
+    label: object = field(default=None, compare=False)
+    """What the caller said about the request, for listing the queue."""
 
 
 class SlotManager:
@@ -47,6 +49,10 @@ class SlotManager:
     def queue_depth(self) -> int:
         return len(self._waiters)
 
+    def waiting(self) -> list[tuple[object, int, int]]:
+        """The queue in serving order: (label, priority, position from 1)."""
+        return [(w.label, w.priority, i) for i, w in enumerate(self._waiters, start=1)]
+
     def queue_depth_for(self, provider_id: str) -> int:
         """Waiters that could be served by ``provider_id``."""
         return sum(1 for w in self._waiters if provider_id in w.providers)
@@ -60,9 +66,11 @@ class SlotManager:
         return None
 
     async def acquire(
-        self, providers: Sequence[str], *, priority: int, timeout: float
+        self, providers: Sequence[str], *, priority: int, timeout: float,
+        label: object = None,
     ) -> str:
-        """Take a slot on one of ``providers``, waiting up to ``timeout`` seconds.
+        """Take a slot on one of ``providers``, waiting up to ``timeout`` seconds;
+        ``label`` is kept with the queue place for ``waiting()``.
 
         Raises CapacityExceeded (with ``retry_after``) when the queue is full or the
         timeout passes. When cancelled, the place in the queue (or a slot handed over at
@@ -79,7 +87,7 @@ class SlotManager:
                 retry_after=retry_after,
             )
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        waiter = _Waiter(priority, next(self._seq), frozenset(providers), future)
+        waiter = _Waiter(priority, next(self._seq), frozenset(providers), future, label)
         bisect.insort(self._waiters, waiter)
         self._on_queue_change(len(self._waiters))
         try:

@@ -16,7 +16,7 @@ import orjson
 
 from lai.config.models import Settings
 from lai.engine.sse import SSEDecoder
-from lai.engine.types import InFlight, ProviderSnapshot
+from lai.engine.types import Failure, InFlight, ProviderSnapshot, Queued
 from lai.store.db import Store
 from lai.tui.chatstream import ChatStreamReader
 from lai.tui.client import (
@@ -24,7 +24,9 @@ from lai.tui.client import (
     ChatStarted,
     ClientError,
     Mode,
+    failure_from_dict,
     provider_from_dict,
+    queued_from_dict,
 )
 from lai.tui.probe import socket_path
 from lai.tui.storeclient import StoreAccess
@@ -86,6 +88,14 @@ class AttachedClient(StoreAccess):
     async def in_flight(self) -> list[InFlight] | None:
         body = await self._json("GET", "/admin/requests")
         return [InFlight(**{k: f[k] for k in IN_FLIGHT_FIELDS}) for f in body["data"]]
+
+    async def queued(self) -> list[Queued]:
+        body = await self._json("GET", "/admin/queue")
+        return [queued_from_dict(q) for q in body["data"]]
+
+    async def failures(self) -> list[Failure]:
+        body = await self._json("GET", "/admin/failures")
+        return [failure_from_dict(f) for f in body["data"]]
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         decoder = SSEDecoder()

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from lai.engine.types import InFlight, ProviderSnapshot
+from lai.engine.types import Failure, InFlight, ProviderSnapshot, Queued
 from lai.errors import LaiError
 
 if TYPE_CHECKING:
@@ -74,6 +74,20 @@ def provider_from_dict(data: dict[str, Any]) -> ProviderSnapshot:
         models=tuple(data.get("models") or ()),
         warm_models=tuple(data.get("warm_models") or ()),
     )
+
+
+def queued_from_dict(data: dict[str, Any]) -> Queued:
+    """A waiting request as ``GET /admin/queue`` describes it."""
+    return Queued(str(data["request_id"]), data.get("key_name"), str(data.get("model") or ""),
+                  int(data.get("priority") or 0), int(data.get("position") or 0),
+                  float(data.get("since") or 0), float(data.get("waited_ms") or 0))
+
+
+def failure_from_dict(data: dict[str, Any]) -> Failure:
+    """A failure as ``GET /admin/failures`` describes it."""
+    return Failure(float(data.get("at") or 0), str(data.get("request_id") or ""),
+                   data.get("provider_id"), data.get("key_name"), str(data.get("model") or ""),
+                   data.get("status") or "", data.get("code"), str(data.get("reason") or ""))
 
 
 # ---------------------------------------------------------------------- chat values
@@ -160,6 +174,12 @@ class LaiClient(Protocol):
 
     async def in_flight(self) -> list[InFlight] | None:
         """Requests served right now, or None when only events tell (attached)."""
+
+    async def queued(self) -> list[Queued]:
+        """Requests waiting for a slot, in serving order."""
+
+    async def failures(self) -> list[Failure]:
+        """The last failed requests and failed-over attempts, newest first."""
 
     def events(self) -> AsyncIterator[dict[str, Any]]:
         """Engine events as JSON-ready dicts with a ``kind``, a ``snapshot`` first."""

@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
-from lai.engine.types import InFlight, ProviderSnapshot
+from lai.engine.types import Failure, InFlight, ProviderSnapshot, Queued
 
 if TYPE_CHECKING:
     from lai.store.stats import UsageReport
@@ -73,6 +73,12 @@ class DeferredClient:
 
     async def in_flight(self) -> list[InFlight] | None:
         return await (await self._real()).in_flight()
+
+    async def queued(self) -> list[Queued]:
+        return await (await self._real()).queued()
+
+    async def failures(self) -> list[Failure]:
+        return await (await self._real()).failures()
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         async for event in (await self._real()).events():

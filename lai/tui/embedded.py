@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lai.engine.events import follow
-from lai.engine.types import InFlight, ProviderSnapshot, RequestContext
+from lai.engine.types import Failure, InFlight, ProviderSnapshot, Queued, RequestContext
 from lai.errors import LaiError
 from lai.runtime import Runtime
 from lai.tui.chatstream import ChatStreamReader
@@ -62,6 +62,12 @@ class EmbeddedClient(StoreAccess):
 
     async def in_flight(self) -> list[InFlight] | None:
         return self.runtime.engine.in_flight()
+
+    async def queued(self) -> list[Queued]:
+        return self.runtime.engine.queued()
+
+    async def failures(self) -> list[Failure]:
+        return self.runtime.engine.failures.recent()
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         engine = self.runtime.engine

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from lai.engine.types import InFlight, ProviderSnapshot
+from lai.engine.types import Failure, InFlight, ProviderSnapshot, Queued
 from lai.store.stats import Row, UsageReport, compute, window
 from lai.tui.client import (
     Attachment,
@@ -129,6 +129,11 @@ class FakeClient:
     """Stop streaming after this many deltas and wait (a stream in progress)."""
     model_list: list[dict[str, Any]] = field(default_factory=list)
     usage_data: list[Row] = field(default_factory=list)
+    queue: list[Queued] = field(default_factory=list)
+    unreachable_after: int | None = None
+    """Answer this many provider polls, then fail every one (the proxy went away)."""
+    polls: int = 0
+    failure_list: list[Failure] = field(default_factory=list)
 
     def _maybe_fail(self, name: str) -> None:
         if name in self.fail:
@@ -142,10 +147,20 @@ class FakeClient:
 
     async def providers(self) -> list[ProviderSnapshot]:
         self._maybe_fail("providers")
+        self.polls += 1
+        if self.unreachable_after is not None and self.polls > self.unreachable_after:
+            raise ClientError("The lai proxy at /srv/lai/data/lai.sock is not reachable "
+                              "(ConnectError: connection refused).")
         return list(self.provider_list)
 
     async def in_flight(self) -> list[InFlight] | None:
         return list(self.flights)
+
+    async def queued(self) -> list[Queued]:
+        return list(self.queue)
+
+    async def failures(self) -> list[Failure]:
+        return list(self.failure_list)
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         if self.events_error:

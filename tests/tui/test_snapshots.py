@@ -13,6 +13,7 @@ from textual.widgets import Input
 
 from lai.tui.app import LaiApp
 from tests.tui.conftest import SIZE
+from lai.engine.types import Failure, Queued
 from tests.tui.fakes import (
     NOW,
     FakeClient,
@@ -67,6 +68,36 @@ class TestBoard:
                             events_error="The lai proxy at /srv/lai/data/lai.sock is not "
                                          "reachable (ConnectError: connection refused).")
         assert snap_compare(app_for(client), terminal_size=SIZE, run_before=settle)
+
+    def test_queue_and_recent_failures(self, snap_compare: Any) -> None:
+        flights = [InFlight("req_1", "agent-ci", "qwen2.5-14b", "gaming-pc", NOW - 3.4, True, 57)]
+        queue = [Queued("req_q1", "ana-laptop", "auto", 0, 1, NOW - 2.5, 2500.0),
+                 Queued("req_q2", "nightly-batch", "qwen2.5-14b", 1, 2, NOW - 9.1, 9100.0)]
+        failures = [
+            Failure(NOW - 40, "req_f1", "nuc", "agent-ci", "auto", "failover", None,
+                    "connection refused (ConnectError) (moved to gaming-pc)"),
+            Failure(NOW - 300, "req_f2", "zai", "ana-laptop", "glm-4.6", 504,
+                    "upstream_timeout", "zai sent nothing for 120 s (read_timeout)."),
+        ]
+        client = FakeClient(flights=flights, queue=queue, failure_list=failures)
+        assert snap_compare(app_for(client), terminal_size=SIZE, run_before=settle)
+
+    def test_stale_after_the_proxy_stopped(self, snap_compare: Any) -> None:
+        flights = [InFlight("req_1", "agent-ci", "qwen2.5-14b", "gaming-pc", NOW - 3.4, True, 57)]
+
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await settle(pilot)
+            await pilot.app.screen.poll().wait()  # the proxy is gone: this poll fails
+
+        client = FakeClient(mode="attached", location="/srv/lai/data/lai.sock",
+                            flights=flights, unreachable_after=1)
+        assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
+
+    def test_sorted_and_filtered(self, snap_compare: Any) -> None:
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await settle(pilot, "s", "s", "slash", list("local"), "enter")
+
+        assert snap_compare(app_for(FakeClient()), terminal_size=SIZE, run_before=run_before)
 
     def test_disable_confirmation(self, snap_compare: Any) -> None:
         async def run_before(pilot: Pilot[Any]) -> None:

@@ -38,6 +38,21 @@ async def in_flight() -> Response:
     return json_response({"object": "list", "data": data, "has_more": False})
 
 
+@bp.get("/admin/queue")
+async def queue() -> Response:
+    """The requests waiting for a slot, in the order they will be served."""
+    data = [q.to_dict() for q in runtime().engine.queued()]
+    return json_response({"object": "list", "data": data, "has_more": False})
+
+
+@bp.get("/admin/failures")
+async def failures() -> Response:
+    """The last failed requests and failed-over attempts, newest first (kept in memory,
+    the last 50)."""
+    data = [f.to_dict() for f in runtime().engine.failures.recent()]
+    return json_response({"object": "list", "data": data, "has_more": False})
+
+
 @bp.get("/admin/events")
 async def events() -> Response:
     """SSE: a snapshot of the providers, then one ``data:`` line per engine event (see
