@@ -15,8 +15,8 @@ from textual.widgets import DataTable
 
 from lai.config.loader import load_settings
 from lai.engine.types import RequestContext
-from lai.tui.app import LaiApp
 from lai.store.db import open_store
+from lai.tui.app import LaiApp
 from lai.tui.attached import AttachedClient
 from lai.tui.screens.board import BoardScreen
 from tests.fakes.upstream import Behaviour, FakeUpstream

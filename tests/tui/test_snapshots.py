@@ -11,9 +11,9 @@ from typing import Any
 from textual.pilot import Pilot
 from textual.widgets import Input
 
+from lai.engine.types import Failure, Queued
 from lai.tui.app import LaiApp
 from tests.tui.conftest import SIZE
-from lai.engine.types import Failure, Queued
 from tests.tui.fakes import (
     NOW,
     FakeClient,
