@@ -40,8 +40,9 @@ class AttachedClient(StoreAccess):
 
     mode: Mode = "attached"
 
-    def __init__(self, settings: Settings, store: Store, *, sock: Path | None = None) -> None:
-        super().__init__(store, settings)
+    def __init__(self, settings: Settings, store: Store, *, sock: Path | None = None,
+                 config_path: Path | None = None) -> None:
+        super().__init__(store, settings, config_path=config_path)
         self.settings = settings
         self.socket = sock or socket_path(settings)
         self.location = str(self.socket)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from lai.engine.types import Failure, InFlight, ProviderSnapshot, Queued
@@ -227,6 +228,12 @@ class LaiClient(Protocol):
 
     async def delete_conversation(self, conversation_id: str) -> None:
         """Delete it with its messages and images."""
+
+    # -- config
+    async def save_provider(self, provider_id: str, values: dict[str, Any]) -> Path:
+        """Write ``values`` into the provider's table of the config file (comments and
+        layout kept, validated first); answers the file's path. The running engine is
+        not changed by this: the caller toggles ``enabled`` live itself."""
 
     # -- usage
     async def usage(self, *, days: int, by: str) -> UsageReport:

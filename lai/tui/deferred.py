@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lai.engine.types import Failure, InFlight, ProviderSnapshot, Queued
@@ -123,6 +124,9 @@ class DeferredClient:
 
     async def delete_conversation(self, conversation_id: str) -> None:
         await (await self._real()).delete_conversation(conversation_id)
+
+    async def save_provider(self, provider_id: str, values: dict[str, Any]) -> Path:
+        return await (await self._real()).save_provider(provider_id, values)
 
     async def usage(self, *, days: int, by: str) -> UsageReport:
         return await (await self._real()).usage(days=days, by=by)

@@ -30,7 +30,7 @@ class EmbeddedClient(StoreAccess):
     def __init__(self, runtime: Runtime, *, config_path: Path | str) -> None:
         if runtime.store is None:
             raise ValueError("the embedded TUI needs a runtime with a store")
-        super().__init__(runtime.store, runtime.settings)
+        super().__init__(runtime.store, runtime.settings, config_path=Path(config_path))
         self.runtime = runtime
         self.location = str(config_path)
         self._start_lock = asyncio.Lock()

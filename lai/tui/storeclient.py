@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from lai.config.edit import set_provider_fields
 from lai.config.models import Settings
 from lai.durations import parse_duration
 from lai.errors import LaiError
@@ -55,10 +56,13 @@ def key_dict(record: keyrepo.KeyRecord, now: datetime) -> dict[str, Any]:
 class StoreAccess:
     """The store half of a client: conversations, keys and images."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings, *,
+                 config_path: Path | None = None) -> None:
         self.store = store
         self.images = ImageStore.from_settings(settings.server)
         self._settings = settings
+        self.config_path = config_path
+        """The file provider edits are saved to (None: started without one)."""
 
     async def _ready(self) -> None:
         """Wait until the store may be used (the embedded client migrates it first)."""
@@ -96,6 +100,18 @@ class StoreAccess:
         await self._call(repo.delete_conversation, self.store, conversation_id)
         # The embedded runtime's hook may have done it already; this is idempotent.
         await self._blocking(self.images.delete_conversation, conversation_id)
+
+    # -- config
+
+    async def save_provider(self, provider_id: str, values: dict[str, Any]) -> Path:
+        """Write ``values`` (e.g. ``{"enabled": False}``) into the provider's table of the
+        config file, comments and layout kept; answers the file's path."""
+        path = self.config_path
+        if path is None:
+            raise ClientError("lai was not started from a config file, so there is no "
+                              "file to save to.")
+        await self._blocking(set_provider_fields, path, provider_id, values)
+        return path
 
     # -- usage
 

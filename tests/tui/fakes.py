@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from lai.engine.types import Failure, InFlight, ProviderSnapshot, Queued
@@ -224,6 +225,9 @@ class FakeClient:
         raise ClientError("not in the fake")
 
     async def delete_conversation(self, conversation_id: str) -> None:
+        raise ClientError("not in the fake")
+
+    async def save_provider(self, provider_id: str, values: dict[str, Any]) -> Path:
         raise ClientError("not in the fake")
 
     async def usage(self, *, days: int, by: str) -> UsageReport:

@@ -26,7 +26,7 @@ from lai.tui.board_state import BUCKET_SECONDS, BUCKETS, BoardState, FlightRow
 from lai.tui.client import ClientError
 from lai.tui.notify import notify_error
 from lai.tui.screens.base import PaneScreen
-from lai.tui.screens.confirm import ConfirmScreen
+from lai.tui.screens.provider_form import ProviderEdit, ProviderFormScreen, ToggleScreen
 from lai.tui.widgets.header import PaneHeader
 from lai.tui.widgets.tables import sync_rows
 
@@ -141,6 +141,7 @@ class BoardScreen(PaneScreen):
     BINDINGS = [
         Binding("e", "toggle_provider", "Enable/disable", id="board-toggle"),
         Binding("c", "check_provider", "Check now", id="board-check"),
+        Binding("p", "edit_provider", "Edit in config", id="board-edit"),
         Binding("s", "sort", "Sort providers", id="board-sort"),
         Binding("slash", "filter", "Filter", id="board-filter"),
         Binding("escape", "leave_filter", "Back to the board", id="board-leave", show=False),
@@ -371,19 +372,51 @@ class BoardScreen(PaneScreen):
                 f"No new requests will be routed to {p.name}; requests in flight finish.")
         verb = "Enable" if enable else "Disable"
 
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.set_enabled(p.id, enable)
+        def answered(choice: str | None) -> None:
+            if choice:
+                self.set_enabled(p.id, enable, save=choice == "save")
 
-        self.app.push_screen(ConfirmScreen(f"{verb} {p.id}?", body, yes=verb), answered)
+        self.app.push_screen(ToggleScreen(f"{verb} {p.id}?", body, verb), answered)
 
     @work(group="toggle", exit_on_error=False, description="Enable/disable")
-    async def set_enabled(self, provider_id: str, enabled: bool) -> None:
+    async def set_enabled(self, provider_id: str, enabled: bool, *, save: bool = False) -> None:
+        saved = ""
+        if save:  # the file first: a file that cannot be written changes nothing
+            path = await self.client.save_provider(provider_id, {"enabled": enabled})
+            saved = f" Saved in {path}."
         snap = await self.client.set_enabled(provider_id, enabled)
         self.state.providers[snap.id] = snap
         self.redraw()
-        self.notify(f"{snap.name} is {'enabled' if enabled else 'disabled'}.",
-                    title="Providers")
+        self.notify(f"{snap.name} is {'enabled' if enabled else 'disabled'}"
+                    + (saved or " until lai restarts.") , title="Providers")
+
+    def action_edit_provider(self) -> None:
+        p = self.selected()
+        if p is None:
+            return
+
+        def submitted(edit: ProviderEdit | None) -> None:
+            if edit is not None:
+                self.save_provider(edit, p)
+
+        self.app.push_screen(ProviderFormScreen(p), submitted)
+
+    @work(group="toggle", exit_on_error=False, description="Edit provider")
+    async def save_provider(self, edit: ProviderEdit, before: ProviderSnapshot) -> None:
+        if not edit.values:
+            self.notify("Nothing changed.", title="Providers", timeout=2)
+            return
+        path = await self.client.save_provider(edit.provider_id, edit.values)
+        enabled = edit.values.get("enabled")
+        if isinstance(enabled, bool):
+            snap = await self.client.set_enabled(edit.provider_id, enabled)
+            self.state.providers[snap.id] = snap
+            self.redraw()
+        later = [k for k in edit.values if k != "enabled"]
+        self.notify(f"Saved {', '.join(f'{k} = {v}' for k, v in edit.values.items())} for "
+                    f"{before.name} in {path}."
+                    + (f" {' and '.join(later)} take effect when lai starts again."
+                       if later else ""), title="Providers", timeout=6)
 
     def action_check_provider(self) -> None:
         p = self.selected()
