@@ -181,7 +181,7 @@ class Engine:
         for label, priority, position in self.slots.waiting():
             ctx, model, since, t = cast(tuple[RequestContext, str, float, float], label)
             out.append(Queued(ctx.request_id, ctx.key_name, model, priority, position, since,
-                              (now - t) * 1000))
+                              (now - t) * 1000, ctx.conversation_id))
         return out
 
     def set_enabled(self, provider_id: str, enabled: bool) -> ProviderSnapshot:

@@ -132,12 +132,13 @@ class Queued:
     since: float
     """Wall-clock epoch seconds when it began to wait."""
     waited_ms: float
+    conversation_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "request_id": self.request_id, "key_name": self.key_name, "model": self.model,
             "priority": self.priority, "position": self.position, "since": self.since,
-            "waited_ms": round(self.waited_ms, 1),
+            "waited_ms": round(self.waited_ms, 1), "conversation_id": self.conversation_id,
         }
 
 

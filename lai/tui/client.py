@@ -81,7 +81,8 @@ def queued_from_dict(data: dict[str, Any]) -> Queued:
     """A waiting request as ``GET /admin/queue`` describes it."""
     return Queued(str(data["request_id"]), data.get("key_name"), str(data.get("model") or ""),
                   int(data.get("priority") or 0), int(data.get("position") or 0),
-                  float(data.get("since") or 0), float(data.get("waited_ms") or 0))
+                  float(data.get("since") or 0), float(data.get("waited_ms") or 0),
+                  data.get("conversation_id"))
 
 
 def failure_from_dict(data: dict[str, Any]) -> Failure:
@@ -208,6 +209,10 @@ class LaiClient(Protocol):
     ) -> list[dict[str, Any]]:
         """Store images for a message; answers its ``image_refs`` (the engine sends them
         to the model as base64)."""
+
+    async def discard_attachments(self, conversation_id: str, message_id: str) -> None:
+        """Remove the images ``save_attachments`` stored for a message that was never
+        answered, so a failed send leaves nothing on disk."""
 
     def image_path(self, ref: Any) -> str:
         """Where an ``image_refs`` item lives on disk, for display."""

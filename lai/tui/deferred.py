@@ -64,6 +64,9 @@ class DeferredClient:
         if self._client is not None:
             await self._client.close()
 
+    async def discard_attachments(self, conversation_id: str, message_id: str) -> None:
+        await (await self._real()).discard_attachments(conversation_id, message_id)
+
     def image_path(self, ref: Any) -> str:
         return str(ref) if self._client is None else self._client.image_path(ref)
 

@@ -167,6 +167,9 @@ class StoreAccess:
 
         return await self._blocking(save)
 
+    async def discard_attachments(self, conversation_id: str, message_id: str) -> None:
+        await self._blocking(self.images.delete_message, conversation_id, message_id)
+
     def image_path(self, ref: Any) -> str:
         if isinstance(ref, dict) and isinstance(ref.get("path"), str):
             return str(Path(self.images.root) / ref["path"])

@@ -184,7 +184,8 @@ class FakeClient:
         for p in self.provider_list:
             for m in p.models:
                 out.append({"id": m, "provider": p.id, "warm": m in p.warm_models,
-                            "capabilities": {"vision": m.startswith("llava")}})
+                            "capabilities": {"vision": m.startswith("llava"),
+                                             "function_calling": m.startswith("qwen")}})
         return out
 
     async def chat(
@@ -206,6 +207,9 @@ class FakeClient:
                                attachments: list[Attachment]) -> list[dict[str, Any]]:
         return [{"path": f"{conversation_id}/{message_id}/001_{a.filename}"}
                 for a in attachments]
+
+    async def discard_attachments(self, conversation_id: str, message_id: str) -> None:
+        pass
 
     def image_path(self, ref: Any) -> str:
         return f"/srv/lai/data/images/{ref['path']}"

@@ -226,6 +226,12 @@ class TestChat:
 
         assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
 
+    def test_model_picker_marks_images_tools_and_warm(self, snap_compare: Any) -> None:
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await settle(pilot, "4", "escape", "down")  # the Gaming PC's models
+
+        assert snap_compare(app_for(FakeClient()), terminal_size=SIZE, run_before=run_before)
+
     def test_continued_conversation(self, snap_compare: Any) -> None:
         messages = [
             {"role": "user", "content": "How do I keep a sourdough starter alive?",
