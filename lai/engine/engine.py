@@ -24,6 +24,7 @@ from typing import Any, cast
 import httpx
 
 from lai.config.models import Settings
+from lai.engine import reconfigure
 from lai.engine.adapters import adapter_for
 from lai.engine.adapters.base import UpstreamRequest
 from lai.engine.clock import Clock, SystemClock
@@ -32,6 +33,7 @@ from lai.engine.events import EventBus, Failover, QueueChanged, RequestFinished,
 from lai.engine.failures import FailureLog
 from lai.engine.health import HealthMonitor, ProviderState, describe_http_error
 from lai.engine.jsonbytes import members, splice
+from lai.engine.reconfigure import provider_timeout
 from lai.engine.requests import inspect_chat
 from lai.engine.routing import Candidate, Catalog, may_use, plan
 from lai.engine.run import CONNECT_FAILURES, TIMEOUTS, ProviderFailed, Run, billed_seconds
@@ -86,11 +88,9 @@ class Engine:
         )
         self.health = HealthMonitor(self.states, client, self.clock, self.events,
                                     self.slots.in_flight)
-        self._timeouts = {
-            p.id: httpx.Timeout(connect=p.effective_connect_timeout,
-                                read=p.effective_read_timeout, write=30.0, pool=30.0)
-            for p in settings.providers
-        }
+        self.timeouts = {p.id: provider_timeout(p) for p in settings.providers}
+        """Per provider; a reload replaces entries, keeping those of removed providers
+        for the requests still in flight on them."""
         self._running: dict[str, Run] = {}
         self._urls: dict[str, httpx.URL] = {}
 
@@ -107,10 +107,18 @@ class Engine:
     # ----------------------------------------------------------------- state
 
     def _state(self, provider_id: str) -> ProviderState:
-        try:
-            return self.states[provider_id]
-        except KeyError:
-            raise NotFound(f"No provider with id '{provider_id}'.") from None
+        # A provider a reload removed keeps its state until it drains, but is gone.
+        if provider_id not in self.catalog.providers:
+            raise NotFound(f"No provider with id '{provider_id}'.")
+        return self.states[provider_id]
+
+    def reload(self, settings: Settings) -> list[str]:
+        """Serve ``settings`` from now on (``lai.engine.reconfigure``); requests in flight
+        finish on what they started with. Returns one line per change."""
+        changes = reconfigure.apply(self, settings)
+        for line in changes:
+            log.info("config reloaded: %s", line)
+        return changes
 
     def is_warm(self, provider_id: str, model_id: str) -> bool:
         used = self.states[provider_id].warm.get(model_id)
@@ -341,7 +349,7 @@ class Engine:
             try:
                 resp = await self.client.post(self._url(req.url), content=req.content,
                                               headers=req.headers,
-                                              timeout=self._timeouts[pid])
+                                              timeout=self.timeouts[pid])
             except TIMEOUTS as exc:
                 raise self._timeout_error(cand, exc) from None
             except CONNECT_FAILURES as exc:
@@ -408,7 +416,7 @@ class Engine:
             t = self.clock.monotonic()
             request = self.client.build_request("POST", self._url(req.url), content=req.content,
                                                 headers=req.headers,
-                                                timeout=self._timeouts[pid])
+                                                timeout=self.timeouts[pid])
             try:
                 resp = await self.client.send(request, stream=True)
             except TIMEOUTS as exc:

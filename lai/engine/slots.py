@@ -60,7 +60,7 @@ class SlotManager:
     def try_acquire(self, providers: Sequence[str]) -> str | None:
         """Take a slot on the first provider with room, without waiting."""
         for pid in providers:
-            if self.in_flight[pid] < self.capacity[pid]:
+            if self.in_flight[pid] < self.capacity.get(pid, 0):
                 self.in_flight[pid] += 1
                 return pid
         return None
@@ -115,12 +115,27 @@ class SlotManager:
             self._on_queue_change(len(self._waiters))
 
     def release(self, provider_id: str) -> None:
-        """Free a slot, handing it straight to the first waiter that can use it."""
+        """Free a slot, handing it straight to the first waiter that can use it (while
+        the provider is within its capacity, which a reload may have lowered)."""
         self.in_flight[provider_id] -= 1
-        for i, waiter in enumerate(self._waiters):
-            if provider_id in waiter.providers and not waiter.future.done():
-                del self._waiters[i]
-                self.in_flight[provider_id] += 1
-                waiter.future.set_result(provider_id)
-                self._on_queue_change(len(self._waiters))
+        self._hand_out(provider_id)
+
+    def set_capacity(self, provider_id: str, capacity: int) -> None:
+        """Change (or add) a provider's ``max_concurrent``; 0 takes no new requests (a
+        provider removed by a reload drains). Requests in flight are never cut: a lower
+        capacity applies as they finish. A higher one serves waiters at once."""
+        self.capacity[provider_id] = capacity
+        self.in_flight.setdefault(provider_id, 0)
+        self._hand_out(provider_id)
+
+    def _hand_out(self, provider_id: str) -> None:
+        while self.in_flight[provider_id] < self.capacity.get(provider_id, 0):
+            for i, waiter in enumerate(self._waiters):
+                if provider_id in waiter.providers and not waiter.future.done():
+                    del self._waiters[i]
+                    self.in_flight[provider_id] += 1
+                    waiter.future.set_result(provider_id)
+                    self._on_queue_change(len(self._waiters))
+                    break
+            else:
                 return

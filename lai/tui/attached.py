@@ -90,6 +90,10 @@ class AttachedClient(StoreAccess):
         body = await self._json("GET", "/admin/requests")
         return [InFlight(**{k: f[k] for k in IN_FLIGHT_FIELDS}) for f in body["data"]]
 
+    async def reload_config(self) -> list[str]:
+        body = await self._json("POST", "/admin/config/reload")
+        return [str(c) for c in body.get("changes") or ()]
+
     async def queued(self) -> list[Queued]:
         body = await self._json("GET", "/admin/queue")
         return [queued_from_dict(q) for q in body["data"]]

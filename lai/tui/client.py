@@ -240,6 +240,11 @@ class LaiClient(Protocol):
         layout kept, validated first); answers the file's path. The running engine is
         not changed by this: the caller toggles ``enabled`` live itself."""
 
+    async def reload_config(self) -> list[str]:
+        """Make the engine (the proxy's, attached) read its config file again; answers
+        the changes. A file that does not validate is a ClientError with its one-line
+        error, and the old config keeps serving."""
+
     # -- usage
     async def usage(self, *, days: int, by: str) -> UsageReport:
         """The figures of ``lai stats --days DAYS --by BY`` (the same function)."""

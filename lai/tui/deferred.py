@@ -78,6 +78,9 @@ class DeferredClient:
     async def in_flight(self) -> list[InFlight] | None:
         return await (await self._real()).in_flight()
 
+    async def reload_config(self) -> list[str]:
+        return await (await self._real()).reload_config()
+
     async def queued(self) -> list[Queued]:
         return await (await self._real()).queued()
 

@@ -63,6 +63,13 @@ class EmbeddedClient(StoreAccess):
     async def in_flight(self) -> list[InFlight] | None:
         return self.runtime.engine.in_flight()
 
+    async def reload_config(self) -> list[str]:
+        result = await self.runtime.reload()
+        if not result.ok:
+            raise ClientError(result.error or "The config was not reloaded.",
+                              type="invalid_request_error", code="config_invalid")
+        return list(result.changes)
+
     async def queued(self) -> list[Queued]:
         return self.runtime.engine.queued()
 

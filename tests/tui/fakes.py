@@ -234,6 +234,9 @@ class FakeClient:
     async def save_provider(self, provider_id: str, values: dict[str, Any]) -> Path:
         raise ClientError("not in the fake")
 
+    async def reload_config(self) -> list[str]:
+        raise ClientError("not in the fake")
+
     async def usage(self, *, days: int, by: str) -> UsageReport:
         self._maybe_fail("usage")
         since, until = window(days, datetime.fromtimestamp(NOW, UTC) + timedelta(hours=23))

@@ -143,6 +143,7 @@ class BoardScreen(PaneScreen):
         Binding("c", "check_provider", "Check now", id="board-check"),
         Binding("p", "edit_provider", "Edit in config", id="board-edit"),
         Binding("s", "sort", "Sort providers", id="board-sort"),
+        Binding("R", "reload_config", "Reload config", id="board-reload"),
         Binding("slash", "filter", "Filter", id="board-filter"),
         Binding("escape", "leave_filter", "Back to the board", id="board-leave", show=False),
     ]
@@ -257,6 +258,8 @@ class BoardScreen(PaneScreen):
                     if self._stream_failed:
                         self._stream_failed = False
                         self.notify("Live events are back.", title="Live events")
+                    if event.get("kind") == "config_reloaded":
+                        self._config_reloaded(event)
                     self.state.apply(event)
                     self.redraw()
             except ClientError as exc:
@@ -264,6 +267,16 @@ class BoardScreen(PaneScreen):
                     self._stream_failed = True
                     notify_error(self, exc, "Live events")
             await asyncio.sleep(RETRY_SECONDS)
+
+    def _config_reloaded(self, event: dict[str, Any]) -> None:
+        """Another process (SIGHUP, lai config reload, the file watcher) reloaded."""
+        if event.get("ok"):
+            for warning in event.get("warnings") or ():
+                self.notify(str(warning), title="Config", severity="warning", timeout=8)
+            self.poll()
+        else:
+            self.notify(f"Refused, the old config keeps serving: {event.get('error')}",
+                        title="Config reload", severity="error", timeout=10)
 
     # -- drawing
 
@@ -383,7 +396,8 @@ class BoardScreen(PaneScreen):
         saved = ""
         if save:  # the file first: a file that cannot be written changes nothing
             path = await self.client.save_provider(provider_id, {"enabled": enabled})
-            saved = f" Saved in {path}."
+            await self.client.reload_config()
+            saved = f" Saved in {path} and reloaded."
         snap = await self.client.set_enabled(provider_id, enabled)
         self.state.providers[snap.id] = snap
         self.redraw()
@@ -407,16 +421,21 @@ class BoardScreen(PaneScreen):
             self.notify("Nothing changed.", title="Providers", timeout=2)
             return
         path = await self.client.save_provider(edit.provider_id, edit.values)
-        enabled = edit.values.get("enabled")
-        if isinstance(enabled, bool):
-            snap = await self.client.set_enabled(edit.provider_id, enabled)
-            self.state.providers[snap.id] = snap
-            self.redraw()
-        later = [k for k in edit.values if k != "enabled"]
+        # The file changed: the engine reads it again, so every value applies now.
+        await self.client.reload_config()
+        self.poll()
         self.notify(f"Saved {', '.join(f'{k} = {v}' for k, v in edit.values.items())} for "
-                    f"{before.name} in {path}."
-                    + (f" {' and '.join(later)} take effect when lai starts again."
-                       if later else ""), title="Providers", timeout=6)
+                    f"{before.name} in {path}; applied.", title="Providers", timeout=6)
+
+    def action_reload_config(self) -> None:
+        self.reload_config()
+
+    @work(group="toggle", exit_on_error=False, description="Reload config")
+    async def reload_config(self) -> None:
+        changes = await self.client.reload_config()
+        self.poll()
+        self.notify("; ".join(changes) if changes else "The config file has no changes.",
+                    title="Config reloaded", timeout=6)
 
     def action_check_provider(self) -> None:
         p = self.selected()

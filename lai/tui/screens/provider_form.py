@@ -84,8 +84,8 @@ class ProviderFormScreen(ModalScreen[ProviderEdit | None]):
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Save (ctrl+s)", variant="primary", id="save")
                 yield Button("Cancel (esc)", id="cancel")
-            yield Static("Saved to the config file with its comments kept; enabled also "
-                         "applies at once, priority and max_concurrent at the next start.",
+            yield Static("Saved to the config file with its comments kept, then the "
+                         "config is reloaded, so the values apply at once.",
                          classes="dialog-hint")
 
     def on_mount(self) -> None:
