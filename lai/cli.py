@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(cfg)
     cs = cfg.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     _common(cs.add_parser("check", help="validate the config file and print warnings"))
+    _common(cs.add_parser("reload", help="make the running lai proxy read its config again"))
     c = cs.add_parser("init", help="write a commented config.toml")
     _common(c)
     c.add_argument("--force", action="store_true", help="overwrite an existing file")

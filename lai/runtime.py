@@ -17,6 +17,7 @@ import httpx
 from lai.config.models import Settings
 from lai.engine.clock import Clock, SystemClock
 from lai.engine.engine import Engine
+from lai.reload import Reloader, ReloadResult
 from lai.store.db import Store, open_store
 from lai.store.images import ImageStore
 from lai.store.keyservice import KeyService
@@ -72,7 +73,35 @@ class Runtime:
     retention: RetentionSweeper | None = None
     """Deletes what ``server.retention_days`` / ``content_retention_days`` no longer keep."""
     extensions: dict[str, Any] = field(default_factory=dict)
+    reloader: Reloader | None = None
+    """Reloads ``settings.source`` (SIGHUP, ``lai config reload``, ``watch_config``)."""
     _started: bool = False
+
+    def __post_init__(self) -> None:
+        if self.reloader is None:
+            self.reloader = Reloader(self)
+
+    async def reload(self) -> ReloadResult:
+        """Read the config file again and apply it (see ``lai.reload``)."""
+        assert self.reloader is not None
+        return await self.reloader.reload()
+
+    async def apply_settings(self, new: Settings) -> list[str]:
+        """Serve ``new`` from now on: the engine, auth, image limits. Returns what changed.
+        Restart-only keys must already carry their old values (``lai.reload``)."""
+        changes = self.engine.reload(new)
+        self.settings = new
+        if self.images is not None:
+            server = new.server
+            self.images.max_size = server.max_image_size
+            self.images.max_per_message = server.max_images_per_message
+            self.images.retention_days = server.images_retention_days
+        if new.server.auth and self.keys is None and self.store is not None:
+            # Auth turned on by the reload: keys are checked from the next request on.
+            self.keys = KeyService(self.store, clock=self.clock)
+            if self._started:
+                await self.keys.start()
+        return changes
 
     async def start(self) -> None:
         """Start background work (health checks, recorder). Idempotent."""
@@ -93,6 +122,8 @@ class Runtime:
             self.images.start()
         if self.retention is not None:
             self.retention.start()
+        assert self.reloader is not None
+        self.reloader.start_watching()
 
     async def close(self) -> None:
         """Stop background work, flush what must be kept, close the HTTP client."""
@@ -102,6 +133,8 @@ class Runtime:
         self._started = False
         if self.retention is not None:
             await self.retention.close()  # waits for a batch in progress: before dispose
+        assert self.reloader is not None
+        await self.reloader.close()
         if self.images is not None:
             await self.images.close()
         await self.engine.close()

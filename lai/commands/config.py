@@ -1,4 +1,4 @@
-"""``lai config check`` and ``lai config init``."""
+"""``lai config check``, ``lai config init`` and ``lai config reload``."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ def run(args: argparse.Namespace) -> int:
         return _check(args.config)
     if args.config_command == "init":
         return _init(args.config, force=args.force)
+    if args.config_command == "reload":
+        return _reload(args.config)
     raise ValueError(f"unknown config command {args.config_command!r}")
 
 
@@ -38,6 +40,44 @@ def _check(explicit: str | None) -> int:
         f"{_plural(len(settings.models), 'model')}"
     )
     for warning in warnings:
+        print(f"warning: {warning}")
+    return 0
+
+
+def _reload(explicit: str | None) -> int:
+    """Ask the proxy serving this config (over its admin socket) to reload it.
+
+    Exit 0 when it applied the file, 2 when it refused it (the file does not validate:
+    the proxy's one-line error is printed; the old config keeps serving), 1 when no
+    proxy answers on the socket.
+    """
+    import httpx
+    import orjson
+
+    path = find_config_path(explicit)
+    settings, _ = load_settings(path)  # the same error lai config check prints, exit 2
+    sock = settings.server.data_dir / "lai.sock"
+    transport = httpx.HTTPTransport(uds=str(sock))
+    try:
+        with httpx.Client(transport=transport, base_url="http://lai", timeout=30,
+                          trust_env=False) as client:
+            resp = client.post("/admin/config/reload")
+    except httpx.HTTPError as exc:
+        raise LaiError(f"no lai proxy answers on {sock} ({type(exc).__name__}); "
+                       "a proxy that is not running reads the file when it starts") from None
+    try:
+        body = orjson.loads(resp.content)
+    except orjson.JSONDecodeError:
+        raise LaiError(f"the proxy on {sock} answered HTTP {resp.status_code}") from None
+    if resp.status_code != 200:
+        message = (body.get("error") or {}).get("message") if isinstance(body, dict) else None
+        raise ConfigError(message or f"the proxy refused the reload (HTTP {resp.status_code})")
+    changes = body.get("changes") or []
+    print(f"reloaded {path}: " + (f"{_plural(len(changes), 'change')}" if changes
+                                   else "no changes"))
+    for line in changes:
+        print(f"  {line}")
+    for warning in body.get("warnings") or []:
         print(f"warning: {warning}")
     return 0
 

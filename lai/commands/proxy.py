@@ -11,7 +11,13 @@ from collections.abc import Callable
 
 from lai.config.loader import find_config_path, load_settings
 from lai.proxy.app import create_app
-from lai.proxy.serve import install_signal_handlers, serve_app, tcp_socket, unix_socket
+from lai.proxy.serve import (
+    install_reload_handler,
+    install_signal_handlers,
+    serve_app,
+    tcp_socket,
+    unix_socket,
+)
 from lai.runtime import build_runtime
 
 log = logging.getLogger("lai")
@@ -45,6 +51,8 @@ async def _serve(args: argparse.Namespace) -> int:
     install_signal_handlers(
         shutdown, lambda: log.info("shutting down: finishing in-flight requests")
     )
+    assert runtime.reloader is not None
+    install_reload_handler(runtime.reloader.reload_soon)
     bound = sockets[0].getsockname()
     log.info("lai proxy on http://%s:%s (config %s, admin socket %s)",
              bound[0], bound[1], path, data_dir / "lai.sock")

@@ -27,12 +27,14 @@ def setup_logging(settings: Settings) -> None:
     )
 
 
-def attached_client(settings: Settings, sock: Path) -> LaiClient:
+def attached_client(settings: Settings, sock: Path, config_path: Path | None = None
+                    ) -> LaiClient:
     """A client over a running proxy's admin socket, the store shared."""
     from lai.store.db import open_store
     from lai.tui.attached import AttachedClient
 
-    return AttachedClient(settings, open_store(settings.server.database_url), sock=sock)
+    return AttachedClient(settings, open_store(settings.server.database_url), sock=sock,
+                          config_path=config_path)
 
 
 def embedded_client(settings: Settings, config_path: Path) -> LaiClient:
@@ -47,7 +49,9 @@ def make_client(settings: Settings, config_path: Path) -> DeferredClient:
     """Attached when a proxy answers on ``data_dir/lai.sock``, else embedded."""
     sock = socket_path(settings)
     if proxy_answers(sock):
-        return DeferredClient("attached", str(sock), lambda: attached_client(settings, sock))
+        path = config_path.resolve()
+        return DeferredClient("attached", str(sock),
+                              lambda: attached_client(settings, sock, path))
     path = config_path.resolve()
     return DeferredClient("embedded", str(path), lambda: embedded_client(settings, path))
 

@@ -31,6 +31,21 @@ def set_provider_enabled(path: Path, provider_id: str, enabled: bool) -> None:
     set_provider_field(path, provider_id, "enabled", enabled)
 
 
+def set_provider_fields(path: Path, provider_id: str, values: dict[str, Any]) -> None:
+    """Set several keys of one provider in one validated, atomic write (see
+    ``set_provider_field`` for how each key is set). Raises ConfigError."""
+    doc = _read_document(path)
+    table = _find_provider(doc, provider_id, path)
+    for key, value in values.items():
+        if value is None:
+            if key in table:
+                del table[key]
+        else:
+            table[key] = str(value) if isinstance(value, Path) else value
+    _validate(doc.unwrap(), path)
+    _write_atomically(path, tomlkit.dumps(doc))
+
+
 def set_provider_field(path: Path, provider_id: str, key: str, value: Any) -> None:
     """Set ``key`` of the provider ``provider_id`` to ``value`` in the file at ``path``.
 
@@ -44,15 +59,7 @@ def set_provider_field(path: Path, provider_id: str, key: str, value: Any) -> No
             that id; or the edit would make the config invalid (the usual one-line
             ``file: providers[i].key: text`` message). The file is unchanged then.
     """
-    doc = _read_document(path)
-    table = _find_provider(doc, provider_id, path)
-    if value is None:
-        if key in table:
-            del table[key]
-    else:
-        table[key] = str(value) if isinstance(value, Path) else value
-    _validate(doc.unwrap(), path)
-    _write_atomically(path, tomlkit.dumps(doc))
+    set_provider_fields(path, provider_id, {key: value})
 
 
 def _find_provider(

@@ -59,6 +59,9 @@ class ServerSettings(_Frozen):
     """Price of a kWh in USD, for providers that set power_watts."""
     shutdown_timeout: float = Field(30.0, ge=0)
     """Seconds a graceful shutdown waits for in-flight requests."""
+    watch_config: bool = False
+    """Reload the config whenever the file changes (checked every 2 s), besides SIGHUP
+    and ``lai config reload``."""
 
 
 class Capabilities(_Frozen):

@@ -19,18 +19,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
 from lai.config.models import Settings
+from lai.engine import reconfigure
 from lai.engine.adapters import adapter_for
 from lai.engine.adapters.base import UpstreamRequest
 from lai.engine.clock import Clock, SystemClock
 from lai.engine.cost import request_cost
 from lai.engine.events import EventBus, Failover, QueueChanged, RequestFinished, RequestStarted
+from lai.engine.failures import FailureLog
 from lai.engine.health import HealthMonitor, ProviderState, describe_http_error
 from lai.engine.jsonbytes import members, splice
+from lai.engine.reconfigure import provider_timeout
 from lai.engine.requests import inspect_chat
 from lai.engine.routing import Candidate, Catalog, may_use, plan
 from lai.engine.run import CONNECT_FAILURES, TIMEOUTS, ProviderFailed, Run, billed_seconds
@@ -40,6 +43,7 @@ from lai.engine.types import (
     Completion,
     InFlight,
     ProviderSnapshot,
+    Queued,
     RequestContext,
     Usage,
 )
@@ -81,6 +85,9 @@ class Engine:
         self.image_resolver = image_resolver
         self.catalog = Catalog(settings)
         self.events = EventBus()
+        self.failures = FailureLog()
+        """The last failures, for the operator (GET /admin/failures, the TUI board)."""
+        self.events.subscribe(self.failures.observe)
         self.states = {p.id: ProviderState(p, p.enabled) for p in settings.providers}
         self.slots = SlotManager(
             {p.id: p.max_concurrent for p in settings.providers},
@@ -89,11 +96,10 @@ class Engine:
         )
         self.health = HealthMonitor(self.states, client, self.clock, self.events,
                                     self.slots.in_flight)
-        self._timeouts = {
-            p.id: httpx.Timeout(connect=p.effective_connect_timeout,
-                                read=p.effective_read_timeout, write=30.0, pool=pool_timeout)
-            for p in settings.providers
-        }
+        self.pool_timeout = pool_timeout
+        self.timeouts = {p.id: provider_timeout(p, pool_timeout) for p in settings.providers}
+        """Per provider; a reload replaces entries, keeping those of removed providers
+        for the requests still in flight on them."""
         self._running: dict[str, Run] = {}
         self._urls: dict[str, httpx.URL] = {}
 
@@ -110,10 +116,18 @@ class Engine:
     # ----------------------------------------------------------------- state
 
     def _state(self, provider_id: str) -> ProviderState:
-        try:
-            return self.states[provider_id]
-        except KeyError:
-            raise NotFound(f"No provider with id '{provider_id}'.") from None
+        # A provider a reload removed keeps its state until it drains, but is gone.
+        if provider_id not in self.catalog.providers:
+            raise NotFound(f"No provider with id '{provider_id}'.")
+        return self.states[provider_id]
+
+    def reload(self, settings: Settings) -> list[str]:
+        """Serve ``settings`` from now on (``lai.engine.reconfigure``); requests in flight
+        finish on what they started with. Returns one line per change."""
+        changes = reconfigure.apply(self, settings)
+        for line in changes:
+            log.info("config reloaded: %s", line)
+        return changes
 
     def is_warm(self, provider_id: str, model_id: str) -> bool:
         used = self.states[provider_id].warm.get(model_id)
@@ -177,6 +191,16 @@ class Engine:
                                 tokens))
         return out
 
+    def queued(self) -> list[Queued]:
+        """Requests waiting for a slot, in the order they will be served."""
+        now = self.clock.monotonic()
+        out = []
+        for label, priority, position in self.slots.waiting():
+            ctx, model, since, t = cast(tuple[RequestContext, str, float, float], label)
+            out.append(Queued(ctx.request_id, ctx.key_name, model, priority, position, since,
+                              (now - t) * 1000, ctx.conversation_id))
+        return out
+
     def set_enabled(self, provider_id: str, enabled: bool) -> ProviderSnapshot:
         """Enable or disable a provider at run time (not written to the config file).
 
@@ -224,6 +248,7 @@ class Engine:
             pid = await self.slots.acquire(
                 pids, priority=run.ctx.priority,
                 timeout=max(0.001, self.settings.server.queue_timeout - waited),
+                label=(run.ctx, run.shape.model, self.clock.time(), t),
             )
         finally:
             run.queue_ms += (self.clock.monotonic() - t) * 1000
@@ -303,7 +328,7 @@ class Engine:
 
     def _pool_exhausted(self, cand: Candidate) -> UpstreamPoolExhausted:
         # lai's own limit, not the provider's fault: its health is left alone.
-        pool = self._timeouts[cand.provider.id].pool
+        pool = self.timeouts[cand.provider.id].pool
         log.warning("no free upstream connection for %s within %g s: lai's connection "
                     "pool is full", cand.provider.id, pool)
         return UpstreamPoolExhausted(
@@ -346,7 +371,7 @@ class Engine:
                 # response on any way out of it (cancellation included).
                 resp = await self.client.post(self._url(req.url), content=req.content,
                                               headers=req.headers,
-                                              timeout=self._timeouts[pid])
+                                              timeout=self.timeouts[pid])
             except httpx.PoolTimeout:
                 raise self._pool_exhausted(cand) from None
             except TIMEOUTS as exc:
@@ -415,7 +440,7 @@ class Engine:
             t = self.clock.monotonic()
             request = self.client.build_request("POST", self._url(req.url), content=req.content,
                                                 headers=req.headers,
-                                                timeout=self._timeouts[pid])
+                                                timeout=self.timeouts[pid])
             try:
                 resp = await self.client.send(request, stream=True)
             except httpx.PoolTimeout:

@@ -107,7 +107,21 @@ class QueueChanged:
     kind: Literal["queue_changed"] = "queue_changed"
 
 
-Event = RequestStarted | Failover | RequestFinished | HealthChanged | HealthChecked | QueueChanged
+@dataclass(frozen=True, slots=True)
+class ConfigReloaded:
+    """The config file was read again: applied (``ok``) with ``changes``, or refused with
+    ``error`` (the old config keeps serving)."""
+
+    ok: bool
+    changes: tuple[str, ...]
+    warnings: tuple[str, ...]
+    error: str | None
+    at: float
+    kind: Literal["config_reloaded"] = "config_reloaded"
+
+
+Event = (RequestStarted | Failover | RequestFinished | HealthChanged | HealthChecked
+         | QueueChanged | ConfigReloaded)
 Observer = Callable[[Event], None]
 
 

@@ -67,7 +67,7 @@ class HealthMonitor:
         self._clock = clock
         self._events = events
         self._in_flight = in_flight
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: dict[str, asyncio.Task[None]] = {}
 
     def _set(self, state: ProviderState, new: ProviderStatus, error: str | None) -> None:
         old = state.status
@@ -140,27 +140,40 @@ class HealthMonitor:
         )
 
     async def _loop(self, provider_id: str) -> None:
-        cfg = self._states[provider_id].config
         while True:
             state = self._states[provider_id]
             if state.enabled and self._in_flight.get(provider_id, 0) == 0:
                 await self.probe(provider_id)
-            await self._clock.sleep(cfg.health_check_interval)
+            # Read each round: a reload may have changed it.
+            await self._clock.sleep(state.config.health_check_interval)
 
     def start(self) -> None:
         """Start one probe loop per provider; they run in parallel."""
         for pid in self._states:
-            self._tasks.append(asyncio.create_task(self._loop(pid), name=f"health:{pid}"))
+            self.watch(pid)
+
+    def watch(self, provider_id: str) -> None:
+        """Start probing a provider (one added by a reload), the first probe at once."""
+        if provider_id not in self._tasks:
+            self._tasks[provider_id] = asyncio.create_task(self._loop(provider_id),
+                                                           name=f"health:{provider_id}")
+
+    def unwatch(self, provider_id: str) -> None:
+        """Stop probing a provider (removed by a reload)."""
+        task = self._tasks.pop(provider_id, None)
+        if task is not None:
+            task.cancel()
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             try:
                 await task
             except asyncio.CancelledError:
                 pass
-        self._tasks.clear()
 
 
 def describe_http_error(exc: BaseException) -> str:

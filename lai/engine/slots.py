@@ -24,6 +24,8 @@ class _Waiter:
     seq: int
     providers: frozenset[str] = field(compare=False)
     future: asyncio.Future[str] = field(compare=False)
+    label: object = field(default=None, compare=False)
+    """What the caller said about the request, for listing the queue."""
 
 
 class SlotManager:
@@ -47,6 +49,10 @@ class SlotManager:
     def queue_depth(self) -> int:
         return len(self._waiters)
 
+    def waiting(self) -> list[tuple[object, int, int]]:
+        """The queue in serving order: (label, priority, position from 1)."""
+        return [(w.label, w.priority, i) for i, w in enumerate(self._waiters, start=1)]
+
     def queue_depth_for(self, provider_id: str) -> int:
         """Waiters that could be served by ``provider_id``."""
         return sum(1 for w in self._waiters if provider_id in w.providers)
@@ -54,15 +60,17 @@ class SlotManager:
     def try_acquire(self, providers: Sequence[str]) -> str | None:
         """Take a slot on the first provider with room, without waiting."""
         for pid in providers:
-            if self.in_flight[pid] < self.capacity[pid]:
+            if self.in_flight[pid] < self.capacity.get(pid, 0):
                 self.in_flight[pid] += 1
                 return pid
         return None
 
     async def acquire(
-        self, providers: Sequence[str], *, priority: int, timeout: float
+        self, providers: Sequence[str], *, priority: int, timeout: float,
+        label: object = None,
     ) -> str:
-        """Take a slot on one of ``providers``, waiting up to ``timeout`` seconds.
+        """Take a slot on one of ``providers``, waiting up to ``timeout`` seconds;
+        ``label`` is kept with the queue place for ``waiting()``.
 
         Raises CapacityExceeded (with ``retry_after``) when the queue is full or the
         timeout passes. When cancelled, the place in the queue (or a slot handed over at
@@ -79,7 +87,7 @@ class SlotManager:
                 retry_after=retry_after,
             )
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        waiter = _Waiter(priority, next(self._seq), frozenset(providers), future)
+        waiter = _Waiter(priority, next(self._seq), frozenset(providers), future, label)
         bisect.insort(self._waiters, waiter)
         self._on_queue_change(len(self._waiters))
         try:
@@ -107,12 +115,27 @@ class SlotManager:
             self._on_queue_change(len(self._waiters))
 
     def release(self, provider_id: str) -> None:
-        """Free a slot, handing it straight to the first waiter that can use it."""
+        """Free a slot, handing it straight to the first waiter that can use it (while
+        the provider is within its capacity, which a reload may have lowered)."""
         self.in_flight[provider_id] -= 1
-        for i, waiter in enumerate(self._waiters):
-            if provider_id in waiter.providers and not waiter.future.done():
-                del self._waiters[i]
-                self.in_flight[provider_id] += 1
-                waiter.future.set_result(provider_id)
-                self._on_queue_change(len(self._waiters))
+        self._hand_out(provider_id)
+
+    def set_capacity(self, provider_id: str, capacity: int) -> None:
+        """Change (or add) a provider's ``max_concurrent``; 0 takes no new requests (a
+        provider removed by a reload drains). Requests in flight are never cut: a lower
+        capacity applies as they finish. A higher one serves waiters at once."""
+        self.capacity[provider_id] = capacity
+        self.in_flight.setdefault(provider_id, 0)
+        self._hand_out(provider_id)
+
+    def _hand_out(self, provider_id: str) -> None:
+        while self.in_flight[provider_id] < self.capacity.get(provider_id, 0):
+            for i, waiter in enumerate(self._waiters):
+                if provider_id in waiter.providers and not waiter.future.done():
+                    del self._waiters[i]
+                    self.in_flight[provider_id] += 1
+                    waiter.future.set_result(provider_id)
+                    self._on_queue_change(len(self._waiters))
+                    break
+            else:
                 return

@@ -116,3 +116,51 @@ class InFlight:
             "started_at": self.started_at, "streaming": self.streaming,
             "completion_tokens": self.completion_tokens,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """A request waiting for a slot (the TUI board's queue table, ``GET /admin/queue``)."""
+
+    request_id: str
+    key_name: str | None
+    model: str
+    """The model the client asked for (``auto``, an id, a provider id)."""
+    priority: int
+    position: int
+    """1 for the request served next."""
+    since: float
+    """Wall-clock epoch seconds when it began to wait."""
+    waited_ms: float
+    conversation_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id, "key_name": self.key_name, "model": self.model,
+            "priority": self.priority, "position": self.position, "since": self.since,
+            "waited_ms": round(self.waited_ms, 1), "conversation_id": self.conversation_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A request that failed, or an attempt that failed over (the board's failure list,
+    ``GET /admin/failures``)."""
+
+    at: float
+    """Wall-clock epoch seconds."""
+    request_id: str
+    provider_id: str | None
+    key_name: str | None
+    model: str
+    status: int | str
+    """The HTTP status the client got, or ``"failover"`` for an attempt given up on."""
+    code: str | None
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.at, "request_id": self.request_id, "provider_id": self.provider_id,
+            "key_name": self.key_name, "model": self.model, "status": self.status,
+            "code": self.code, "reason": self.reason,
+        }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from quart import Quart
 
+from lai.engine.events import ConfigReloaded
 from lai.proxy.auth import install_auth
 from lai.proxy.errors import install_error_handlers
 from lai.proxy.metrics import install_metrics
@@ -26,6 +27,13 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> Quart:
     app.config["RESPONSE_TIMEOUT"] = None
     app.extensions["lai.runtime"] = runtime
     install_error_handlers(app)
+
+    def _reloaded(event: object) -> None:
+        # A reload may change the body limit; Quart reads it from its config.
+        if isinstance(event, ConfigReloaded) and event.ok:
+            app.config["MAX_CONTENT_LENGTH"] = runtime.settings.server.max_body_size
+
+    runtime.engine.events.subscribe(_reloaded)  # type: ignore[arg-type]
     install_auth(app)
     for module in (chat, models, health, admin, images, conversations):
         app.register_blueprint(module.bp)

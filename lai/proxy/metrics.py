@@ -49,7 +49,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from lai.engine.events import Event, Failover, RequestFinished
+from lai.engine.events import ConfigReloaded, Event, Failover, RequestFinished
 from lai.store.space import DatabaseSize, database_size
 
 if TYPE_CHECKING:
@@ -180,6 +180,12 @@ class ProxyMetrics:
                 self._provider(event.from_provider),
                 self._provider(event.to_provider),
             ).inc()
+        elif isinstance(event, ConfigReloaded) and event.ok:
+            # Labels follow the config: a provider added by a reload gets its own series,
+            # and a removed one keeps its own for the requests that drain on it.
+            settings = self.runtime.settings
+            self._providers |= frozenset(p.id for p in settings.providers)
+            self._models |= frozenset(m.id for m in settings.models)
 
     def _finished(self, e: RequestFinished) -> None:
         endpoint = self._endpoint(e.context.endpoint)

@@ -232,6 +232,12 @@ async def serve_app(
                     os.unlink(path)
 
 
+def install_reload_handler(reload: Callable[[], None]) -> None:
+    """SIGHUP reloads the config (``systemctl reload``, ``kill -HUP``)."""
+    with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
+
+
 def install_signal_handlers(
     shutdown: asyncio.Event, on_signal: Callable[[], None] | None = None
 ) -> None:

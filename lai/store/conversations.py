@@ -17,10 +17,15 @@ from sqlmodel import col, select
 from lai.errors import NotFound
 from lai.store.db import Store
 from lai.store.fts import FTS_TABLE, PG_TSVECTOR, fts5_query
-from lai.store.models import Conversation, Message
+from lai.store.models import Conversation, Message, RequestRecord
 
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 20
+TITLE_LENGTH = 80
+"""Characters of the first user message an unnamed conversation is listed by."""
+FILTERS = ("source", "username", "key_name", "model")
+"""What a list can be filtered by: the conversation's labels, or a key or model that
+served one of its requests."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +112,69 @@ def _search_filter(store: Store, q: str) -> sa.ColumnElement[bool]:
     return sa.or_(col(Conversation.id).in_(matching), name_match)
 
 
+def _filtered(stmt: Any, store: Store, q: str | None, filters: dict[str, str]) -> Any:
+    if q and q.strip():
+        stmt = stmt.where(_search_filter(store, q.strip()))
+    for name, value in filters.items():
+        if name == "source":
+            stmt = stmt.where(Conversation.source == value)
+        elif name == "username":
+            stmt = stmt.where(Conversation.username == value)
+        elif name in ("key_name", "model"):
+            column = RequestRecord.key_name if name == "key_name" else RequestRecord.model_id
+            served = select(RequestRecord.conversation_id).where(col(column) == value)
+            stmt = stmt.where(col(Conversation.id).in_(served))
+        else:
+            raise ValueError(f"cannot filter conversations by {name!r}; "
+                             f"use one of {', '.join(FILTERS)}")
+    return stmt
+
+
+def title_of(text: str | None) -> str | None:
+    """The start of a message on one line, for listing an unnamed conversation."""
+    if not text:
+        return None
+    line = " ".join(text.split())
+    return line if len(line) <= TITLE_LENGTH else line[:TITLE_LENGTH - 1] + "…"
+
+
+def _page_details(session: Any, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Per conversation of a page: ``title`` (its first user message) and the
+    ``key_name`` and ``model`` of its latest request."""
+    out: dict[str, dict[str, Any]] = {cid: {"title": None, "key_name": None, "model": None}
+                                      for cid in ids}
+    if not ids:
+        return out
+    first_user = (
+        select(Message.conversation_id, sa.func.min(col(Message.position)).label("pos"))
+        .where(col(Message.conversation_id).in_(ids), Message.role == "user")
+        .group_by(col(Message.conversation_id))
+        .subquery()
+    )
+    rows = session.execute(
+        sa.select(col(Message.conversation_id), col(Message.content)).join(
+            first_user, sa.and_(col(Message.conversation_id) == first_user.c.conversation_id,
+                                col(Message.position) == first_user.c.pos))
+    ).all()
+    for cid, content in rows:
+        out[cid]["title"] = title_of(content)
+    latest = (
+        select(RequestRecord.conversation_id, sa.func.max(col(RequestRecord.id)).label("rid"))
+        .where(col(RequestRecord.conversation_id).in_(ids))
+        .group_by(col(RequestRecord.conversation_id))
+        .subquery()
+    )
+    rows = session.execute(
+        sa.select(col(RequestRecord.conversation_id), col(RequestRecord.key_name),
+                  col(RequestRecord.model_id), col(RequestRecord.model_requested))
+        .join(latest, col(RequestRecord.id) == latest.c.rid)
+    ).all()
+    for cid, key_name, model_id, requested in rows:
+        out[cid]["key_name"] = key_name
+        out[cid]["model"] = model_id or requested
+    return out
+
+
 def list_conversations(
     store: Store,
     *,
@@ -114,44 +182,52 @@ def list_conversations(
     limit: int = DEFAULT_LIMIT,
     offset: int = 0,
     username: str | None = None,
+    filters: dict[str, str] | None = None,
 ) -> ConversationPage:
     """Conversations by last activity, newest first; ``q`` searches message text (full
-    text, every word) and display names; ``username`` filters by the X-Username label.
+    text, every word) and display names; ``username`` filters by the X-Username label,
+    ``filters`` by any of ``FILTERS`` (exact values).
 
-    Raises ``ValueError`` for a limit outside 1..100 or a negative offset.
+    Each conversation also carries ``title`` (the start of its first user message, for
+    an unnamed one), and the ``key_name`` and ``model`` of its latest request.
+    Raises ``ValueError`` for a limit outside 1..100, a negative offset or an unknown
+    filter.
     """
     if not 1 <= limit <= MAX_LIMIT:
         raise ValueError(f"limit must be between 1 and {MAX_LIMIT}")
     if offset < 0:
         raise ValueError("offset must be >= 0")
-    stmt = select(Conversation)
-    if q and q.strip():
-        stmt = stmt.where(_search_filter(store, q.strip()))
+    wanted = dict(filters or {})
     if username is not None:
-        stmt = stmt.where(Conversation.username == username)
+        wanted["username"] = username
+    stmt = _filtered(select(Conversation), store, q, wanted)
     stmt = (
         stmt.order_by(col(Conversation.updated_at).desc(), col(Conversation.id).desc())
         .offset(offset)
         .limit(limit + 1)  # one more than asked tells whether there is a next page
     )
     with store.session() as session:
-        rows = list(session.exec(stmt).all())
-    return ConversationPage(
-        data=[conversation_dict(c) for c in rows[:limit]], has_more=len(rows) > limit
-    )
+        rows = list(session.exec(stmt).all())[:limit + 1]
+        page = rows[:limit]
+        details = _page_details(session, [c.id for c in page])
+        data = [{**conversation_dict(c), **details[c.id]} for c in page]
+    return ConversationPage(data=data, has_more=len(rows) > limit)
 
 
-def count_conversations(store: Store, *, q: str | None = None) -> int:
-    """How many conversations there are (matching ``q`` when given)."""
-    stmt = select(sa.func.count()).select_from(Conversation)
-    if q and q.strip():
-        stmt = stmt.where(_search_filter(store, q.strip()))
+def count_conversations(
+    store: Store, *, q: str | None = None, filters: dict[str, str] | None = None
+) -> int:
+    """How many conversations there are (matching ``q`` and ``filters`` when given).
+    Raises ``ValueError`` for an unknown filter."""
+    stmt = _filtered(select(sa.func.count()).select_from(Conversation), store, q,
+                     dict(filters or {}))
     with store.session() as session:
         return int(session.exec(stmt).one())
 
 
 def get_conversation(store: Store, conversation_id: str) -> dict[str, Any]:
-    """A conversation with ``"messages"`` in order. Raises ``NotFound``."""
+    """A conversation with ``"messages"`` in order and its ``title`` (see
+    ``list_conversations``). Raises ``NotFound``."""
     with store.session() as session:
         conv = session.get(Conversation, conversation_id)
         if conv is None:
@@ -163,6 +239,7 @@ def get_conversation(store: Store, conversation_id: str) -> dict[str, Any]:
         ).all()
         out = conversation_dict(conv)
         out["messages"] = [message_dict(m) for m in messages]
+        out["title"] = next((title_of(m.content) for m in messages if m.role == "user"), None)
         return out
 
 

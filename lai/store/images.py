@@ -378,6 +378,22 @@ class ImageStore:
         log.info("removed the images of conversation %s", conversation_id)
         return True
 
+    def delete_message(self, conversation_id: str, message_id: str) -> bool:
+        """Remove one message's images (and its conversation's folder if that leaves it
+        empty); True if there were any. Unsafe ids remove nothing. Raises OSError."""
+        try:
+            check_id(conversation_id, "conversation_id")
+            check_id(message_id, "message_id")
+            folder = self._inside(self.root / conversation_id / message_id)
+        except InvalidRequest:
+            return False
+        if not folder.is_dir():
+            return False
+        shutil.rmtree(folder)
+        with contextlib.suppress(OSError):  # not empty: other messages keep their images
+            folder.parent.rmdir()
+        return True
+
     def sweep(self, *, now: float | None = None) -> list[str]:
         """Remove message folders not written to for ``retention_days`` (by the folder's
         modification time: the last upload into it), then conversation folders left empty

@@ -1,4 +1,4 @@
-"""``LaiApp``: four panes (board, conversations, keys, chat) over one client.
+"""``LaiApp``: five panes (board, conversations, keys, chat, usage) over one client.
 
 Each pane is a Textual mode with its own screen, so switching keeps its state (a stream
 keeps streaming on pane 4 while pane 1 is shown). Nothing here does IO: the client is
@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from functools import partial
+from typing import Any
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -24,6 +25,7 @@ from lai.tui.screens.chat import ChatScreen
 from lai.tui.screens.conversations import ConversationsScreen
 from lai.tui.screens.help import HelpScreen, HelpSection, binding_rows
 from lai.tui.screens.keys import KeysScreen
+from lai.tui.screens.usage import UsageScreen
 from lai.tui.widgets.header import PANES
 
 PANE_SCREENS: dict[str, type[Screen[None]]] = {
@@ -31,6 +33,7 @@ PANE_SCREENS: dict[str, type[Screen[None]]] = {
     "conversations": ConversationsScreen,
     "keys": KeysScreen,
     "chat": ChatScreen,
+    "usage": UsageScreen,
 }
 
 
@@ -48,6 +51,7 @@ class LaiApp(App[None]):
                 show=False),
         Binding("3", "pane('keys')", "Keys", id="pane-keys", show=False),
         Binding("4", "pane('chat')", "Chat", id="pane-chat", show=False),
+        Binding("5", "pane('usage')", "Usage", id="pane-usage", show=False),
         Binding("question_mark", "help", "Help", id="help"),
         Binding("ctrl+q", "quit", "Quit", id="quit", priority=True),
     ]
@@ -58,6 +62,8 @@ class LaiApp(App[None]):
         self.clock = clock
         self.errors_shown: dict[str, float] = {}
         """Error text -> when it was last shown (see ``notify_error``)."""
+        self.pending_conversation: dict[str, Any] | None = None
+        """A conversation the chat pane is to continue (set by pane 2, taken by pane 4)."""
 
     def on_mount(self) -> None:
         self.start_client()
@@ -77,16 +83,26 @@ class LaiApp(App[None]):
     # -- actions
 
     def action_pane(self, pane: str) -> None:
-        """Show pane ``board``, ``conversations``, ``keys`` or ``chat``."""
+        """Show pane ``board``, ``conversations``, ``keys``, ``chat`` or ``usage``."""
         if pane in PANE_SCREENS and self.current_mode != pane:
             self.switch_mode(pane)
+
+    def continue_conversation(self, conv: dict[str, Any]) -> None:
+        """Open ``conv`` (with its ``messages``) in the chat pane, to write its next turn."""
+        self.pending_conversation = conv
+        if self.current_mode == "chat":
+            chat = self.screen
+            if isinstance(chat, ChatScreen):
+                chat.take_pending_conversation()
+        else:
+            self.switch_mode("chat")
 
     def help_sections(self) -> list[HelpSection]:
         """Every binding: the app's, then each pane's, for ``?`` and the docs."""
         bindings = [b for b in self.BINDINGS if isinstance(b, Binding)]
         panes = [b for b in bindings if b.action.startswith("pane(")]
         others = [b for b in bindings if b not in panes]
-        general = [("1 2 3 4", "Board, Conversations, Keys, Chat "
+        general = [("1 2 3 4 5", "Board, Conversations, Keys, Chat, Usage "
                                "(escape first when typing in a box)"),
                    *binding_rows(others),
                    ("ctrl+p", "Command palette: every action by name")]

@@ -16,7 +16,7 @@ import orjson
 
 from lai.config.models import Settings
 from lai.engine.sse import SSEDecoder
-from lai.engine.types import InFlight, ProviderSnapshot
+from lai.engine.types import Failure, InFlight, ProviderSnapshot, Queued
 from lai.store.db import Store
 from lai.tui.chatstream import ChatStreamReader
 from lai.tui.client import (
@@ -24,7 +24,9 @@ from lai.tui.client import (
     ChatStarted,
     ClientError,
     Mode,
+    failure_from_dict,
     provider_from_dict,
+    queued_from_dict,
 )
 from lai.tui.probe import socket_path
 from lai.tui.storeclient import StoreAccess
@@ -38,8 +40,9 @@ class AttachedClient(StoreAccess):
 
     mode: Mode = "attached"
 
-    def __init__(self, settings: Settings, store: Store, *, sock: Path | None = None) -> None:
-        super().__init__(store, settings)
+    def __init__(self, settings: Settings, store: Store, *, sock: Path | None = None,
+                 config_path: Path | None = None) -> None:
+        super().__init__(store, settings, config_path=config_path)
         self.settings = settings
         self.socket = sock or socket_path(settings)
         self.location = str(self.socket)
@@ -86,6 +89,18 @@ class AttachedClient(StoreAccess):
     async def in_flight(self) -> list[InFlight] | None:
         body = await self._json("GET", "/admin/requests")
         return [InFlight(**{k: f[k] for k in IN_FLIGHT_FIELDS}) for f in body["data"]]
+
+    async def reload_config(self) -> list[str]:
+        body = await self._json("POST", "/admin/config/reload")
+        return [str(c) for c in body.get("changes") or ()]
+
+    async def queued(self) -> list[Queued]:
+        body = await self._json("GET", "/admin/queue")
+        return [queued_from_dict(q) for q in body["data"]]
+
+    async def failures(self) -> list[Failure]:
+        body = await self._json("GET", "/admin/failures")
+        return [failure_from_dict(f) for f in body["data"]]
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         decoder = SSEDecoder()

@@ -71,11 +71,15 @@ class BoardState:
             self.set_providers([provider_from_dict(p) for p in event.get("providers", ())])
         elif kind == "request_started":
             rid = str(event.get("request_id"))
+            known = self.flights.get(rid)
             self.flights[rid] = FlightRow(
                 rid, event.get("key_name"), str(event.get("model_id")),
-                str(event.get("provider_id")), float(event.get("at") or 0.0), None,
+                str(event.get("provider_id")), float(event.get("at") or 0.0),
+                known.tokens if known is not None else None,
             )
-            self._bump(event.get("provider_id"), +1)
+            if known is None or known.provider != self.flights[rid].provider:
+                # A poll that already listed it also counted its slot.
+                self._bump(event.get("provider_id"), +1)
         elif kind == "failover":
             self.flights.pop(str(event.get("request_id")), None)
             self._bump(event.get("from_provider"), -1)

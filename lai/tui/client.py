@@ -16,10 +16,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from lai.engine.types import InFlight, ProviderSnapshot
+from lai.engine.types import Failure, InFlight, ProviderSnapshot, Queued
 from lai.errors import LaiError
+
+if TYPE_CHECKING:
+    from lai.store.stats import UsageReport
 
 Mode = Literal["attached", "embedded"]
 
@@ -71,6 +75,21 @@ def provider_from_dict(data: dict[str, Any]) -> ProviderSnapshot:
         models=tuple(data.get("models") or ()),
         warm_models=tuple(data.get("warm_models") or ()),
     )
+
+
+def queued_from_dict(data: dict[str, Any]) -> Queued:
+    """A waiting request as ``GET /admin/queue`` describes it."""
+    return Queued(str(data["request_id"]), data.get("key_name"), str(data.get("model") or ""),
+                  int(data.get("priority") or 0), int(data.get("position") or 0),
+                  float(data.get("since") or 0), float(data.get("waited_ms") or 0),
+                  data.get("conversation_id"))
+
+
+def failure_from_dict(data: dict[str, Any]) -> Failure:
+    """A failure as ``GET /admin/failures`` describes it."""
+    return Failure(float(data.get("at") or 0), str(data.get("request_id") or ""),
+                   data.get("provider_id"), data.get("key_name"), str(data.get("model") or ""),
+                   data.get("status") or "", data.get("code"), str(data.get("reason") or ""))
 
 
 # ---------------------------------------------------------------------- chat values
@@ -158,6 +177,12 @@ class LaiClient(Protocol):
     async def in_flight(self) -> list[InFlight] | None:
         """Requests served right now, or None when only events tell (attached)."""
 
+    async def queued(self) -> list[Queued]:
+        """Requests waiting for a slot, in serving order."""
+
+    async def failures(self) -> list[Failure]:
+        """The last failed requests and failed-over attempts, newest first."""
+
     def events(self) -> AsyncIterator[dict[str, Any]]:
         """Engine events as JSON-ready dicts with a ``kind``, a ``snapshot`` first."""
 
@@ -185,14 +210,20 @@ class LaiClient(Protocol):
         """Store images for a message; answers its ``image_refs`` (the engine sends them
         to the model as base64)."""
 
+    async def discard_attachments(self, conversation_id: str, message_id: str) -> None:
+        """Remove the images ``save_attachments`` stored for a message that was never
+        answered, so a failed send leaves nothing on disk."""
+
     def image_path(self, ref: Any) -> str:
         """Where an ``image_refs`` item lives on disk, for display."""
 
     # -- conversations
     async def conversations(
-        self, *, q: str | None, limit: int, offset: int
+        self, *, q: str | None, limit: int, offset: int,
+        filters: dict[str, str] | None = None,
     ) -> ConversationList:
-        """A page of conversations, newest first, optionally full-text searched."""
+        """A page of conversations, newest first, optionally full-text searched and
+        filtered (``source``, ``username``, ``key_name``, ``model``: exact values)."""
 
     async def conversation(self, conversation_id: str) -> dict[str, Any]:
         """A conversation with its ``messages``."""
@@ -202,6 +233,21 @@ class LaiClient(Protocol):
 
     async def delete_conversation(self, conversation_id: str) -> None:
         """Delete it with its messages and images."""
+
+    # -- config
+    async def save_provider(self, provider_id: str, values: dict[str, Any]) -> Path:
+        """Write ``values`` into the provider's table of the config file (comments and
+        layout kept, validated first); answers the file's path. The running engine is
+        not changed by this: the caller toggles ``enabled`` live itself."""
+
+    async def reload_config(self) -> list[str]:
+        """Make the engine (the proxy's, attached) read its config file again; answers
+        the changes. A file that does not validate is a ClientError with its one-line
+        error, and the old config keeps serving."""
+
+    # -- usage
+    async def usage(self, *, days: int, by: str) -> UsageReport:
+        """The figures of ``lai stats --days DAYS --by BY`` (the same function)."""
 
     # -- keys
     async def keys(self) -> list[dict[str, Any]]:

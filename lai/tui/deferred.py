@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from lai.engine.types import InFlight, ProviderSnapshot
+from lai.engine.types import Failure, InFlight, ProviderSnapshot, Queued
+
+if TYPE_CHECKING:
+    from lai.store.stats import UsageReport
 from lai.tui.client import (
     Attachment,
     ChatEvent,
@@ -60,6 +64,9 @@ class DeferredClient:
         if self._client is not None:
             await self._client.close()
 
+    async def discard_attachments(self, conversation_id: str, message_id: str) -> None:
+        await (await self._real()).discard_attachments(conversation_id, message_id)
+
     def image_path(self, ref: Any) -> str:
         return str(ref) if self._client is None else self._client.image_path(ref)
 
@@ -70,6 +77,15 @@ class DeferredClient:
 
     async def in_flight(self) -> list[InFlight] | None:
         return await (await self._real()).in_flight()
+
+    async def reload_config(self) -> list[str]:
+        return await (await self._real()).reload_config()
+
+    async def queued(self) -> list[Queued]:
+        return await (await self._real()).queued()
+
+    async def failures(self) -> list[Failure]:
+        return await (await self._real()).failures()
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         async for event in (await self._real()).events():
@@ -101,8 +117,10 @@ class DeferredClient:
         return await (await self._real()).save_attachments(conversation_id, message_id,
                                                           attachments)
 
-    async def conversations(self, *, q: str | None, limit: int, offset: int) -> ConversationList:
-        return await (await self._real()).conversations(q=q, limit=limit, offset=offset)
+    async def conversations(self, *, q: str | None, limit: int, offset: int,
+                            filters: dict[str, str] | None = None) -> ConversationList:
+        return await (await self._real()).conversations(q=q, limit=limit, offset=offset,
+                                                        filters=filters)
 
     async def conversation(self, conversation_id: str) -> dict[str, Any]:
         return await (await self._real()).conversation(conversation_id)
@@ -112,6 +130,12 @@ class DeferredClient:
 
     async def delete_conversation(self, conversation_id: str) -> None:
         await (await self._real()).delete_conversation(conversation_id)
+
+    async def save_provider(self, provider_id: str, values: dict[str, Any]) -> Path:
+        return await (await self._real()).save_provider(provider_id, values)
+
+    async def usage(self, *, days: int, by: str) -> UsageReport:
+        return await (await self._real()).usage(days=days, by=by)
 
     async def keys(self) -> list[dict[str, Any]]:
         return await (await self._real()).keys()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lai.engine.events import follow
-from lai.engine.types import InFlight, ProviderSnapshot, RequestContext
+from lai.engine.types import Failure, InFlight, ProviderSnapshot, Queued, RequestContext
 from lai.errors import LaiError
 from lai.runtime import Runtime
 from lai.tui.chatstream import ChatStreamReader
@@ -30,7 +30,7 @@ class EmbeddedClient(StoreAccess):
     def __init__(self, runtime: Runtime, *, config_path: Path | str) -> None:
         if runtime.store is None:
             raise ValueError("the embedded TUI needs a runtime with a store")
-        super().__init__(runtime.store, runtime.settings)
+        super().__init__(runtime.store, runtime.settings, config_path=Path(config_path))
         self.runtime = runtime
         self.location = str(config_path)
         self._start_lock = asyncio.Lock()
@@ -62,6 +62,19 @@ class EmbeddedClient(StoreAccess):
 
     async def in_flight(self) -> list[InFlight] | None:
         return self.runtime.engine.in_flight()
+
+    async def reload_config(self) -> list[str]:
+        result = await self.runtime.reload()
+        if not result.ok:
+            raise ClientError(result.error or "The config was not reloaded.",
+                              type="invalid_request_error", code="config_invalid")
+        return list(result.changes)
+
+    async def queued(self) -> list[Queued]:
+        return self.runtime.engine.queued()
+
+    async def failures(self) -> list[Failure]:
+        return self.runtime.engine.failures.recent()
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         engine = self.runtime.engine

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from lai.config.edit import set_provider_fields
 from lai.config.models import Settings
 from lai.durations import parse_duration
 from lai.errors import LaiError
@@ -21,6 +22,7 @@ from lai.store import conversations as repo
 from lai.store import keys as keyrepo
 from lai.store.db import Store
 from lai.store.images import ImageStore
+from lai.store.stats import UsageReport, usage_stats
 from lai.tui.attach import read_attachment
 from lai.tui.client import Attachment, ClientError, ConversationList, NewKey
 
@@ -54,10 +56,13 @@ def key_dict(record: keyrepo.KeyRecord, now: datetime) -> dict[str, Any]:
 class StoreAccess:
     """The store half of a client: conversations, keys and images."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings, *,
+                 config_path: Path | None = None) -> None:
         self.store = store
         self.images = ImageStore.from_settings(settings.server)
         self._settings = settings
+        self.config_path = config_path
+        """The file provider edits are saved to (None: started without one)."""
 
     async def _ready(self) -> None:
         """Wait until the store may be used (the embedded client migrates it first)."""
@@ -75,10 +80,12 @@ class StoreAccess:
 
     # -- conversations
 
-    async def conversations(self, *, q: str | None, limit: int, offset: int) -> ConversationList:
+    async def conversations(self, *, q: str | None, limit: int, offset: int,
+                            filters: dict[str, str] | None = None) -> ConversationList:
         def page() -> ConversationList:
-            got = repo.list_conversations(self.store, q=q, limit=limit, offset=offset)
-            total = repo.count_conversations(self.store, q=q)
+            got = repo.list_conversations(self.store, q=q, limit=limit, offset=offset,
+                                          filters=filters)
+            total = repo.count_conversations(self.store, q=q, filters=filters)
             return ConversationList(got.data, got.has_more, total)
 
         return await self._call(page)
@@ -93,6 +100,24 @@ class StoreAccess:
         await self._call(repo.delete_conversation, self.store, conversation_id)
         # The embedded runtime's hook may have done it already; this is idempotent.
         await self._blocking(self.images.delete_conversation, conversation_id)
+
+    # -- config
+
+    async def save_provider(self, provider_id: str, values: dict[str, Any]) -> Path:
+        """Write ``values`` (e.g. ``{"enabled": False}``) into the provider's table of the
+        config file, comments and layout kept; answers the file's path."""
+        path = self.config_path
+        if path is None:
+            raise ClientError("lai was not started from a config file, so there is no "
+                              "file to save to.")
+        await self._blocking(set_provider_fields, path, provider_id, values)
+        return path
+
+    # -- usage
+
+    async def usage(self, *, days: int, by: str) -> UsageReport:
+        return await self._call(usage_stats, self.store, self._settings, days=days,
+                                by=by)  # type: ignore[arg-type]
 
     # -- keys
 
@@ -141,6 +166,9 @@ class StoreAccess:
                     for a in attachments]
 
         return await self._blocking(save)
+
+    async def discard_attachments(self, conversation_id: str, message_id: str) -> None:
+        await self._blocking(self.images.delete_message, conversation_id, message_id)
 
     def image_path(self, ref: Any) -> str:
         if isinstance(ref, dict) and isinstance(ref.get("path"), str):

@@ -115,3 +115,38 @@ async def test_get_rename_and_delete(store: Store) -> None:
     ):
         with pytest.raises(NotFound):
             call()
+
+
+async def test_list_titles_unnamed_ones_and_filters_by_label_key_and_model(store: Store) -> None:
+    now = time.time()
+    long_question = "Why   does my\nsourdough " + "rise " * 40
+    await _record(
+        store,
+        finished(conversation_id="from-aider", started_at=now, key_name="agent-ci",
+                 source="aider", messages=[{"role": "system", "content": "Be brief."},
+                                           {"role": "user", "content": long_question}]),
+        finished(conversation_id="from-tui", started_at=now + 1, key_name=None, source="tui",
+                 username="ana", display_name="Bread",
+                 messages=[{"role": "user", "content": "Hello there"}]),
+    )
+    page = repo.list_conversations(store).data
+    by_id = {c["id"]: c for c in page}
+    aider = by_id["from-aider"]
+    # The first user message (not the system prompt), on one line, cut at 80 characters.
+    assert aider["title"].startswith("Why does my sourdough rise rise")
+    assert len(aider["title"]) == repo.TITLE_LENGTH and aider["title"].endswith("…")
+    assert (aider["key_name"], aider["model"], aider["source"]) == ("agent-ci", "qwen", "aider")
+    assert by_id["from-tui"]["title"] == "Hello there"
+    assert by_id["from-tui"]["key_name"] is None
+
+    def ids(**filters: str) -> list[str]:
+        return [c["id"] for c in repo.list_conversations(store, filters=filters).data]
+
+    assert ids(source="aider") == ["from-aider"]
+    assert ids(key_name="agent-ci") == ["from-aider"]
+    assert ids(username="ana") == ["from-tui"]
+    assert ids(model="qwen") == ["from-tui", "from-aider"]
+    assert ids(model="other", source="tui") == []
+    assert repo.count_conversations(store, filters={"source": "tui"}) == 1
+    with pytest.raises(ValueError, match="cannot filter"):
+        repo.list_conversations(store, filters={"colour": "red"})

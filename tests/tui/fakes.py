@@ -10,9 +10,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from lai.engine.types import InFlight, ProviderSnapshot
+from lai.engine.types import Failure, InFlight, ProviderSnapshot, Queued
+from lai.store.stats import Row, UsageReport, compute, window
 from lai.tui.client import (
     Attachment,
     ChatDelta,
@@ -69,7 +72,10 @@ def conversation(i: int, **kw: Any) -> dict[str, Any]:
             "created_at": int(NOW) - 3600 * i - 600, "updated_at": int(NOW) - 3600 * i,
             "username": "ana" if i % 3 else None, "source": ("tui", "opencode", "aider")[i % 3],
             "display_name": f"Question number {i}" if i % 4 else None,
-            "message_count": 2 + i % 5, "total_tokens": 120 * (i + 1)}
+            "message_count": 2 + i % 5, "total_tokens": 120 * (i + 1),
+            "title": f"How do I fix error {i} in the build?",
+            "key_name": ("ana-laptop", "agent-ci", "nightly-batch")[i % 3],
+            "model": ("qwen2.5-14b", "glm-4.6")[i % 2]}
     base.update(kw)
     return base
 
@@ -82,6 +88,27 @@ def key(i: int, name: str, status: str = "active", **kw: Any) -> dict[str, Any]:
             "rotated_from": None, "replaced_by": None}
     base.update(kw)
     return base
+
+
+def usage_rows() -> list[Row]:
+    """A week of traffic: mostly the local box, some cloud spill, a few errors."""
+    start = datetime.fromtimestamp(NOW, UTC) - timedelta(days=6, hours=-1)
+    rows: list[Row] = []
+    for i in range(240):
+        day = i % 7
+        local = i % 5 != 0
+        failed = i % 23 == 0
+        rows.append(Row(
+            started_at=start + timedelta(days=day, minutes=i),
+            model_id="qwen2.5-14b" if local else "glm-4.6",
+            provider_id="gaming-pc" if local else "zai",
+            key_name=("agent-ci", "ana-laptop", "nightly-batch")[i % 3],
+            status="error" if failed else "success",
+            prompt_tokens=300 + 17 * (i % 11), completion_tokens=80 + 13 * (i % 7),
+            cost_usd=0.00004 if local else 0.0012 + 0.0001 * (i % 4),
+            duration_ms=700.0 + 90 * (i % 13), failover_from=["nuc"] if i % 31 == 0 else None,
+        ))
+    return rows
 
 
 @dataclass
@@ -102,6 +129,12 @@ class FakeClient:
     hold_after: int | None = None
     """Stop streaming after this many deltas and wait (a stream in progress)."""
     model_list: list[dict[str, Any]] = field(default_factory=list)
+    usage_data: list[Row] = field(default_factory=list)
+    queue: list[Queued] = field(default_factory=list)
+    unreachable_after: int | None = None
+    """Answer this many provider polls, then fail every one (the proxy went away)."""
+    polls: int = 0
+    failure_list: list[Failure] = field(default_factory=list)
 
     def _maybe_fail(self, name: str) -> None:
         if name in self.fail:
@@ -115,10 +148,20 @@ class FakeClient:
 
     async def providers(self) -> list[ProviderSnapshot]:
         self._maybe_fail("providers")
+        self.polls += 1
+        if self.unreachable_after is not None and self.polls > self.unreachable_after:
+            raise ClientError("The lai proxy at /srv/lai/data/lai.sock is not reachable "
+                              "(ConnectError: connection refused).")
         return list(self.provider_list)
 
     async def in_flight(self) -> list[InFlight] | None:
         return list(self.flights)
+
+    async def queued(self) -> list[Queued]:
+        return list(self.queue)
+
+    async def failures(self) -> list[Failure]:
+        return list(self.failure_list)
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         if self.events_error:
@@ -141,7 +184,8 @@ class FakeClient:
         for p in self.provider_list:
             for m in p.models:
                 out.append({"id": m, "provider": p.id, "warm": m in p.warm_models,
-                            "capabilities": {"vision": m.startswith("llava")}})
+                            "capabilities": {"vision": m.startswith("llava"),
+                                             "function_calling": m.startswith("qwen")}})
         return out
 
     async def chat(
@@ -164,12 +208,17 @@ class FakeClient:
         return [{"path": f"{conversation_id}/{message_id}/001_{a.filename}"}
                 for a in attachments]
 
+    async def discard_attachments(self, conversation_id: str, message_id: str) -> None:
+        pass
+
     def image_path(self, ref: Any) -> str:
         return f"/srv/lai/data/images/{ref['path']}"
 
-    async def conversations(self, *, q: str | None, limit: int, offset: int) -> ConversationList:
+    async def conversations(self, *, q: str | None, limit: int, offset: int,
+                            filters: dict[str, str] | None = None) -> ConversationList:
         self._maybe_fail("conversations")
         rows = [c for c in self.convs if not q or q.lower() in str(c.get("display_name")).lower()]
+        rows = [c for c in rows if all(c.get(k) == v for k, v in (filters or {}).items())]
         return ConversationList(rows[offset:offset + limit], len(rows) > offset + limit, len(rows))
 
     async def conversation(self, conversation_id: str) -> dict[str, Any]:
@@ -181,6 +230,20 @@ class FakeClient:
 
     async def delete_conversation(self, conversation_id: str) -> None:
         raise ClientError("not in the fake")
+
+    async def save_provider(self, provider_id: str, values: dict[str, Any]) -> Path:
+        raise ClientError("not in the fake")
+
+    async def reload_config(self) -> list[str]:
+        raise ClientError("not in the fake")
+
+    async def usage(self, *, days: int, by: str) -> UsageReport:
+        self._maybe_fail("usage")
+        since, until = window(days, datetime.fromtimestamp(NOW, UTC) + timedelta(hours=23))
+        rows = [r for r in self.usage_data if since <= r.started_at < until]
+        groups, total = compute(rows, by=by, local_providers=("gaming-pc", "nuc"))  # type: ignore[arg-type]
+        return UsageReport(by=by, days=days, since=since, until=until,  # type: ignore[arg-type]
+                           groups=tuple(groups), total=total)
 
     async def keys(self) -> list[dict[str, Any]]:
         self._maybe_fail("keys")

@@ -18,7 +18,7 @@ from lai.config.loader import load_settings
 from lai.store import conversations
 from lai.store.db import open_store
 from lai.tui.app import LaiApp
-from lai.tui.screens.confirm import ConfirmScreen
+from lai.tui.screens.provider_form import ToggleScreen
 from tests.fakes.upstream import FakeUpstream
 from tests.tui.conftest import SIZE, wait_for
 
@@ -92,7 +92,7 @@ async def test_attached_board_chat_and_toggle(proxy: Path, upstream: FakeUpstrea
         # The board's toggle reaches the proxy's engine.
         await pilot.press("escape", "1")
         await pilot.press("e")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirm")
+        await wait_for(pilot, lambda: isinstance(app.screen, ToggleScreen), what="confirm")
         await pilot.press("y")
         await wait_for(pilot, lambda: "disabled" in str(table.get_cell("box", "status")),
                        what="the row to show it disabled")

@@ -3,6 +3,7 @@ stopping, and the conversation saved with source ``tui``."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -150,3 +151,55 @@ async def test_ctrl_o_attaches_an_image_by_path(embedded_app: Any, upstream: Any
         (attached,) = chat.attachments
         assert (attached.media_type, attached.width, attached.height) == ("image/jpeg", 16, 9)
         assert "cat.jpg (" in str(chat.query_one("#attachments", Static).render())
+
+
+async def test_a_failed_send_leaves_no_image_and_r_sends_it_again(
+    embedded_app: Any, upstream: Any, tmp_path: Path
+) -> None:
+    upstream.script(Behaviour(mode="status", status=400, error_message="bad request"))
+    upstream.default = Behaviour(content="A red square.")
+    app, runtime = embedded_app(
+        [provider("box", upstream.url)],
+        [model("llava", "box", capabilities={"vision": True})],
+    )
+    picture = tmp_path / "red.png"
+    Image.new("RGB", (8, 6), "red").save(picture)
+    images = runtime.settings.server.data_dir / "images"
+    async with app.run_test(size=SIZE) as pilot:
+        chat = await open_chat(pilot, provider_index=1)
+        await say(pilot, chat, f"/attach {picture}")
+        await wait_for(pilot, lambda: chat.attachments, what="the attachment")
+        await say(pilot, chat, "What is this?")
+        await wait_for(pilot, lambda: "failed" in meta(chat), what="the refusal")
+        assert not chat.history  # the failed turn is not part of the conversation
+        assert not images.exists() or not any(images.rglob("*.png")), "an orphan image"
+
+        chat.query_one("#provider-list", OptionList).focus()  # r outside the message box
+        await pilot.press("r")
+        await wait_for(pilot, lambda: len(chat.history) == 2 and not chat.streaming,
+                       what="the answer to the retry")
+        assert chat.query(Markdown).last().source == "A red square."
+    sent = [r.body for r in upstream.requests if r.path.endswith("/chat/completions")]
+    assert len(sent) == 2 and sent[0]["messages"] == sent[1]["messages"]  # the same turn
+    assert len(list(images.rglob("*.png"))) == 1  # the retry's image, kept with its answer
+
+
+async def test_a_waiting_request_shows_its_place_in_the_queue(
+    embedded_app: Any, upstream: Any
+) -> None:
+    from lai.engine.types import RequestContext
+
+    upstream.default = Behaviour(content="late answer", delay=2.5)
+    app, runtime = embedded_app([provider("box", upstream.url, max_concurrent=1)],
+                                [model("m1", "box")])
+    async with app.run_test(size=SIZE) as pilot:
+        chat = await open_chat(pilot)
+        busy = asyncio.create_task(runtime.engine.complete(
+            {"model": "m1", "messages": [{"role": "user", "content": "hold the box"}]},
+            RequestContext(key_name="batch")))
+        await wait_for(pilot, lambda: runtime.engine.in_flight(), what="the box to be busy")
+        await say(pilot, chat, "me next")
+        await wait_for(pilot, lambda: "position 1 of 1" in meta(chat), what="the queue place")
+        await busy
+        await wait_for(pilot, lambda: not chat.streaming and len(chat.history) == 2,
+                       timeout=15, what="the answer after the wait")

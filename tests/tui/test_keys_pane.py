@@ -95,3 +95,43 @@ async def test_an_agent_key_made_in_the_form_jumps_the_queue(
             await pilot.press("enter")
     priorities = {k.name: k.priority for k in keyrepo.list_keys(runtime.store)}
     assert priorities == {"agent-ci": 0, "laptop": 1}  # the form leaves the default alone
+
+
+async def test_copy_a_new_key_and_filter_the_table(embedded_app: Any, upstream: Any) -> None:
+    app, runtime = embedded_app([provider("box", upstream.url)], [model("m1", "box")])
+    store = runtime.store
+    store.upgrade()
+    for name in ("agent-ci", "agent-batch", "laptop"):
+        keyrepo.create_key(store, name)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        pane = app.screen
+        table = pane.query_one("#keys", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 3, what="three keys")
+
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, KeyFormScreen), what="form")
+        app.screen.query_one("#key-name", Input).value = "phone"
+        app.screen.query_one("#key-expires", Input).value = "3h"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, KeyCreatedScreen), what="dialog")
+        secret = app.screen.secret  # type: ignore[attr-defined]
+        await pilot.press("c")
+        # What Textual sent to the terminal as OSC 52 (the headless driver keeps it too).
+        assert app.clipboard == secret
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: table.row_count == 4, what="the new key")
+        rows = {str(table.get_row_at(i)[0]): table.get_row_at(i) for i in range(4)}
+        assert str(rows["phone"][7]).startswith(("in 3 h", "in 2 h"))  # expires
+        assert rows["laptop"][6] == "never" and rows["laptop"][7] == "never"
+
+        await pilot.press("slash")
+        box = pane.query_one("#keys-filter", Input)
+        assert box.display and box.has_focus
+        box.value = "agent"
+        await wait_for(pilot, lambda: table.row_count == 2, what="the agent keys")
+        assert {str(table.get_row_at(i)[0]) for i in range(2)} == {"agent-ci", "agent-batch"}
+        await pilot.press("escape")
+        assert table.has_focus and table.row_count == 2  # the filter stays until cleared
+        box.value = ""
+        await wait_for(pilot, lambda: table.row_count == 4, what="every key again")

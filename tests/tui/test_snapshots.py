@@ -11,6 +11,7 @@ from typing import Any
 from textual.pilot import Pilot
 from textual.widgets import Input
 
+from lai.engine.types import Failure, Queued
 from lai.tui.app import LaiApp
 from tests.tui.conftest import SIZE
 from tests.tui.fakes import (
@@ -21,6 +22,7 @@ from tests.tui.fakes import (
     history_events,
     key,
     provider,
+    usage_rows,
 )
 
 
@@ -66,6 +68,36 @@ class TestBoard:
                             events_error="The lai proxy at /srv/lai/data/lai.sock is not "
                                          "reachable (ConnectError: connection refused).")
         assert snap_compare(app_for(client), terminal_size=SIZE, run_before=settle)
+
+    def test_queue_and_recent_failures(self, snap_compare: Any) -> None:
+        flights = [InFlight("req_1", "agent-ci", "qwen2.5-14b", "gaming-pc", NOW - 3.4, True, 57)]
+        queue = [Queued("req_q1", "ana-laptop", "auto", 0, 1, NOW - 2.5, 2500.0),
+                 Queued("req_q2", "nightly-batch", "qwen2.5-14b", 1, 2, NOW - 9.1, 9100.0)]
+        failures = [
+            Failure(NOW - 40, "req_f1", "nuc", "agent-ci", "auto", "failover", None,
+                    "connection refused (ConnectError) (moved to gaming-pc)"),
+            Failure(NOW - 300, "req_f2", "zai", "ana-laptop", "glm-4.6", 504,
+                    "upstream_timeout", "zai sent nothing for 120 s (read_timeout)."),
+        ]
+        client = FakeClient(flights=flights, queue=queue, failure_list=failures)
+        assert snap_compare(app_for(client), terminal_size=SIZE, run_before=settle)
+
+    def test_stale_after_the_proxy_stopped(self, snap_compare: Any) -> None:
+        flights = [InFlight("req_1", "agent-ci", "qwen2.5-14b", "gaming-pc", NOW - 3.4, True, 57)]
+
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await settle(pilot)
+            await pilot.app.screen.poll().wait()  # the proxy is gone: this poll fails
+
+        client = FakeClient(mode="attached", location="/srv/lai/data/lai.sock",
+                            flights=flights, unreachable_after=1)
+        assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
+
+    def test_sorted_and_filtered(self, snap_compare: Any) -> None:
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await settle(pilot, "s", "s", "slash", list("local"), "enter")
+
+        assert snap_compare(app_for(FakeClient()), terminal_size=SIZE, run_before=run_before)
 
     def test_disable_confirmation(self, snap_compare: Any) -> None:
         async def run_before(pilot: Pilot[Any]) -> None:
@@ -113,6 +145,17 @@ class TestConversations:
         assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
 
 
+    def test_filtered_by_source(self, snap_compare: Any) -> None:
+        client = FakeClient(convs=[conversation(i) for i in range(1, 16)])
+
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await settle(pilot, "2", "slash", list("source:aider"))
+            await pilot.pause(0.5)  # the search waits for typing to pause
+            await settle(pilot, "enter")
+
+        assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
+
+
 class TestKeys:
     def keys(self) -> list[dict[str, Any]]:
         return [
@@ -142,6 +185,13 @@ class TestKeys:
             await settle(pilot, "3", "n", list("laptop"), "ctrl+s")
 
         client = FakeClient(key_list=self.keys()[:1])
+        assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
+
+    def test_filtered(self, snap_compare: Any) -> None:
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await settle(pilot, "3", "slash", list("laptop"))
+
+        client = FakeClient(key_list=self.keys())
         assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
 
     def test_database_error(self, snap_compare: Any) -> None:
@@ -176,6 +226,27 @@ class TestChat:
 
         assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
 
+    def test_model_picker_marks_images_tools_and_warm(self, snap_compare: Any) -> None:
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await settle(pilot, "4", "escape", "down")  # the Gaming PC's models
+
+        assert snap_compare(app_for(FakeClient()), terminal_size=SIZE, run_before=run_before)
+
+    def test_continued_conversation(self, snap_compare: Any) -> None:
+        messages = [
+            {"role": "user", "content": "How do I keep a sourdough starter alive?",
+             "created_at": int(NOW) - 600},
+            {"role": "assistant", "content": "Feed it **daily** with equal parts flour and "
+             "water.", "provider": "gaming-pc", "model": "qwen2.5-14b", "tokens": 14,
+             "created_at": int(NOW) - 590},
+        ]
+        client = FakeClient(convs=[conversation(1, messages=messages)])
+
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await settle(pilot, "2", "enter", "c")
+
+        assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
+
     def test_provider_down(self, snap_compare: Any) -> None:
         client = FakeClient(fail={"chat": "No healthy provider can serve model 'auto' "
                                           "(gaming-pc: unhealthy)."})
@@ -184,6 +255,28 @@ class TestChat:
             await settle(pilot, "4", list("hello"), "enter")
 
         assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
+
+
+class TestUsage:
+    def test_by_day(self, snap_compare: Any) -> None:
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await settle(pilot, "5")
+
+        client = FakeClient(usage_data=usage_rows())
+        assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
+
+    def test_by_model_over_30_days(self, snap_compare: Any) -> None:
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await settle(pilot, "5", "d", "g")
+
+        client = FakeClient(usage_data=usage_rows())
+        assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
+
+    def test_empty(self, snap_compare: Any) -> None:
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await settle(pilot, "5")
+
+        assert snap_compare(app_for(FakeClient()), terminal_size=SIZE, run_before=run_before)
 
 
 def test_help(snap_compare: Any) -> None:

@@ -8,6 +8,7 @@ import orjson
 from quart import Blueprint, Response
 
 from lai.engine.events import follow
+from lai.errors import InvalidRequest
 from lai.proxy.deps import json_response, runtime
 
 bp = Blueprint("admin", __name__)
@@ -35,6 +36,33 @@ async def check(provider_id: str) -> Response:
 async def in_flight() -> Response:
     """The requests holding a slot right now, with the tokens streamed so far."""
     data = [f.to_dict() for f in runtime().engine.in_flight()]
+    return json_response({"object": "list", "data": data, "has_more": False})
+
+
+@bp.post("/admin/config/reload")
+async def reload_config() -> Response:
+    """Read the config file again and apply it (as SIGHUP does). 200 with the changes, or
+    400 ``config_invalid`` with the one-line error of ``lai config check`` (nothing
+    changed)."""
+    result = await runtime().reload()
+    if not result.ok:
+        raise InvalidRequest(result.error or "the config was not reloaded",
+                             code="config_invalid")
+    return json_response({"object": "config.reload", **result.to_dict()})
+
+
+@bp.get("/admin/queue")
+async def queue() -> Response:
+    """The requests waiting for a slot, in the order they will be served."""
+    data = [q.to_dict() for q in runtime().engine.queued()]
+    return json_response({"object": "list", "data": data, "has_more": False})
+
+
+@bp.get("/admin/failures")
+async def failures() -> Response:
+    """The last failed requests and failed-over attempts, newest first (kept in memory,
+    the last 50)."""
+    data = [f.to_dict() for f in runtime().engine.failures.recent()]
     return json_response({"object": "list", "data": data, "has_more": False})
 
 

@@ -129,7 +129,6 @@ class ChatEndpoint:
     def __init__(self, runtime: Runtime, app: ASGIApp) -> None:
         self.runtime = runtime
         self.app = app
-        self.max_body = runtime.settings.server.max_body_size
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
@@ -203,7 +202,8 @@ class ChatEndpoint:
     async def _body(self, headers: _Headers, receive: Receive) -> bytes:
         """The request body. Raises _HTTPError (413, 408) and _ClientGone."""
         length = headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_body:
+        limit = self.runtime.settings.server.max_body_size  # a reload may change it
+        if length is not None and length.isdigit() and int(length) > limit:
             raise _HTTPError(413, TOO_LARGE)
         chunks: list[bytes] = []
         size = 0
@@ -216,7 +216,7 @@ class ChatEndpoint:
                     chunk = message.get("body", b"")
                     if chunk:
                         size += len(chunk)
-                        if size > self.max_body:
+                        if size > limit:
                             raise _HTTPError(413, TOO_LARGE)
                         chunks.append(chunk)
                     if not message.get("more_body", False):

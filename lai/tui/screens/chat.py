@@ -7,6 +7,7 @@ with source ``tui``, so it shows up in pane 2.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from typing import Any
 
@@ -43,12 +44,25 @@ def provider_prompt(p: ProviderSnapshot) -> Text:
                          f" · {p.active_requests}/{p.max_concurrent} in flight")
 
 
+HISTORY_FIELDS = ("role", "content", "name", "tool_calls", "tool_call_id", "image_refs")
+
+
+def history_message(msg: dict[str, Any]) -> dict[str, Any]:
+    """A stored message as the chat request sends it again (images as references)."""
+    out = {k: msg[k] for k in HISTORY_FIELDS if msg.get(k) not in (None, [])}
+    out.setdefault("content", None if msg.get("tool_calls") else "")
+    return out
+
+
 def model_prompt(m: dict[str, Any]) -> Text:
     warm = bool(m.get("warm"))
     text = Text.assemble(("● " if warm else "○ ", "green" if warm else "dim"), str(m["id"]),
                          (" warm" if warm else " cold", "dim"))
-    if (m.get("capabilities") or {}).get("vision"):
-        text.append(" · vision", style="cyan")
+    capabilities = m.get("capabilities") or {}
+    if capabilities.get("vision"):
+        text.append(" · images", style="cyan")
+    if capabilities.get("function_calling"):
+        text.append(" · tools", style="magenta")
     return text
 
 
@@ -60,6 +74,7 @@ class ChatScreen(PaneScreen):
         Binding("ctrl+o", "attach", "Attach image", id="chat-attach"),
         Binding("escape", "stop", "Stop / leave box", id="chat-stop"),
         Binding("ctrl+n", "new_chat", "New chat", id="chat-new"),
+        Binding("ctrl+r,r", "retry", "Retry last message", id="chat-retry"),
     ]
 
     def __init__(self) -> None:
@@ -68,7 +83,12 @@ class ChatScreen(PaneScreen):
         self.model_list: list[dict[str, Any]] = []
         self.history: list[dict[str, Any]] = []
         self.attachments: list[Attachment] = []
+        self.last_sent: tuple[str, list[Attachment]] | None = None
+        """The last message sent and whether it was answered (for ``r``)."""
+        self.last_answered = False
         self.conversation_id = new_conversation_id()
+        self.continued = False
+        """The conversation came from pane 2: its name is the operator's, leave it."""
         self.streaming = False
 
     def compose(self) -> ComposeResult:
@@ -94,9 +114,50 @@ class ChatScreen(PaneScreen):
         self.query_one("#message", Input).focus()
         self.load_choices()
         self.set_interval(REFRESH_SECONDS, self.load_choices)
+        self.take_pending_conversation()
 
     def on_screen_resume(self) -> None:
         self.load_choices()
+        self.take_pending_conversation()
+
+    # -- a conversation from pane 2
+
+    def take_pending_conversation(self) -> None:
+        conv = self.lai.pending_conversation
+        if conv is None:
+            return
+        self.lai.pending_conversation = None
+        self.load_conversation(conv)
+
+    def load_conversation(self, conv: dict[str, Any]) -> None:
+        """Show ``conv``'s messages and make the next message its next turn (same id)."""
+        if self.streaming:
+            self.workers.cancel_group(self, "chat")
+        self.action_new_chat()
+        self.conversation_id = str(conv["id"])
+        self.continued = True
+        transcript = self.query_one("#transcript", VerticalScroll)
+        messages = conv.get("messages") or []
+        self.query_one("#chat-empty").display = not messages
+        for msg in messages:
+            self.history.append(history_message(msg))
+            role = msg.get("role")
+            content = msg.get("content") if isinstance(msg.get("content"), str) else ""
+            if role == "user":
+                paths = [self.client.image_path(r) for r in msg.get("image_refs") or ()]
+                transcript.mount(UserMessage(content, paths))
+            elif role == "assistant":
+                who = f"{msg.get('provider') or '?'} · {msg.get('model') or '?'}"
+                tokens = f" · {msg['tokens']} tokens" if msg.get("tokens") is not None else ""
+                text = content or f"(tool calls: {len(msg.get('tool_calls') or ())})"
+                transcript.mount(AnswerView(text, f"{who}{tokens}", classes="answer"))
+            else:
+                transcript.mount(Static(Text(f"{role}: {content}", style="dim"),
+                                        classes="message"))
+        transcript.scroll_end(animate=False)
+        name = conv.get("display_name") or conv.get("title") or conv["id"]
+        self.notify(f"Continuing “{name}” ({len(messages)} messages); new turns are added "
+                    "to it.", title="Chat", timeout=4)
 
     # -- the two-step selector
 
@@ -230,8 +291,10 @@ class ChatScreen(PaneScreen):
         transcript.anchor()
         self._show_attachments()
         first = next((m["content"] for m in self.history if m["role"] == "user"), text)
+        self.last_sent, self.last_answered = (text, attachments), False
         self.streaming = True
-        self.stream_answer(text, attachments, answer, (first or text)[:60] or None)
+        name = None if self.continued else ((first or text)[:60] or None)
+        self.stream_answer(text, attachments, answer, name)
 
     @work(group="chat", exclusive=True, exit_on_error=False, description="Chat")
     async def stream_answer(self, text: str, attachments: list[Attachment],
@@ -247,20 +310,26 @@ class ChatScreen(PaneScreen):
         finished: ChatFinished | None = None
         outcome = "error"
         sent = False
+        message_id = "msg_" + secrets.token_hex(6)
+        stored_images = False
+        conversation_id = self.conversation_id
+        waiting = asyncio.create_task(self._show_queue_place(answer, conversation_id))
         try:
             message: dict[str, Any] = {"role": "user", "content": text}
             if attachments:
                 # Stored like an upload, so the conversation lists them by path; the
                 # engine turns the refs into base64 image parts for the vision model.
+                stored_images = True
                 message["image_refs"] = await self.client.save_attachments(
-                    self.conversation_id, "msg_" + secrets.token_hex(6), attachments)
+                    conversation_id, message_id, attachments)
             self.history.append(message)
             sent = True
             body = {"model": self.selected_model(), "messages": list(self.history),
                     "stream": True, "stream_options": {"include_usage": True}}
-            async for event in self.client.chat(body, conversation_id=self.conversation_id,
+            async for event in self.client.chat(body, conversation_id=conversation_id,
                                                 display_name=name):
                 if isinstance(event, ChatStarted):
+                    waiting.cancel()
                     who = f"{event.provider} · {event.model}"
                     answer.set_meta(f"{who} · streaming…")
                 elif isinstance(event, ChatDelta):
@@ -276,14 +345,21 @@ class ChatScreen(PaneScreen):
             outcome = "stopped"
             raise
         finally:
+            waiting.cancel()
             await stream.stop()
             self.streaming = False
             seconds = self.now() - started
             if outcome == "error" and not parts:
-                if sent:  # nothing came back: the operator may send it again
+                if sent:  # nothing came back: the operator may send it again (r)
                     self.history.pop()
+                if stored_images:  # and nothing of it stays on disk
+                    try:
+                        await self.client.discard_attachments(conversation_id, message_id)
+                    except ClientError as exc:
+                        notify_error(self, exc, "Chat")
             elif parts:
                 self.history.append({"role": "assistant", "content": "".join(parts)})
+                self.last_answered = outcome == "done"
             if outcome == "stopped":
                 answer.set_meta(f"{who + ' · ' if who else ''}stopped after {seconds:.1f} s",
                                 style="yellow")
@@ -291,6 +367,33 @@ class ChatScreen(PaneScreen):
                 answer.set_meta(
                     f"{finished.provider or '?'} · {finished.model or '?'} · "
                     f"{finished.completion_tokens} tokens · {seconds:.1f} s")
+
+    async def _show_queue_place(self, answer: AnswerView, conversation_id: str) -> None:
+        """While the request waits for a slot, say where it is in the queue."""
+        with contextlib.suppress(ClientError):
+            while True:
+                await asyncio.sleep(0.5)
+                queue = await self.client.queued()
+                mine = next((q for q in queue if q.conversation_id == conversation_id), None)
+                if mine is not None:
+                    answer.set_meta(f"waiting for a free slot · position {mine.position} of "
+                                    f"{len(queue)} · {mine.waited_ms / 1000:.1f} s",
+                                    style="yellow")
+
+    def action_retry(self) -> None:
+        """Send the last message again: after a failure or a stop, as it was (images
+        included); after an answer, ask for a new answer in its place."""
+        if self.streaming or self.last_sent is None:
+            return
+        text, attachments = self.last_sent
+        # That turn (and whatever answer or part of one it got) is sent again below.
+        for i in range(len(self.history) - 1, -1, -1):
+            if self.history[i]["role"] == "user":
+                if self.history[i].get("content") == text:
+                    del self.history[i:]
+                break
+        self.attachments = list(attachments)
+        self.send(text)
 
     def action_stop(self) -> None:
         if self.streaming:
@@ -306,6 +409,7 @@ class ChatScreen(PaneScreen):
         self.attachments.clear()
         self._show_attachments()
         self.conversation_id = new_conversation_id()
+        self.continued = False
         transcript = self.query_one("#transcript", VerticalScroll)
         transcript.remove_children([w for w in transcript.children if w.id != "chat-empty"])
         self.query_one("#chat-empty").display = True

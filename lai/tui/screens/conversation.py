@@ -1,7 +1,9 @@
-"""One conversation: its messages with provider, model, tokens and time, and its images."""
+"""One conversation: its messages with provider, model, tokens and time, and its images;
+``c`` continues it in the chat pane, ``x`` exports it to a Markdown or JSON file."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -16,7 +18,10 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import Worker, WorkerState
 
+from lai.tui.export import export_conversation
 from lai.tui.notify import notify_error
+from lai.tui.screens.prompt import PromptScreen
+from lai.tui.widgets.chat import AttachPathSuggester
 
 if TYPE_CHECKING:
     from lai.tui.client import LaiClient
@@ -56,13 +61,19 @@ def message_block(msg: dict[str, Any], image_path: Callable[[Any], str]) -> Grou
 
 
 class ConversationScreen(Screen[None]):
-    """Read-only view of one conversation; escape goes back to the list."""
+    """One conversation; escape goes back to the list, ``c`` continues it in the chat
+    pane, ``x`` exports it."""
 
-    BINDINGS = [Binding("escape,q", "back", "Back", id="conversation-back")]
+    BINDINGS = [
+        Binding("escape,q", "back", "Back", id="conversation-back"),
+        Binding("c", "continue_chat", "Continue in chat", id="conversation-continue"),
+        Binding("x", "export", "Export (.md/.json)", id="conversation-export"),
+    ]
 
     def __init__(self, conversation_id: str) -> None:
         super().__init__()
         self.conversation_id = conversation_id
+        self.conv: dict[str, Any] | None = None
 
     @property
     def client(self) -> LaiClient:
@@ -79,7 +90,9 @@ class ConversationScreen(Screen[None]):
     @work(exclusive=True, exit_on_error=False, description="Conversation")
     async def load(self) -> None:
         conv = await self.client.conversation(self.conversation_id)
-        title = Text(f" {conv.get('display_name') or conv['id']}", style="bold")
+        self.conv = conv
+        title = Text(f" {conv.get('display_name') or conv.get('title') or conv['id']}",
+                     style="bold")
         title.append(f"  {conv['id']} · {conv.get('source') or '–'} · "
                      f"{conv.get('message_count', 0)} messages · "
                      f"{conv.get('total_tokens', 0):,} tokens", style="dim")
@@ -98,3 +111,37 @@ class ConversationScreen(Screen[None]):
 
     def action_back(self) -> None:
         self.dismiss(None)
+
+    def action_continue_chat(self) -> None:
+        if self.conv is None:
+            return
+        conv = self.conv
+        self.dismiss(None)
+        self.app.continue_conversation(conv)  # type: ignore[attr-defined]
+
+    def action_export(self) -> None:
+        if self.conv is None:
+            return
+        conv = self.conv
+
+        def chosen(path: str | None) -> None:
+            if path and path.strip():
+                self.export(conv, path.strip())
+
+        self.app.push_screen(PromptScreen(
+            "Export this conversation", "A path ending in .md (Markdown) or .json "
+            "(the API's JSON); → completes paths; an existing file is not overwritten.",
+            value=f"./{conv['id']}.md", suggester=AttachPathSuggester(command=None)), chosen)
+
+    @work(group="export", exit_on_error=False, description="Export")
+    async def export(self, conv: dict[str, Any], path: str) -> None:
+        try:
+            written = await asyncio.to_thread(export_conversation, conv, path,
+                                              self.client.image_path)
+        except (ValueError, OSError) as exc:
+            text = (f"{exc.filename} exists already; pick another name."
+                    if isinstance(exc, FileExistsError) else str(exc))
+            self.notify(text, title="Export", severity="error")
+            return
+        self.notify(f"Wrote {len(conv.get('messages') or ())} messages to {written}.",
+                    title="Export")

@@ -1,7 +1,9 @@
-"""Pane 2, conversations: newest first, one page at a time, with full-text search.
+"""Pane 2, conversations: newest first, one page at a time, with full-text search and
+filters (``source:aider user:ana key:agent-ci model:qwen`` in the search box).
 
 Only the page on screen is read (limit/offset), so a store with 100 000 conversations
-opens as fast as one with ten.
+opens as fast as one with ten. An unnamed conversation is listed by the start of its
+first user message.
 """
 
 from __future__ import annotations
@@ -26,8 +28,28 @@ from lai.tui.widgets.tables import selected_key, sync_rows
 PAGE_SIZE = 20
 SEARCH_DELAY = 0.3
 """Seconds of quiet typing before the search runs."""
-COLUMNS = (("updated", "Last activity"), ("name", "Name"), ("source", "Source"),
-           ("user", "User"), ("messages", "Msgs"), ("tokens", "Tokens"), ("id", "Id"))
+COLUMNS = (("updated", "Last activity"), ("name", "Title"), ("source", "Source"),
+           ("user", "User"), ("key", "Key"), ("model", "Model"), ("messages", "Msgs"),
+           ("tokens", "Tokens"), ("id", "Id"))
+FILTER_WORDS = {"source": "source", "user": "username", "key": "key_name", "model": "model"}
+"""``word:value`` in the search box -> the store's filter name."""
+
+
+def parse_search(text: str) -> tuple[str, dict[str, str]]:
+    """Split the search box into full-text words and ``word:value`` filters.
+
+    ``source:aider bread`` -> ("bread", {"source": "aider"}); an unknown word before a
+    colon (``http://x``) stays text.
+    """
+    words: list[str] = []
+    filters: dict[str, str] = {}
+    for token in text.split():
+        name, sep, value = token.partition(":")
+        if sep and value and name.lower() in FILTER_WORDS:
+            filters[FILTER_WORDS[name.lower()]] = value
+        else:
+            words.append(token)
+    return " ".join(words), filters
 
 
 def when(ts: int | float | None) -> str:
@@ -37,11 +59,23 @@ def when(ts: int | float | None) -> str:
     return datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M")
 
 
-def conversation_cells(c: dict[str, Any]) -> tuple[Any, ...]:
+def title_cell(c: dict[str, Any]) -> Text:
+    """The display name; else the first user message, in italics, so it reads as a
+    stand-in; else ``(no messages)``."""
     name = c.get("display_name")
-    return (when(c.get("updated_at")), Text(name) if name else Text("(unnamed)", style="dim"),
-            c.get("source") or "–", c.get("username") or "–", str(c.get("message_count", 0)),
-            f"{c.get('total_tokens', 0):,}", Text(str(c["id"]), style="dim"))
+    if name:
+        return Text(name, overflow="ellipsis", no_wrap=True)
+    title = c.get("title")
+    if title:
+        return Text(title, style="italic", overflow="ellipsis", no_wrap=True)
+    return Text("(no messages)", style="dim")
+
+
+def conversation_cells(c: dict[str, Any]) -> tuple[Any, ...]:
+    return (when(c.get("updated_at")), title_cell(c), c.get("source") or "–",
+            c.get("username") or "–", c.get("key_name") or "–", c.get("model") or "–",
+            str(c.get("message_count", 0)), f"{c.get('total_tokens', 0):,}",
+            Text(str(c["id"]), style="dim"))
 
 
 class ConversationsScreen(PaneScreen):
@@ -69,8 +103,8 @@ class ConversationsScreen(PaneScreen):
 
     def compose(self) -> ComposeResult:
         yield PaneHeader(self.PANE, self.client.mode, self.client.location)
-        yield Input(placeholder="Search messages and names (/ to focus, escape back to list)",
-                    id="search")
+        yield Input(placeholder="Search messages and names; filter with source: user: key: "
+                                "model: (/ to focus, escape back to list)", id="search")
         yield DataTable(id="conversations", cursor_type="row", zebra_stripes=True)
         yield Static("", id="conversations-empty", classes="empty")
         yield Static("", id="page-info")
@@ -93,12 +127,13 @@ class ConversationsScreen(PaneScreen):
         """Read the current page (after ``delay``: a newer keystroke cancels this one)."""
         if delay:
             await asyncio.sleep(delay)
-        page = await self.client.conversations(q=self.query_text or None, limit=PAGE_SIZE,
-                                               offset=self.page_offset)
+        words, filters = parse_search(self.query_text)
+        page = await self.client.conversations(q=words or None, limit=PAGE_SIZE,
+                                               offset=self.page_offset, filters=filters)
         if not page.data and self.page_offset:  # the last page emptied (deletions): step back
             self.page_offset = max(0, self.page_offset - PAGE_SIZE)
-            page = await self.client.conversations(q=self.query_text or None,
-                                                   limit=PAGE_SIZE, offset=self.page_offset)
+            page = await self.client.conversations(q=words or None, limit=PAGE_SIZE,
+                                                   offset=self.page_offset, filters=filters)
         self.rows = {str(c["id"]): c for c in page.data}
         self.has_more, self.total = page.has_more, page.total
         table = self.query_one("#conversations", DataTable)

@@ -9,10 +9,10 @@ from datetime import datetime
 from typing import Any
 
 from rich.text import Text
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Footer, Input, Static
 
 from lai.tui.screens.base import PaneScreen
 from lai.tui.screens.confirm import ConfirmScreen
@@ -37,7 +37,24 @@ def iso_local(value: str | None, empty: str = "–") -> str:
     return datetime.fromisoformat(value).astimezone().strftime("%Y-%m-%d %H:%M")
 
 
-def key_cells(k: dict[str, Any]) -> tuple[Any, ...]:
+def relative(value: str | None, now: float) -> str:
+    """``in 3 h``, ``in 12 d``, ``5 min ago``: how far an ISO time is from ``now``."""
+    if not value:
+        return ""
+    seconds = datetime.fromisoformat(value).timestamp() - now
+    size = abs(seconds)
+    if size < 60:
+        amount = f"{size:.0f} s"
+    elif size < 3600:
+        amount = f"{size // 60:.0f} min"
+    elif size < 2 * 86400:
+        amount = f"{size / 3600:.0f} h"
+    else:
+        amount = f"{size / 86400:.0f} d"
+    return f"in {amount}" if seconds >= 0 else f"{amount} ago"
+
+
+def key_cells(k: dict[str, Any], now: float) -> tuple[Any, ...]:
     rotation = ""
     if k.get("replaced_by"):
         rotation = f"→ {k['replaced_by']}"
@@ -45,12 +62,23 @@ def key_cells(k: dict[str, Any]) -> tuple[Any, ...]:
         rotation = f"← {k['rotated_from']}"
     status = k["status"]
     if status == "grace":
-        status = f"grace until {iso_local(k.get('grace_until'))}"
+        status = f"grace ends {relative(k.get('grace_until'), now)}"
+    expires = iso_local(k.get("expires_at"), "never")
+    if k.get("expires_at"):
+        expires = f"{relative(k['expires_at'], now)} ({expires[:10]})"
+    used = relative(k.get("last_used_at"), now) or "never"
     return (k["name"], k["prefix"] + "…",
             Text(status, style=STATUS_STYLE.get(k["status"], "")),
             ", ".join(k.get("scopes") or ()) or "–", str(k.get("priority", 1)),
-            iso_local(k.get("created_at"))[:10], iso_local(k.get("last_used_at"), "never"),
-            iso_local(k.get("expires_at"), "never"), rotation)
+            iso_local(k.get("created_at"))[:10], used, expires, rotation)
+
+
+def matches(k: dict[str, Any], needle: str) -> bool:
+    """The filter box: a case-insensitive substring of name, prefix, status or scopes."""
+    if not needle:
+        return True
+    hay = " ".join([k["name"], k["prefix"], k["status"], *(k.get("scopes") or ())]).lower()
+    return needle.lower() in hay
 
 
 class KeysScreen(PaneScreen):
@@ -62,15 +90,21 @@ class KeysScreen(PaneScreen):
         Binding("r", "rotate_key", "Rotate", id="keys-rotate"),
         Binding("x", "toggle_key", "Revoke/enable", id="keys-toggle"),
         Binding("d", "delete_key", "Delete", id="keys-delete"),
+        Binding("slash", "filter", "Filter", id="keys-filter"),
+        Binding("escape", "leave_filter", "Back to table", id="keys-leave", show=False),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.rows: dict[str, dict[str, Any]] = {}
+        self.all_keys: list[dict[str, Any]] = []
+        self.needle = ""
 
     def compose(self) -> ComposeResult:
         yield PaneHeader(self.PANE, self.client.mode, self.client.location)
-        yield Static("API keys", classes="section-title")
+        yield Static("API keys", id="keys-title", classes="section-title")
+        yield Input(placeholder="Filter by name, prefix, status or scope (escape: back)",
+                    id="keys-filter")
         yield DataTable(id="keys", cursor_type="row", zebra_stripes=True)
         yield Static("No API keys yet. Press n to create one.", id="keys-empty",
                      classes="empty")
@@ -82,6 +116,7 @@ class KeysScreen(PaneScreen):
             table.add_column(label, key=key)
         table.focus()
         self.query_one("#keys-empty").display = False  # until the first answer
+        self.query_one("#keys-filter").display = False
         self.load()
 
     def on_screen_resume(self) -> None:
@@ -89,12 +124,50 @@ class KeysScreen(PaneScreen):
 
     @work(group="load", exclusive=True, exit_on_error=False, description="Keys")
     async def load(self) -> None:
-        keys = await self.client.keys()
-        self.rows = {str(k["id"]): k for k in keys}
+        self.all_keys = await self.client.keys()
+        self.show()
+
+    def show(self) -> None:
+        now = self.now()
+        self.rows = {str(k["id"]): k for k in self.all_keys if matches(k, self.needle)}
         sync_rows(self.query_one("#keys", DataTable),
-                  {kid: key_cells(k) for kid, k in self.rows.items()}, ordered=True)
-        self.query_one("#keys").display = bool(self.rows)
-        self.query_one("#keys-empty").display = not self.rows
+                  {kid: key_cells(k, now) for kid, k in self.rows.items()}, ordered=True)
+        table = self.query_one("#keys", DataTable)
+        table.display = bool(self.rows)
+        box = self.query_one("#keys-filter", Input)
+        if self.rows and not (box.display and box.has_focus):
+            # Focus may have fallen elsewhere while the table was hidden (no keys yet).
+            table.focus()
+        empty = self.query_one("#keys-empty", Static)
+        empty.display = not self.rows
+        empty.update(f"No key matches “{self.needle}”." if self.needle and self.all_keys
+                     else "No API keys yet. Press n to create one.")
+        shown = (f"{len(self.rows)} of {len(self.all_keys)}" if self.needle
+                 else str(len(self.all_keys)))
+        self.query_one("#keys-title", Static).update(
+            f"API keys ({shown})" + (f" · filter “{self.needle}”" if self.needle else ""))
+
+    # -- filter
+
+    def action_filter(self) -> None:
+        box = self.query_one("#keys-filter", Input)
+        box.display = True
+        box.focus()
+
+    def action_leave_filter(self) -> None:
+        box = self.query_one("#keys-filter", Input)
+        if not box.value:
+            box.display = False
+        self.query_one("#keys", DataTable).focus()
+
+    @on(Input.Changed, "#keys-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.needle = event.value.strip()
+        self.show()
+
+    @on(Input.Submitted, "#keys-filter")
+    def _filter_submitted(self) -> None:
+        self.action_leave_filter()
 
     def selected(self) -> dict[str, Any] | None:
         kid = selected_key(self.query_one("#keys", DataTable))

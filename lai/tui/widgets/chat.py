@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -22,11 +24,20 @@ class UserMessage(Static):
 
 
 class AnswerView(Vertical):
-    """An answer: Markdown streamed token by token, then provider, model, tokens, time."""
+    """An answer: Markdown streamed token by token, then provider, model, tokens, time.
+
+    ``text`` and ``meta`` show an answer already given (a continued conversation)."""
+
+    def __init__(self, text: str = "", meta: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._text = text
+        self._meta = meta
 
     def compose(self) -> ComposeResult:
-        yield Markdown("", classes="answer-text")
-        yield Static(Text("waiting for a provider…", style="dim italic"), classes="answer-meta")
+        yield Markdown(self._text, classes="answer-text")
+        meta = (Text("waiting for a provider…", style="dim italic") if self._meta is None
+                else Text(self._meta, style="dim"))
+        yield Static(meta, classes="answer-meta")
 
     @property
     def markdown(self) -> Markdown:

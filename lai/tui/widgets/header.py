@@ -1,4 +1,4 @@
-"""The top line: where the data comes from (attached or embedded) and the four panes."""
+"""The top line: where the data comes from (attached or embedded) and the five panes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from textual.containers import Horizontal
 from textual.widgets import Static
 
 PANES = (("board", "Board"), ("conversations", "Conversations"), ("keys", "Keys"),
-         ("chat", "Chat"))
+         ("chat", "Chat"), ("usage", "Usage"))
 
 
 class PaneHeader(Horizontal):
@@ -18,6 +18,8 @@ class PaneHeader(Horizontal):
     PaneHeader { height: 1; background: $panel; }
     PaneHeader #where { width: 1fr; height: 1; text-wrap: nowrap; text-overflow: ellipsis; }
     PaneHeader #tabs { width: auto; height: 1; }
+    PaneHeader #badge { width: auto; height: 1; padding: 0 1; background: $error;
+                        color: $text; text-style: bold; display: none; }
     """
 
     def __init__(self, active: str, mode: str, location: str) -> None:
@@ -37,4 +39,11 @@ class PaneHeader(Horizontal):
             tabs.append(f" {number} {title} ", style="bold reverse" if pane == self.active else "")
             tabs.append(" ")
         yield Static(where, id="where")
+        yield Static("", id="badge")
         yield Static(tabs, id="tabs")
+
+    def set_badge(self, text: str | None) -> None:
+        """A warning beside the location (``disconnected since 12:03:04``), or none."""
+        badge = self.query_one("#badge", Static)
+        badge.display = bool(text)
+        badge.update(text or "")
