@@ -42,9 +42,12 @@ async def _serve(args: argparse.Namespace) -> int:
     runtime = build_runtime(settings)
     app = create_app(runtime)
     shutdown = asyncio.Event()
-    install_signal_handlers(
-        shutdown, lambda: log.info("shutting down: finishing in-flight requests")
-    )
+
+    def on_signal() -> None:
+        log.info("shutting down: finishing in-flight requests")
+        runtime.begin_shutdown()
+
+    install_signal_handlers(shutdown, on_signal)
     bound = sockets[0].getsockname()
     log.info("lai proxy on http://%s:%s (config %s, admin socket %s)",
              bound[0], bound[1], path, data_dir / "lai.sock")

@@ -51,6 +51,11 @@ class EmbeddedClient(StoreAccess):
     async def _ready(self) -> None:
         await self.start()
 
+    async def _settle(self, conversation_id: str | None) -> None:
+        await self.start()
+        if self.runtime.recorder is not None:
+            await self.runtime.recorder.settle(conversation_id)
+
     async def close(self) -> None:
         """Stop the runtime; the recorder writes what it holds first."""
         await self.runtime.close()
