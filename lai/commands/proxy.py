@@ -8,8 +8,11 @@ import gc
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
+from lai import enginelock
 from lai.config.loader import find_config_path, load_settings
+from lai.config.models import Settings
 from lai.proxy.app import create_app
 from lai.proxy.serve import install_signal_handlers, serve_app, tcp_socket, unix_socket
 from lai.runtime import build_runtime
@@ -36,8 +39,20 @@ async def _serve(args: argparse.Namespace) -> int:
     server = settings.server
     host = args.host or server.host
     port = server.port if args.port is None else args.port
-    sockets = [tcp_socket(host, port)]
     data_dir = server.data_dir
+    # Before binding anything: refused with one line (exit 1) while an embedded TUI runs.
+    lock = enginelock.acquire(data_dir, "proxy", hint="; close it, start the proxy, then "
+                              "open `lai` again: it attaches to the proxy.")
+    try:
+        return await _serve_locked(settings, path, host, port)
+    finally:
+        lock.release()
+
+
+async def _serve_locked(settings: Settings, path: Path, host: str, port: int) -> int:
+    server = settings.server
+    data_dir = server.data_dir
+    sockets = [tcp_socket(host, port)]
     sockets.append(unix_socket(data_dir / "lai.sock"))
     runtime = build_runtime(settings)
     app = create_app(runtime)

@@ -51,9 +51,11 @@ class FakeClock:
 
 
 async def until(cond: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not cond():
-            await asyncio.sleep(0.005)
+    """Poll ``cond``: probes do real network IO, so there is no event to wait on."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        assert asyncio.get_running_loop().time() < deadline, f"no {what} within {timeout}s"
+        await asyncio.sleep(0.005)
 
 
 def make_engine(url: str, clock: FakeClock, *, interval: float = 30,
