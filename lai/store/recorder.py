@@ -12,6 +12,10 @@ Nothing is dropped silently:
   logged and counted in ``failed_writes``. A batch that keeps failing for a reason other
   than an unavailable database is split, and a single record the database refuses is
   logged in full, counted in ``rejected`` and spilled to ``spill_path``.
+- ``settle(conversation_id)`` waits until the records of that conversation submitted so
+  far are written, cutting the linger short: reads of a conversation call it first, so
+  a client sees the request lai just answered (read-your-writes). It costs the hot path
+  one dict assignment per record.
 - ``close()`` writes everything left. If the database is still down when its timeout
   runs out, the rest goes to ``spill_path`` (JSON lines), read back by the next
   ``start()``; without a spill path each lost request id is logged.
