@@ -59,20 +59,26 @@ def open_private(path: Path, flags: int) -> int:
 def _tighten(path: Path, changed: list[tuple[Path, int]]) -> None:
     try:
         st = os.lstat(path)
-    except FileNotFoundError:
+    except OSError:  # gone meanwhile, or in a folder we may not read
         return
     if stat.S_ISLNK(st.st_mode):
         return  # chmod would follow it out of the data dir
     mode = stat.S_IMODE(st.st_mode)
     if mode & _LOOSE:
-        os.chmod(path, mode & ~_LOOSE)
+        try:
+            os.chmod(path, mode & ~_LOOSE)
+        except OSError as exc:  # another user's file: say so, but keep serving
+            log.warning("cannot make %s private (mode %04o): %s", path, mode,
+                        exc.strerror or exc)
+            return
         changed.append((path, mode))
 
 
 def tighten_tree(root: Path, extra: Iterable[Path] = ()) -> list[tuple[Path, int]]:
     """Take group and other permissions off ``root``, everything under it and ``extra``
     (e.g. a database kept elsewhere); answers the paths changed with their old modes and
-    logs one warning when there are any. Symlinks are not followed. Raises OSError."""
+    logs one warning when there are any (and one per path it may not change). Symlinks
+    are not followed; folders that cannot be listed are skipped. Never raises."""
     changed: list[tuple[Path, int]] = []
     if root.is_dir():
         _tighten(root, changed)
