@@ -72,3 +72,27 @@ async def test_admin_flush_for_a_client_that_reads_the_store(proxy_factory, upst
         assert r.status_code == 200 and r.json()["flushed"] is True
         found += repo.get_conversation(store, f"tui-{i}")["id"] == f"tui-{i}"
     assert found == 5
+
+
+async def test_the_attached_tui_reads_its_chat_at_once(proxy_factory, upstream):  # type: ignore[no-untyped-def]
+    from lai.store.db import open_store
+    from lai.tui.attached import AttachedClient
+
+    proxy = await proxy_factory([provider("box", upstream.url)], [model("small", "box")],
+                                admin_socket=True)
+    settings = proxy.settings
+    tui = AttachedClient(settings, open_store(settings.server.database_url),
+                         sock=proxy.socket_path)
+    try:
+        found = 0
+        for i in range(10):
+            body = {"model": "small", "stream": True,
+                    "messages": [{"role": "user", "content": "hello"}]}
+            events = [e async for e in tui.chat(body, conversation_id=f"att-{i}")]
+            assert events, "the chat answered"
+            conv = await tui.conversation(f"att-{i}")
+            found += len(conv["messages"]) == 2
+        assert found == 10
+    finally:
+        await tui.close()
+        tui.store.dispose()
