@@ -7,9 +7,10 @@ A failure makes ``unhealthy`` at once when the provider cannot be reached at all
 failures (probes or live requests). One success restores it. An unhealthy provider is
 probed again after 1 s, then 2, 4, ... up to ``health_check_interval``, so a restarted
 server is back within seconds. A disabled provider shows ``disabled`` whatever its last
-health. Probes are skipped while a healthy provider has requests in flight: the live
-traffic already tells whether it is alive, and some servers (llama.cpp) serialise a probe
-behind a generation or cut a stream short for it.
+health and is not probed; enabling it probes it at once. Probes are skipped while a
+healthy provider has requests in flight: the live traffic already tells whether it is
+alive, and some servers (llama.cpp) serialise a probe behind a generation or cut a
+stream short for it.
 """
 
 from __future__ import annotations
@@ -79,7 +80,9 @@ class HealthMonitor:
         self._in_flight = in_flight
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = {pid: asyncio.Event() for pid in states}
-        """Set when live traffic makes a provider unhealthy: its loop starts re-probing."""
+        """Set when live traffic makes a provider unhealthy (its loop starts re-probing)
+        or when it is enabled (its loop probes now, if named in ``_probe_now``)."""
+        self._probe_now: set[str] = set()
 
     def _set(self, state: ProviderState, new: ProviderStatus, error: str | None) -> None:
         old = state.status
@@ -126,7 +129,11 @@ class HealthMonitor:
             self._set(state, "unhealthy", error)
 
     def notify_toggle(self, provider_id: str, old: ProviderStatus) -> None:
+        """A provider was enabled or disabled; an enabled one is probed at once."""
         state = self._states[provider_id]
+        if old == "disabled" and state.enabled:
+            self._probe_now.add(provider_id)
+            self._wake[provider_id].set()
         if state.status != old:
             self._events.emit(
                 HealthChanged(provider_id, old, state.status, self._clock.time(),
@@ -177,15 +184,18 @@ class HealthMonitor:
             else:
                 backoff, wait = 0.0, interval
             woken = await self._pause(provider_id, wait)
-            # Woken: live traffic found it down just now; the first re-probe is 1 s away.
-            probe = not woken
+            # Woken: just enabled (probe now), or live traffic found it down just now
+            # (the first re-probe is 1 s away).
+            probe = not woken or provider_id in self._probe_now
+            self._probe_now.discard(provider_id)
             if woken:
                 backoff = 0.0
 
     async def _pause(self, provider_id: str, seconds: float) -> bool:
         """Sleep ``seconds`` on the engine's clock; True when woken early."""
         wake = self._wake[provider_id]
-        wake.clear()
+        if provider_id not in self._probe_now:  # an enable meanwhile must not be lost
+            wake.clear()
         sleeper = asyncio.ensure_future(self._clock.sleep(seconds))
         waiter = asyncio.ensure_future(wake.wait())
         try:

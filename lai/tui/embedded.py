@@ -54,9 +54,11 @@ class EmbeddedClient(StoreAccess):
             # Runtime.start migrates the store to head before anything reads it.
             try:
                 await self.runtime.start()
-            except STORE_ERRORS as exc:
-                self._lock.release()
-                raise client_error(exc) from None
+            except BaseException as exc:
+                self._lock.release()  # a failed start runs no engine
+                if isinstance(exc, STORE_ERRORS):
+                    raise client_error(exc) from None
+                raise
             self._started = True
 
     async def _ready(self) -> None:

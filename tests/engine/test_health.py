@@ -182,3 +182,22 @@ async def test_a_live_refusal_wakes_the_loop_to_reprobe_within_a_second() -> Non
         finally:
             await engine.close()
             await engine.client.aclose()
+
+
+async def test_a_provider_enabled_at_run_time_is_probed_at_once() -> None:
+    clock = FakeClock()
+    with FakeUpstream() as upstream:
+        engine = make_engine(upstream.url, clock, interval=30)
+        engine.states["box"].enabled = False  # as `enabled = false` in the config
+        seen = probes(engine)
+        await engine.start()
+        try:
+            await until(lambda: clock.sleeps == [30], "the first pause")
+            assert seen == [] and engine.states["box"].status == "disabled"
+            engine.set_enabled("box", True)
+            assert engine.states["box"].status == "unknown"
+            await until(lambda: len(seen) == 1, "the probe on enable")  # no clock advance
+            assert engine.states["box"].status == "healthy"
+        finally:
+            await engine.close()
+            await engine.client.aclose()
