@@ -21,6 +21,7 @@ from lai.reload import Reloader, ReloadResult
 from lai.store.db import Store, open_store
 from lai.store.images import ImageStore
 from lai.store.keyservice import KeyService
+from lai.store.private import make_private_dir, tighten_tree
 from lai.store.recorder import Recorder
 from lai.store.retention import RetentionSweeper
 from lai.transport import NoCookies, PoolTransport
@@ -108,6 +109,7 @@ class Runtime:
         if self._started:
             return
         self._started = True
+        await asyncio.to_thread(self._make_private)
         if self.store is not None:
             # Every process that touches the store migrates it first; in a thread, since
             # the event loop may already serve something else.
@@ -125,8 +127,22 @@ class Runtime:
         assert self.reloader is not None
         self.reloader.start_watching()
 
+    def _make_private(self) -> None:
+        # Conversations are private: the data dir (and a SQLite file kept elsewhere) is
+        # its owner's only, whatever an older version or a restore left (lai.store.private).
+        data_dir = self.settings.server.data_dir
+        make_private_dir(data_dir)
+        tighten_tree(data_dir, self.store.private_paths() if self.store is not None else ())
+
+    def begin_shutdown(self) -> None:
+        """Shutdown has started: end the live event streams (``/admin/events``, which
+        would otherwise hold the server for its whole graceful timeout). Requests in
+        flight go on. Safe to call from any thread, more than once."""
+        self.engine.events.end_streams()
+
     async def close(self) -> None:
         """Stop background work, flush what must be kept, close the HTTP client."""
+        self.begin_shutdown()
         if not self._started:
             await self.client.aclose()
             return

@@ -8,8 +8,11 @@ import gc
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
+from lai import enginelock
 from lai.config.loader import find_config_path, load_settings
+from lai.config.models import Settings
 from lai.proxy.app import create_app
 from lai.proxy.serve import (
     install_reload_handler,
@@ -42,15 +45,30 @@ async def _serve(args: argparse.Namespace) -> int:
     server = settings.server
     host = args.host or server.host
     port = server.port if args.port is None else args.port
-    sockets = [tcp_socket(host, port)]
     data_dir = server.data_dir
+    # Before binding anything: refused with one line (exit 1) while an embedded TUI runs.
+    lock = enginelock.acquire(data_dir, "proxy", hint="; close it, start the proxy, then "
+                              "open `lai` again: it attaches to the proxy.")
+    try:
+        return await _serve_locked(settings, path, host, port)
+    finally:
+        lock.release()
+
+
+async def _serve_locked(settings: Settings, path: Path, host: str, port: int) -> int:
+    server = settings.server
+    data_dir = server.data_dir
+    sockets = [tcp_socket(host, port)]
     sockets.append(unix_socket(data_dir / "lai.sock"))
     runtime = build_runtime(settings)
     app = create_app(runtime)
     shutdown = asyncio.Event()
-    install_signal_handlers(
-        shutdown, lambda: log.info("shutting down: finishing in-flight requests")
-    )
+
+    def on_signal() -> None:
+        log.info("shutting down: finishing in-flight requests")
+        runtime.begin_shutdown()
+
+    install_signal_handlers(shutdown, on_signal)
     assert runtime.reloader is not None
     install_reload_handler(runtime.reloader.reload_soon)
     bound = sockets[0].getsockname()

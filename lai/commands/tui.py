@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 from lai.config.loader import find_config_path, load_settings
@@ -19,7 +20,10 @@ from lai.tui.probe import proxy_answers, socket_path
 
 def setup_logging(settings: Settings) -> None:
     """Log to ``data_dir/tui.log``: the terminal belongs to the UI."""
-    settings.server.data_dir.mkdir(parents=True, exist_ok=True)
+    # Private (0700, 0600) before logging opens it; lai.store.private would import the
+    # store's SQLAlchemy before the first frame.
+    settings.server.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(settings.server.data_dir / "tui.log", os.O_WRONLY | os.O_CREAT, 0o600))
     logging.basicConfig(
         level=logging.INFO,
         filename=settings.server.data_dir / "tui.log",

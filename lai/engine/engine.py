@@ -31,7 +31,7 @@ from lai.engine.clock import Clock, SystemClock
 from lai.engine.cost import request_cost
 from lai.engine.events import EventBus, Failover, QueueChanged, RequestFinished, RequestStarted
 from lai.engine.failures import FailureLog
-from lai.engine.health import HealthMonitor, ProviderState, describe_http_error
+from lai.engine.health import HealthMonitor, ProviderState, auto_status, describe_http_error
 from lai.engine.jsonbytes import members, splice
 from lai.engine.reconfigure import provider_timeout
 from lai.engine.requests import inspect_chat
@@ -160,10 +160,12 @@ class Engine:
         """The model list of GET /v1/models (``auto`` first); with ``allowed`` (a key's
         model list) only the models that key may use."""
         now = int(self.clock.time())
-        any_usable = any(s.usable for s in self.states.values())
+        live = [s for pid, s in self.states.items() if pid in self.catalog.providers]
+        auto = auto_status(live,
+                           cloud_fallback=self.settings.server.cloud_fallback)
         out: list[dict[str, Any]] = [{
             "id": "auto", "object": "model", "created": now, "owned_by": "lai",
-            "provider": None, "status": "healthy" if any_usable else "unhealthy",
+            "provider": None, "status": auto,
             "warm": any(self.is_warm(p, m) for p, s in self.states.items() for m in s.warm),
         }]
         for m in self.settings.models:

@@ -145,6 +145,9 @@ class EventBus:
     """Fans engine events out to observers. One per engine; nothing process-wide."""
 
     _observers: list[Observer] = field(default_factory=list)
+    _enders: set[Callable[[], None]] = field(default_factory=set)
+    """One per live ``follow``: ends it (see ``end_streams``)."""
+    _ended: bool = False
 
     def subscribe(self, observer: Observer) -> Callable[[], None]:
         """Add an observer; returns a function that removes it again."""
@@ -155,6 +158,15 @@ class EventBus:
                 self._observers.remove(observer)
 
         return unsubscribe
+
+    def end_streams(self) -> None:
+        """End every ``follow`` of this bus now, and any started later (at shutdown a
+        live view must not hold the server open). Observers keep getting events."""
+        self._ended = True
+        enders = tuple(self._enders)
+        self._enders.clear()
+        for end in enders:
+            end()
 
     def emit(self, event: Event) -> None:
         for observer in tuple(self._observers):
@@ -174,19 +186,35 @@ async def follow(
     """Live view of ``bus``: ``snapshot()`` (taken once subscribed, so nothing falls in
     between), then every event as ``event_dict``; None after ``idle`` seconds without one
     (for keep-alives). A slow reader loses the oldest events, never memory: it gets
-    ``{"kind": "dropped", "count": N}`` before the events that follow the gap."""
-    queue: asyncio.Queue[Event] = asyncio.Queue(size)
+    ``{"kind": "dropped", "count": N}`` before the events that follow the gap. It ends
+    (returns) at once when ``bus.end_streams()`` is called."""
+    queue: asyncio.Queue[Event | None] = asyncio.Queue(size + 1)  # + 1: room for the end
     dropped = 0
+    loop = asyncio.get_running_loop()
 
     def observe(event: Event) -> None:
         nonlocal dropped
-        if queue.full():
+        if queue.qsize() >= size:
             with contextlib.suppress(asyncio.QueueEmpty):
                 queue.get_nowait()
             dropped += 1
         queue.put_nowait(event)
 
+    def end() -> None:
+        # end_streams may be called from another thread than this loop's.
+        try:
+            here = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            here = False
+        if here:
+            queue.put_nowait(None)  # None ends the stream
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    if bus._ended:
+        return
     unsubscribe = bus.subscribe(observe)
+    bus._enders.add(end)
     try:
         yield snapshot()
         while True:
@@ -196,10 +224,13 @@ async def follow(
             except TimeoutError:
                 yield None
                 continue
+            if event is None:
+                return
             if dropped:
                 yield {"kind": "dropped", "count": dropped}
                 dropped = 0
             yield event_dict(event)
     finally:
+        bus._enders.discard(end)
         unsubscribe()
 

@@ -1,17 +1,23 @@
 """Provider health: the state machine, the probes, and the background loop.
 
-States: ``unknown`` until the first signal; a passing probe is ``healthy``, or
-``degraded`` when it took longer than 5 s; 3 consecutive failures (probes or live
-requests) make ``unhealthy``; one success restores it. A disabled provider shows
-``disabled`` whatever its last health. Probes are skipped while a provider has requests
-in flight: the live traffic already tells whether it is alive, and some servers
-(llama.cpp) serialise a probe behind a generation or cut a stream short for it.
+States: ``unknown`` while there is no signal yet (every enabled provider is probed at
+start-up); a passing probe is ``healthy``, or ``degraded`` when it took longer than 5 s.
+A failure makes ``unhealthy`` at once when the provider cannot be reached at all
+(connection refused, no route) or had no success yet; otherwise after 3 consecutive
+failures (probes or live requests). One success restores it. An unhealthy provider is
+probed again after 1 s, then 2, 4, ... up to ``health_check_interval``, so a restarted
+server is back within seconds. A disabled provider shows ``disabled`` whatever its last
+health and is not probed; enabling it probes it at once. Probes are skipped while a
+healthy provider has requests in flight: the live traffic already tells whether it is
+alive, and some servers (llama.cpp) serialise a probe behind a generation or cut a
+stream short for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import httpx
@@ -26,6 +32,11 @@ log = logging.getLogger("lai.engine.health")
 
 DEGRADED_LATENCY_S = 5.0
 UNHEALTHY_AFTER = 3
+REPROBE_FIRST_S = 1.0
+"""Seconds before an unhealthy provider is probed again; doubles up to the interval."""
+REFUSED = "connection refused"
+CANNOT_CONNECT = "cannot connect: "
+"""How :func:`describe_http_error` starts a failure that reached no server at all."""
 
 
 @dataclass
@@ -68,6 +79,10 @@ class HealthMonitor:
         self._events = events
         self._in_flight = in_flight
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._wake = {pid: asyncio.Event() for pid in states}
+        """Set when live traffic makes a provider unhealthy (its loop starts re-probing)
+        or when it is enabled (its loop probes now, if named in ``_probe_now``)."""
+        self._probe_now: set[str] = set()
 
     def _set(self, state: ProviderState, new: ProviderStatus, error: str | None) -> None:
         old = state.status
@@ -94,16 +109,31 @@ class HealthMonitor:
             new = "healthy" if state.health in ("unknown", "unhealthy") else state.health
         self._set(state, new, None)
 
-    def record_failure(self, provider_id: str, error: str) -> None:
-        """A probe failed or a live request failed because of the provider."""
+    def record_failure(self, provider_id: str, error: str, *,
+                       unreachable: bool | None = None) -> None:
+        """A probe failed or a live request failed because of the provider.
+
+        ``unreachable`` (default: ``error`` is :func:`describe_http_error`'s "connection
+        refused" or "cannot connect: ...") makes it unhealthy at once, as does a failure
+        before any success; other failures count toward ``UNHEALTHY_AFTER``.
+        """
         state = self._states[provider_id]
         state.consecutive_failures += 1
         state.last_error = error
-        if state.consecutive_failures >= UNHEALTHY_AFTER:
+        if unreachable is None:
+            unreachable = is_unreachable(error)
+        if (unreachable or state.health == "unknown"
+                or state.consecutive_failures >= UNHEALTHY_AFTER):
+            if state.health != "unhealthy":
+                self._wake.setdefault(provider_id, asyncio.Event()).set()
             self._set(state, "unhealthy", error)
 
     def notify_toggle(self, provider_id: str, old: ProviderStatus) -> None:
+        """A provider was enabled or disabled; an enabled one is probed at once."""
         state = self._states[provider_id]
+        if old == "disabled" and state.enabled:
+            self._probe_now.add(provider_id)
+            self._wake.setdefault(provider_id, asyncio.Event()).set()
         if state.status != old:
             self._events.emit(
                 HealthChanged(provider_id, old, state.status, self._clock.time(),
@@ -140,12 +170,42 @@ class HealthMonitor:
         )
 
     async def _loop(self, provider_id: str) -> None:
+        backoff = 0.0
+        probe = True  # at start-up (or when a reload adds it): a signal at once
         while True:
+            # Read each round: a reload may have replaced the provider's config.
             state = self._states[provider_id]
-            if state.enabled and self._in_flight.get(provider_id, 0) == 0:
+            interval = state.config.health_check_interval
+            busy = self._in_flight.get(provider_id, 0) > 0
+            if probe and state.enabled and (not busy or state.health == "unhealthy"):
                 await self.probe(provider_id)
-            # Read each round: a reload may have changed it.
-            await self._clock.sleep(state.config.health_check_interval)
+            if state.health == "unhealthy" and state.enabled:
+                backoff = min(interval, backoff * 2 if backoff else REPROBE_FIRST_S)
+                wait = backoff
+            else:
+                backoff, wait = 0.0, interval
+            woken = await self._pause(provider_id, wait)
+            # Woken: just enabled (probe now), or live traffic found it down just now
+            # (the first re-probe is 1 s away).
+            probe = not woken or provider_id in self._probe_now
+            self._probe_now.discard(provider_id)
+            if woken:
+                backoff = 0.0
+
+    async def _pause(self, provider_id: str, seconds: float) -> bool:
+        """Sleep ``seconds`` on the engine's clock; True when woken early."""
+        wake = self._wake.setdefault(provider_id, asyncio.Event())
+        if provider_id not in self._probe_now:  # an enable meanwhile must not be lost
+            wake.clear()
+        sleeper = asyncio.ensure_future(self._clock.sleep(seconds))
+        waiter = asyncio.ensure_future(wake.wait())
+        try:
+            done, _ = await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waiter.cancel()
+            await asyncio.gather(sleeper, waiter, return_exceptions=True)
+        return waiter in done and sleeper not in done
 
     def start(self) -> None:
         """Start one probe loop per provider; they run in parallel."""
@@ -176,6 +236,23 @@ class HealthMonitor:
                 pass
 
 
+def is_unreachable(error: str) -> bool:
+    """Whether ``error`` (from :func:`describe_http_error`) says no server answered at
+    all: nothing listens on the port, or the host cannot be reached."""
+    return error == REFUSED or error.startswith(CANNOT_CONNECT)
+
+
+def auto_status(states: Iterable[ProviderState], *, cloud_fallback: bool) -> ProviderStatus:
+    """The status of ``auto`` from the providers it may route to: ``healthy`` (or
+    ``degraded``) when one of them is, ``unknown`` while none has a signal yet,
+    ``unhealthy`` when all have failed or are disabled."""
+    seen = {s.status for s in states if s.enabled and (cloud_fallback or not s.config.is_cloud)}
+    for status in ("healthy", "degraded", "unknown"):
+        if status in seen:
+            return status  # type: ignore[return-value]
+    return "unhealthy"
+
+
 def describe_http_error(exc: BaseException) -> str:
     """A short human description of an httpx failure (never includes headers or keys)."""
     if isinstance(exc, httpx.ConnectError):
@@ -183,14 +260,14 @@ def describe_http_error(exc: BaseException) -> str:
         cause: BaseException | None = exc
         while cause is not None:
             if isinstance(cause, ConnectionRefusedError):
-                return "connection refused"
+                return REFUSED
             if isinstance(cause, OSError) and cause.strerror:
-                return f"cannot connect: {cause.strerror.lower()}"
+                return f"{CANNOT_CONNECT}{cause.strerror.lower()}"
             cause = cause.__cause__ or cause.__context__
         text = str(exc) or "connection failed"
         if "refused" in text.lower():
-            return "connection refused"
-        return f"cannot connect: {text}"
+            return REFUSED
+        return f"{CANNOT_CONNECT}{text}"
     if isinstance(exc, httpx.ConnectTimeout):
         return "connect timeout"
     if isinstance(exc, httpx.ReadTimeout):

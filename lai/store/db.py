@@ -23,6 +23,7 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
 import lai
+from lai.store.private import create_private_file
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -83,11 +84,12 @@ def _sqlite_events(engine: Engine, busy_timeout_ms: int) -> None:
     is_file = database not in ("", ":memory:") and not database.startswith("file:")
 
     @sa.event.listens_for(engine, "do_connect")
-    def _make_folder(*_args: Any) -> None:
+    def _make_file(*_args: Any) -> None:
         # On the first connection rather than in open_store, which must do no IO; a fresh
-        # machine has no data/ folder yet and SQLite will not create it.
+        # machine has no data/ folder yet and SQLite will not create it. The file is made
+        # 0600 before SQLite opens it: SQLite gives its -wal and -shm the database's mode.
         if is_file:
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            create_private_file(Path(database).expanduser())
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -142,6 +144,15 @@ class Store:
     @property
     def url(self) -> URL:
         return self.engine.url
+
+    def private_paths(self) -> list[Path]:
+        """The files of a SQLite database (the file, its -wal and -shm), which must be
+        readable by their owner only; empty for a server database."""
+        database = self.url.database or ""
+        if self.dialect != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
+            return []
+        path = Path(database).expanduser()
+        return [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
 
     @contextmanager
     def session(self) -> Iterator[Session]:

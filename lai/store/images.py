@@ -52,6 +52,7 @@ from lai.config.models import ServerSettings
 from lai.engine.clock import Clock, SystemClock
 from lai.errors import InvalidRequest, NotFound, RequestTooLarge
 from lai.store.imagecheck import DEFAULT_MAX_PIXELS, MIME_BY_EXT, inspect_image
+from lai.store.private import DIR_MODE, open_private
 
 try:
     import fcntl
@@ -210,7 +211,7 @@ class ImageStore:
         tmp = folder / f".upload-{secrets.token_hex(8)}.tmp"
         try:
             # Write outside the lock (the slow part), number and rename inside it.
-            with open(tmp, "xb") as fh:
+            with os.fdopen(open_private(tmp, os.O_WRONLY | os.O_EXCL), "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -248,7 +249,7 @@ class ImageStore:
         for d in (self.root.parent, self.root, folder.parent, folder):
             if not d.is_dir():
                 with contextlib.suppress(FileExistsError):
-                    d.mkdir(parents=True)
+                    d.mkdir(mode=DIR_MODE, parents=True)  # 0700 through a umask of 022
                     created.append(d)
         self._inside(folder)  # again, now that the folders exist (a symlink planted meanwhile)
         return created

@@ -12,6 +12,10 @@ Nothing is dropped silently:
   logged and counted in ``failed_writes``. A batch that keeps failing for a reason other
   than an unavailable database is split, and a single record the database refuses is
   logged in full, counted in ``rejected`` and spilled to ``spill_path``.
+- ``settle(conversation_id)`` waits until the records of that conversation submitted so
+  far are written, cutting the linger short: reads of a conversation call it first, so
+  a client sees the request lai just answered (read-your-writes). It costs the hot path
+  one dict assignment per record.
 - ``close()`` writes everything left. If the database is still down when its timeout
   runs out, the rest goes to ``spill_path`` (JSON lines), read back by the next
   ``start()``; without a spill path each lost request id is logged.
@@ -22,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -33,10 +38,13 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from lai.engine.events import Event, EventBus, RequestFinished
 from lai.store.db import Store
+from lai.store.private import make_private_dir, open_private
 from lai.store.writer import BatchResult, Record, record_from_event, write_batch
 
 log = logging.getLogger("lai.store.recorder")
 
+SETTLE_TIMEOUT = 5.0
+"""Seconds a read waits for its conversation's records before it goes ahead anyway."""
 _GIVE_UP_SPLITTING = 3
 """Failed attempts (not counting an unavailable database) before a batch is split."""
 
@@ -119,6 +127,12 @@ class Recorder:
         self._unsubscribe: Callable[[], None] | None = None
         self._last_backlog_log = 0.0
         self._written = self._messages = self._batches = 0
+        # Read-your-writes (settle): records are written in the order they were
+        # submitted, so "the n-th record is stored" is "finished >= n".
+        self._submitted = 0
+        self._finished = 0
+        self._last_of: dict[str, int] = {}
+        """conversation id -> number of its newest record submitted and not finished."""
         self._failed_writes = self._overflowed = self._rejected = 0
 
     # -- counters -----------------------------------------------------------------------
@@ -165,6 +179,10 @@ class Recorder:
             self._spill([record])
             return
         with self._lock:
+            self._submitted += 1
+            cid = record.get("conversation_id")
+            if cid:
+                self._last_of[cid] = self._submitted
             if self._overflow or len(self._queue) >= self.max_queue:
                 self._overflow.append(record)
                 self._overflowed += 1
@@ -289,7 +307,7 @@ class Recorder:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max)
                 continue
-            self._done(result)
+            self._done(result, finished=len(batch))
             return
 
     async def _write_one_by_one(self, batch: list[Record]) -> None:
@@ -318,20 +336,30 @@ class Recorder:
                     self._spill([record])
                     with self._lock:
                         self._current = batch[i + 1 :]
+                    self._finish(1)
                     break
-                self._done(result, remaining=batch[i + 1 :])
+                self._done(result, remaining=batch[i + 1 :], finished=1)
                 break
 
     def _write(self, batch: list[Record]) -> BatchResult:
         with self.store.write_session() as session:
             return write_batch(session, batch)
 
-    def _done(self, result: BatchResult, remaining: list[Record] | None = None) -> None:
+    def _done(self, result: BatchResult, remaining: list[Record] | None = None,
+              *, finished: int) -> None:
         self._written += result.requests
         self._messages += result.messages
         self._batches += 1
         with self._lock:
             self._current = remaining or []
+        self._finish(finished)
+
+    def _finish(self, count: int) -> None:
+        """``count`` more records, the oldest not finished, are stored (or spilled)."""
+        with self._lock:
+            self._finished += count
+            if self._finished >= self._submitted:
+                self._last_of.clear()  # keeps the map as small as the backlog
         if self._progress is not None:
             self._progress.set()
 
@@ -349,6 +377,45 @@ class Recorder:
             if not self.backlog:
                 return
             await self._progress.wait()
+
+    async def settle(self, conversation_id: str | None = None, *,
+                     timeout: float = SETTLE_TIMEOUT) -> bool:
+        """Wait until the records submitted so far of ``conversation_id`` (of every
+        conversation when None) are stored, cutting the linger short: after it, a read
+        sees every request lai has answered. Answers False (and logs) when that took more
+        than ``timeout`` seconds (the database is slow or down), or when the recorder is
+        not running; True at once when nothing of that conversation is pending."""
+        with self._lock:
+            target = (self._submitted if conversation_id is None
+                      else self._last_of.get(conversation_id, 0))
+        if self._finished >= target:
+            return True
+        loop = self._loop
+        if loop is None or self._task is None or self._progress is None or loop.is_closed():
+            return False
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not loop:  # called from another thread's loop (an embedded TUI)
+            future = asyncio.run_coroutine_threadsafe(self._settle(target, timeout), loop)
+            return await asyncio.wrap_future(future)
+        return await self._settle(target, timeout)
+
+    async def _settle(self, target: int, timeout: float) -> bool:
+        assert self._progress is not None and self._hurry is not None
+        self._hurry.set()
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    self._progress.clear()  # before looking, as in flush()
+                    if self._finished >= target:
+                        return True
+                    await self._progress.wait()
+        except TimeoutError:
+            log.warning("recorder: records still not written after %.1fs (%d waiting); "
+                        "a read may miss the newest requests", timeout, self.backlog)
+            return False
 
     async def close(self, grace: float | None = 30.0) -> None:
         """Stop observing, write everything left, stop the worker. Idempotent.
@@ -388,6 +455,8 @@ class Recorder:
             # The interrupted batch may still commit in its thread; spilling it too is
             # harmless because writing is idempotent by request_id.
             left = self._current + list(self._queue) + list(self._overflow)
+            self._finished = self._submitted  # spilled now, or lost and logged
+            self._last_of.clear()
             self._current = []
             self._queue.clear()
             self._overflow.clear()
@@ -403,8 +472,9 @@ class Recorder:
             )
             return
         try:
-            self.spill_path.parent.mkdir(parents=True, exist_ok=True)
-            with self.spill_path.open("a", encoding="utf-8") as fh:
+            make_private_dir(self.spill_path.parent)
+            fd = open_private(self.spill_path, os.O_WRONLY | os.O_APPEND)
+            with os.fdopen(fd, "a", encoding="utf-8") as fh:
                 for record in records:
                     fh.write(json.dumps(record, default=str) + "\n")
         except OSError:
@@ -429,7 +499,8 @@ class Recorder:
         records: list[Record] = []
         if path.exists():
             if replay.exists():
-                with replay.open("a", encoding="utf-8") as out:
+                fd = open_private(replay, os.O_WRONLY | os.O_APPEND)
+                with os.fdopen(fd, "a", encoding="utf-8") as out:
                     out.write(path.read_text("utf-8"))
                 path.unlink()
             else:

@@ -80,6 +80,15 @@ class AttachedClient(StoreAccess):
             raise ClientError.from_body(body, resp.status_code)
         return body
 
+    async def _settle(self, conversation_id: str | None) -> None:
+        # The proxy's recorder holds the newest requests for up to its linger; ask it to
+        # store them before reading the database. A proxy that cannot is read anyway.
+        params = {"conversation_id": conversation_id} if conversation_id else {}
+        try:
+            await self.http.post("/admin/flush", params=params, timeout=10.0)
+        except httpx.HTTPError:
+            pass
+
     # -- board
 
     async def providers(self) -> list[ProviderSnapshot]:

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from lai import enginelock
 from lai.engine.events import follow
 from lai.engine.types import Failure, InFlight, ProviderSnapshot, Queued, RequestContext
 from lai.errors import LaiError
@@ -35,25 +36,47 @@ class EmbeddedClient(StoreAccess):
         self.location = str(config_path)
         self._start_lock = asyncio.Lock()
         self._started = False
+        self._lock: enginelock.EngineLock | None = None
 
     async def start(self) -> None:
         """Migrate the store and start the runtime (health checks, recorder)."""
         async with self._start_lock:
             if self._started:
                 return
+            # One engine per data dir: a proxy (starting, or not answering its socket)
+            # or another embedded TUI already routes to these boxes.
+            try:
+                self._lock = enginelock.acquire(
+                    self.runtime.settings.server.data_dir, "tui",
+                    hint="; quit that one, or start `lai proxy` and open `lai` to attach.")
+            except (enginelock.EngineLocked, OSError) as exc:
+                raise ClientError(getattr(exc, "message", None) or str(exc)) from None
             # Runtime.start migrates the store to head before anything reads it.
             try:
                 await self.runtime.start()
-            except STORE_ERRORS as exc:
-                raise client_error(exc) from None
+            except BaseException as exc:
+                self._lock.release()  # a failed start runs no engine
+                if isinstance(exc, STORE_ERRORS):
+                    raise client_error(exc) from None
+                raise
             self._started = True
 
     async def _ready(self) -> None:
         await self.start()
 
+    async def _settle(self, conversation_id: str | None) -> None:
+        await self.start()
+        if self.runtime.recorder is not None:
+            await self.runtime.recorder.settle(conversation_id)
+
     async def close(self) -> None:
-        """Stop the runtime; the recorder writes what it holds first."""
-        await self.runtime.close()
+        """Stop the runtime; the recorder writes what it holds first. Then the engine
+        lock is given up (a proxy may start)."""
+        try:
+            await self.runtime.close()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
 
     # -- board
 

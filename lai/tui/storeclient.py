@@ -67,6 +67,10 @@ class StoreAccess:
     async def _ready(self) -> None:
         """Wait until the store may be used (the embedded client migrates it first)."""
 
+    async def _settle(self, conversation_id: str | None) -> None:
+        """Wait until the requests the engine already answered (of ``conversation_id``,
+        else all) are in the store, so a read right after a chat sees it."""
+
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         await self._ready()
         return await self._blocking(fn, *args, **kwargs)
@@ -88,15 +92,19 @@ class StoreAccess:
             total = repo.count_conversations(self.store, q=q, filters=filters)
             return ConversationList(got.data, got.has_more, total)
 
+        await self._settle(None)
         return await self._call(page)
 
     async def conversation(self, conversation_id: str) -> dict[str, Any]:
+        await self._settle(conversation_id)
         return await self._call(repo.get_conversation, self.store, conversation_id)
 
     async def rename_conversation(self, conversation_id: str, name: str | None) -> None:
+        await self._settle(conversation_id)
         await self._call(repo.rename_conversation, self.store, conversation_id, name)
 
     async def delete_conversation(self, conversation_id: str) -> None:
+        await self._settle(conversation_id)
         await self._call(repo.delete_conversation, self.store, conversation_id)
         # The embedded runtime's hook may have done it already; this is idempotent.
         await self._blocking(self.images.delete_conversation, conversation_id)

@@ -73,8 +73,8 @@ async def test_429_twice_fails_over_and_honours_retry_after(proxy_factory, upstr
 async def test_every_provider_failing_names_each_one(proxy_factory, upstream_factory):
     a, b = upstream_factory(), upstream_factory()
     a.default = Behaviour(mode="status", status=500, error_message="GPU fell off the bus")
-    b.refuse()
     proxy = await proxy_factory(*two_boxes(a, b))
+    b.refuse()  # after start-up: a box refused at its first probe is unhealthy at once
     r = await proxy.http.post("/v1/chat/completions", json=CHAT)
     assert r.status_code == 502
     err = r.json()["error"]
@@ -126,7 +126,9 @@ async def test_cloud_joins_auto_only_with_cloud_fallback(proxy_factory, upstream
     models = [model("local", "a"), model("gpt", "cloud")]
     proxy = await proxy_factory(providers, models, cloud_fallback=False)
     r = await proxy.http.post("/v1/chat/completions", json=CHAT)
-    assert r.status_code == 502 and cloud.chat_count == 0
+    # "a" refused its start-up probe: unhealthy, and auto may not use the cloud.
+    assert r.status_code == 503 and r.json()["error"]["code"] == "no_healthy_provider"
+    assert cloud.chat_count == 0
     proxy2 = await proxy_factory(providers, models, cloud_fallback=True)
     r = await proxy2.http.post("/v1/chat/completions", json=CHAT)
     assert r.status_code == 200 and r.json()["provider"] == "cloud"

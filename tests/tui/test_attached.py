@@ -18,6 +18,7 @@ from lai.config.loader import load_settings
 from lai.store import conversations
 from lai.store.db import open_store
 from lai.tui.app import LaiApp
+from lai.tui.probe import proxy_answers
 from lai.tui.screens.provider_form import ToggleScreen
 from tests.fakes.upstream import FakeUpstream
 from tests.tui.conftest import SIZE, wait_for
@@ -58,6 +59,12 @@ async def proxy(tmp_path: Path, upstream: FakeUpstream) -> AsyncIterator[Path]:
         assert proc.stdout is not None
         line = await asyncio.wait_for(proc.stdout.readline(), timeout=30)
         assert b"lai proxy listening on http://127.0.0.1:" in line, line
+        # "listening" comes before start-up (migrations) is done; the socket answers after.
+        sock = config.parent / "data" / "lai.sock"
+        for _ in range(200):
+            if await asyncio.to_thread(proxy_answers, sock):
+                break
+            await asyncio.sleep(0.05)
         yield config
     finally:
         with contextlib.suppress(ProcessLookupError):

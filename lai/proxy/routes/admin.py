@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import orjson
-from quart import Blueprint, Response
+from quart import Blueprint, Response, request
 
 from lai.engine.events import follow
 from lai.errors import InvalidRequest
@@ -64,6 +64,17 @@ async def failures() -> Response:
     the last 50)."""
     data = [f.to_dict() for f in runtime().engine.failures.recent()]
     return json_response({"object": "list", "data": data, "has_more": False})
+
+
+@bp.post("/admin/flush")
+async def flush() -> Response:
+    """Wait until the requests already answered (of ``?conversation_id=``, else all) are
+    stored, so that a client reading the store itself (the attached TUI) sees them.
+    Answers ``{"flushed": bool}``: false when the database did not take them in time."""
+    recorder = runtime().recorder
+    cid = request.args.get("conversation_id") or None
+    flushed = True if recorder is None else await recorder.settle(cid)
+    return json_response({"object": "recorder.flush", "flushed": flushed})
 
 
 @bp.get("/admin/events")

@@ -6,6 +6,8 @@
 ``PATCH /v1/conversations/{id}`` with ``{"display_name": "..." | null}`` renames it;
 ``DELETE /v1/conversations/{id}`` removes it, its messages and its images.
 Database calls run in a worker thread so the event loop keeps serving completions.
+Each waits first for the recorder to store the requests lai has already answered
+(``Recorder.settle``): a client sees the conversation its last chat made.
 """
 
 from __future__ import annotations
@@ -38,6 +40,12 @@ def _store() -> Store:
     return store
 
 
+async def _settled(conversation_id: str | None) -> None:
+    recorder = getattr(runtime(), "recorder", None)
+    if recorder is not None:
+        await recorder.settle(conversation_id)
+
+
 def _checked_id(conversation_id: str) -> str:
     # An id that X-Conversation-ID could never have created cannot exist.
     if not _ID.match(conversation_id):
@@ -65,6 +73,7 @@ async def list_conversations() -> Response:
     offset = _int_arg("offset", 0, 0, None)
     q = request.args.get("q") or None
     username = request.args.get("username") or None
+    await _settled(None)
     page = await asyncio.to_thread(
         repo.list_conversations, _store(), q=q, limit=limit, offset=offset, username=username
     )
@@ -74,6 +83,7 @@ async def list_conversations() -> Response:
 @bp.get("/v1/conversations/<conversation_id>")
 async def get_conversation(conversation_id: str) -> Response:
     cid = _checked_id(conversation_id)
+    await _settled(cid)
     return json_response(await asyncio.to_thread(repo.get_conversation, _store(), cid))
 
 
@@ -108,11 +118,13 @@ async def rename_conversation(conversation_id: str) -> Response:
             raise InvalidRequest(
                 f"display_name is longer than {_MAX_NAME} characters.", param="display_name"
             )
+    await _settled(cid)
     return json_response(await asyncio.to_thread(repo.rename_conversation, _store(), cid, name))
 
 
 @bp.delete("/v1/conversations/<conversation_id>")
 async def delete_conversation(conversation_id: str) -> Response:
     cid = _checked_id(conversation_id)
+    await _settled(cid)
     await asyncio.to_thread(repo.delete_conversation, _store(), cid)
     return json_response({"id": cid, "object": "conversation.deleted", "deleted": True})
