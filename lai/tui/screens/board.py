@@ -140,9 +140,9 @@ class BoardScreen(PaneScreen):
     PANE = "board"
     BINDINGS = [
         Binding("e", "toggle_provider", "Enable/disable", id="board-toggle"),
-        Binding("c", "check_provider", "Check now", id="board-check"),
-        Binding("p", "edit_provider", "Edit in config", id="board-edit"),
-        Binding("s", "sort", "Sort providers", id="board-sort"),
+        Binding("c", "check_provider", "Check", id="board-check"),
+        Binding("p", "edit_provider", "Edit", id="board-edit"),
+        Binding("s", "sort", "Sort", id="board-sort"),
         Binding("R", "reload_config", "Reload config", id="board-reload"),
         Binding("slash", "filter", "Filter", id="board-filter"),
         Binding("escape", "leave_filter", "Back to the board", id="board-leave", show=False),
