@@ -144,6 +144,9 @@ class ModelConfig(_Frozen):
     capabilities: Capabilities = Capabilities()
     tags: tuple[str, ...] = ()
     fallbacks: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    """Other names clients may ask for this model by: exact names or glob patterns
+    (``*``, ``?``, ``[...]``), e.g. ``["claude-sonnet-*", "gpt-4o"]``."""
 
     @model_validator(mode="after")
     def _one_price_form(self) -> ModelConfig:
@@ -203,6 +206,7 @@ class Settings(_Frozen):
             for f in m.fallbacks:
                 if f not in bare and f not in model_ids and f not in seen:
                     raise ValueError(f"models[{i}].fallbacks: unknown model {f!r}")
+        _check_aliases(self.models, bare, seen)
         return self
 
     def provider(self, provider_id: str) -> ProviderConfig | None:
@@ -213,6 +217,41 @@ class Settings(_Frozen):
 
     def models_of(self, provider_id: str) -> list[ModelConfig]:
         return [m for m in self.models if m.provider_id == provider_id]
+
+
+GLOB_CHARS = frozenset("*?[")
+
+
+def is_glob(alias: str) -> bool:
+    """Whether an alias is a glob pattern (has ``*``, ``?`` or ``[``) rather than a name."""
+    return not GLOB_CHARS.isdisjoint(alias)
+
+
+def _check_aliases(
+    models: tuple[ModelConfig, ...], model_ids: set[str], provider_ids: set[str]
+) -> None:
+    """Refuse aliases that could name two different models, or shadow a real name.
+
+    An alias may repeat on entries of the same model id (one model on two providers).
+    Overlapping globs of different models are legal: the most specific one wins
+    (``lai.engine.routing``). Raises ValueError naming ``models[i].aliases``.
+    """
+    owner: dict[str, str] = {}
+    for i, m in enumerate(models):
+        for alias in m.aliases:
+            where = f"models[{i}].aliases"
+            if not alias.strip() or alias != alias.strip() or "/" in alias:
+                raise ValueError(f"{where}: {alias!r} must be a non-empty name without "
+                                 f"spaces at either end or '/'")
+            if alias == "auto":
+                raise ValueError(f"{where}: 'auto' is lai's own model name")
+            if alias in model_ids:
+                raise ValueError(f"{where}: {alias!r} is already a model id")
+            if alias in provider_ids:
+                raise ValueError(f"{where}: {alias!r} is already a provider id")
+            other = owner.setdefault(alias, m.id)
+            if other != m.id:
+                raise ValueError(f"{where}: {alias!r} is already an alias of model {other!r}")
 
 
 def env_name(provider_id: str) -> str:

@@ -178,6 +178,7 @@ class Engine:
                 "warm": self.is_warm(m.provider_id, m.id),
                 "context_window": m.context_window, "max_tokens": m.max_tokens,
                 "capabilities": m.capabilities.model_dump(), "tags": list(m.tags),
+                "aliases": list(m.aliases),
             })
         return out
 

@@ -6,14 +6,21 @@ request needs something that one lacks (vision, a larger context), its first mod
 has it; warm models first among equal priorities. A model id: every provider serving it,
 by priority, then the model's ``fallbacks``. A provider id: its default model, then that
 model's fallbacks. ``provider/model``: that pair, then its fallbacks.
+
+A name that is none of these is looked up among the models' ``aliases``: an exact alias
+first, then the glob patterns, the most specific first (the most characters that are
+not wildcards; on a tie the pattern that comes first in the file). Model and provider
+ids always win over a pattern that also matches them. Every face (chat completions,
+Anthropic Messages, ...) resolves names here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 
-from lai.config.models import ModelConfig, ProviderConfig, Settings
+from lai.config.models import GLOB_CHARS, ModelConfig, ProviderConfig, Settings, is_glob
 from lai.engine.requests import ChatShape
 from lai.engine.types import RequestContext
 from lai.errors import (
@@ -43,6 +50,30 @@ class Catalog:
         for models in self.by_provider.values():
             # The default model first, then the file's order.
             models.sort(key=lambda m: not m.is_default)
+        self.exact_aliases: dict[str, str] = {}
+        """Exact alias -> model id."""
+        globs: list[tuple[str, str]] = []
+        for m in settings.models:
+            for alias in m.aliases:
+                if is_glob(alias):
+                    globs.append((alias, m.id))
+                else:
+                    self.exact_aliases.setdefault(alias, m.id)
+        # Most specific first; sorted() is stable, so ties keep the file's order.
+        self.glob_aliases: list[tuple[str, str]] = sorted(
+            dict.fromkeys(globs), key=lambda g: -sum(c not in GLOB_CHARS for c in g[0])
+        )
+        """(pattern, model id), the most specific pattern first."""
+
+    def alias_target(self, name: str) -> str | None:
+        """The model id an alias names (exact aliases before patterns), or None."""
+        target = self.exact_aliases.get(name)
+        if target is not None:
+            return target
+        for pattern, model_id in self.glob_aliases:
+            if fnmatchcase(name, pattern):
+                return model_id
+        return None
 
     def default_model(self, provider_id: str) -> ModelConfig | None:
         models = self.by_provider.get(provider_id) or []
@@ -66,6 +97,9 @@ class Catalog:
         if name in self.providers:
             model = self.default_model(name)
             return [Candidate(self.providers[name], model)] if model else []
+        target = self.alias_target(name)
+        if target is not None:
+            return self.lookup(target)
         return []
 
     def explicit(self, name: str) -> list[Candidate]:
