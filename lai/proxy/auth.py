@@ -10,8 +10,9 @@ With ``server.auth`` true:
 - Requests over the admin unix socket (``data_dir/lai.sock``, mode 0600) need no key:
   whoever can open it can read the database anyway. A key sent over the socket is still
   checked, so that requests are attributed to it.
-- ``/health`` stays open; ``/metrics`` is open unless ``server.metrics_auth``. Every
-  other path needs a key too, so an unknown path gets 401 before 404.
+- ``/health`` and ``/`` (name and version, for connectivity probes) stay open;
+  ``/metrics`` is open unless ``server.metrics_auth``. Every other path needs a key
+  too, so an unknown path gets 401 before 404.
 
 With ``server.auth`` false everything is open and Authorization headers are ignored.
 Refusals are 401 ``invalid_api_key`` / 403 ``permission_error`` in the OpenAI shape;
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("lai.proxy.auth")
 
 ADMIN_SCOPE = "admin"
-OPEN_PATHS = frozenset({"/health"})
+OPEN_PATHS = frozenset({"/health", "/"})
 """Paths anyone may call (``/metrics`` too, unless ``server.metrics_auth``)."""
 
 
