@@ -17,7 +17,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> Quart:
     With ``manage_runtime`` the app starts the runtime when it starts serving and closes
     it (flushing the recorder) when it stops; a caller that owns the runtime passes False.
     """
-    from lai.proxy.routes import admin, chat, conversations, health, images, models
+    from lai.proxy.routes import admin, chat, conversations, health, images, messages, models
     from lai.proxy.routes import metrics as metrics_routes
     from lai.proxy.routes import stats as stats_routes
 
@@ -43,6 +43,8 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> Quart:
     app.register_blueprint(stats_routes.bp)
     # The hot path: POST /v1/chat/completions is served before Quart's request machinery.
     app.asgi_app = chat.ChatEndpoint(runtime, app.asgi_app)  # type: ignore[method-assign,assignment]
+    # The Anthropic Messages face, Anthropic-shaped errors included (routes/messages.py).
+    app.asgi_app = messages.MessagesEndpoint(runtime, app.asgi_app)  # type: ignore[method-assign,assignment]
 
     if manage_runtime:
 
