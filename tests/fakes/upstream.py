@@ -79,6 +79,9 @@ class Behaviour:
     object to plain answers, and to streams whose request set
     `stream_options.include_usage`.
     `health_status` and `health_delay` are read from `FakeUpstream.default` only.
+    `reasoning` (a sequence of strings) is sent first as `reasoning_content`, one item
+    per delta, as llama.cpp and vLLM send a thinking model's reasoning (a plain answer
+    carries it joined in `message.reasoning_content`).
     """
 
     mode: Mode = "ok"
@@ -96,6 +99,7 @@ class Behaviour:
     usage: bool = True
     tool_calls: Sequence[dict[str, Any]] | None = None
     finish_reason: str | None = None
+    reasoning: Sequence[str] | None = None
     health_status: int = 200
     health_delay: float = 0.0
 
@@ -463,6 +467,8 @@ class FakeUpstream:
                 pieces = _pieces(b)
                 message["content"] = "".join(pieces)
                 produced = len(pieces)
+            if b.reasoning:
+                message["reasoning_content"] = "".join(b.reasoning)
             answer = {
                 "id": rid,
                 "object": "chat.completion",
@@ -587,6 +593,8 @@ def _plan_stream(
     else:
         deltas = [{"content": piece} for piece in _pieces(b)]
         produced = len(deltas)
+    if b.reasoning:
+        deltas[:0] = [{"reasoning_content": piece} for piece in b.reasoning]
     plan.add(event({"role": "assistant", "content": ""}))
     for n, delta in enumerate(deltas):
         if b.mode == "cut" and n >= b.cut_after:
