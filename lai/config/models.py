@@ -96,6 +96,10 @@ class ProviderConfig(_Frozen):
     """A literal secret, or "env:NAME" to read it from the environment at start-up."""
     power_watts: float = Field(0.0, ge=0)
     """Power the box draws while serving; with server.electricity_rate_kwh gives a cost."""
+    messages_api: bool = False
+    """The server speaks the Anthropic Messages API itself at {endpoint}/v1/messages
+    (llama.cpp's server, vLLM): /v1/messages requests are passed through to it instead
+    of translated to chat completions. Always so for type anthropic."""
 
     @property
     def is_cloud(self) -> bool:

@@ -26,7 +26,7 @@ import httpx
 from lai.config.models import Settings
 from lai.engine import reconfigure
 from lai.engine.adapters import adapter_for
-from lai.engine.adapters.base import UpstreamRequest
+from lai.engine.adapters.base import Adapter, UpstreamRequest
 from lai.engine.clock import Clock, SystemClock
 from lai.engine.cost import request_cost
 from lai.engine.events import EventBus, Failover, QueueChanged, RequestFinished, RequestStarted
@@ -36,7 +36,14 @@ from lai.engine.jsonbytes import members, splice
 from lai.engine.reconfigure import provider_timeout
 from lai.engine.requests import inspect_chat
 from lai.engine.routing import Candidate, Catalog, may_use, plan
-from lai.engine.run import CONNECT_FAILURES, TIMEOUTS, ProviderFailed, Run, billed_seconds
+from lai.engine.run import (
+    CONNECT_FAILURES,
+    TIMEOUTS,
+    AdapterChoice,
+    ProviderFailed,
+    Run,
+    billed_seconds,
+)
 from lai.engine.slots import SlotManager
 from lai.engine.streaming import EngineStream
 from lai.engine.types import (
@@ -224,7 +231,8 @@ class Engine:
 
     # ----------------------------------------------------------------- requests
 
-    async def _begin(self, body: Any, ctx: RequestContext) -> tuple[Run, list[Candidate]]:
+    async def _begin(self, body: Any, ctx: RequestContext,
+                     adapters: AdapterChoice | None = None) -> tuple[Run, list[Candidate]]:
         started_at, t0 = self.clock.time(), self.clock.monotonic()
         shape = inspect_chat(body)
         candidates = plan(
@@ -240,7 +248,7 @@ class Engine:
                 messages = await self.image_resolver(messages)
             messages = [{k: v for k, v in m.items() if k != "image_refs"} for m in messages]
             upstream_body = {**body, "messages": messages}
-        run = Run(ctx, shape, body, upstream_body, started_at, t0)
+        run = Run(ctx, shape, body, upstream_body, started_at, t0, adapters=adapters)
         return run, candidates
 
     async def _acquire(self, run: Run, remaining: list[Candidate]) -> Candidate:
@@ -304,14 +312,22 @@ class Engine:
         await self.clock.sleep(delay)
         run.upstream_ms += (self.clock.monotonic() - t) * 1000
 
-    def _rejected(self, cand: Candidate, resp: httpx.Response, raw: bytes) -> LaiError:
-        message = adapter_for(cand.provider).error_message(raw)
+    @staticmethod
+    def _adapter(run: Run, cand: Candidate) -> Adapter:
+        # A face may speak to some providers its own way (lai.engine.passthrough).
+        if run.adapters is not None:
+            return run.adapters(cand.provider)
+        return adapter_for(cand.provider)
+
+    def _rejected(self, run: Run, cand: Candidate, resp: httpx.Response,
+                  raw: bytes) -> LaiError:
+        message = self._adapter(run, cand).error_message(raw)
         return UpstreamRejected(
             f"{cand.provider.id} refused the request: {message}", status=resp.status_code
         )
 
     def _request(self, cand: Candidate, run: Run, stream: bool) -> UpstreamRequest:
-        return adapter_for(cand.provider).chat_request(
+        return self._adapter(run, cand).chat_request(
             cand.provider, cand.model, run.upstream_body, stream
         )
 
@@ -342,8 +358,10 @@ class Engine:
 
     # ----------------------------------------------------------------- non-streamed
 
-    async def complete(self, body: Any, ctx: RequestContext) -> Completion:
-        """Serve a non-streamed chat request.
+    async def complete(self, body: Any, ctx: RequestContext, *,
+                       adapters: AdapterChoice | None = None) -> Completion:
+        """Serve a non-streamed chat request. ``adapters`` (a face's choice of adapter per
+        provider; default ``adapter_for``) decides how each upstream is spoken to.
 
         Raises InvalidRequest, ModelNotFound, PermissionDenied, ContextLengthExceeded,
         CapacityExceeded, NoHealthyProvider, UpstreamPoolExhausted, UpstreamRejected,
@@ -351,7 +369,7 @@ class Engine:
         """
         run: Run | None = None
         try:
-            run, candidates = await self._begin(body, ctx)
+            run, candidates = await self._begin(body, ctx, adapters)
             return await self._serve(run, candidates, self._attempt_complete)
         except LaiError as exc:
             self._finish(run, body, ctx, error=exc)
@@ -366,7 +384,7 @@ class Engine:
     async def _attempt_complete(self, run: Run, cand: Candidate) -> Completion:
         pid = cand.provider.id
         req = self._request(cand, run, stream=False)
-        adapter = adapter_for(cand.provider)
+        adapter = self._adapter(run, cand)
         for attempt in (1, 2):
             t = self.clock.monotonic()
             try:
@@ -409,20 +427,22 @@ class Engine:
                     await self._retry_wait(run, resp)
                     continue
                 raise ProviderFailed(f"HTTP {status}: {adapter.error_message(resp.content)}")
-            raise self._rejected(cand, resp, resp.content)
+            raise self._rejected(run, cand, resp, resp.content)
         raise AssertionError("unreachable")
 
     # ----------------------------------------------------------------- streamed
 
-    async def stream(self, body: Any, ctx: RequestContext) -> EngineStream:
+    async def stream(self, body: Any, ctx: RequestContext, *,
+                     adapters: AdapterChoice | None = None) -> EngineStream:
         """Open a streamed chat request; returns once the first event is in hand.
+        ``adapters`` as for ``complete``.
 
         Raises what ``complete`` raises. The returned stream must be closed
         (``aclose``), which frees its slot and reports the request.
         """
         run: Run | None = None
         try:
-            run, candidates = await self._begin(body, ctx)
+            run, candidates = await self._begin(body, ctx, adapters)
             return await self._serve(run, candidates, self._attempt_stream)  # type: ignore[no-any-return]
         except LaiError as exc:
             self._finish(run, body, ctx, error=exc)
@@ -438,7 +458,7 @@ class Engine:
     async def _attempt_stream(self, run: Run, cand: Candidate) -> EngineStream:
         pid = cand.provider.id
         req = self._request(cand, run, stream=True)
-        adapter = adapter_for(cand.provider)
+        adapter = self._adapter(run, cand)
         for attempt in (1, 2):
             t = self.clock.monotonic()
             request = self.client.build_request("POST", self._url(req.url), content=req.content,
@@ -471,7 +491,7 @@ class Engine:
                             continue
                         raise ProviderFailed(
                             f"HTTP {resp.status_code}: {adapter.error_message(raw)}")
-                    raise self._rejected(cand, resp, raw)
+                    raise self._rejected(run, cand, resp, raw)
                 parser = adapter.stream_parser(pid, run.shape.wants_usage)
                 opened = EngineStream(self, run, cand, resp, parser, t)
                 await opened.first_event()

@@ -6,12 +6,14 @@ Shared by ``lai.engine.engine`` (choosing, retrying, failing over) and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-from lai.engine.adapters.base import StreamState
+from lai.config.models import ProviderConfig
+from lai.engine.adapters.base import Adapter, StreamState
 from lai.engine.requests import ChatShape
 from lai.engine.routing import Candidate
 from lai.engine.types import RequestContext
@@ -22,6 +24,10 @@ CONNECT_FAILURES = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtoc
 TIMEOUTS = (httpx.ReadTimeout, httpx.WriteTimeout)
 """The upstream went quiet: 504, no retry. ``httpx.PoolTimeout`` is not one: a full pool
 is lai's own condition (``UpstreamPoolExhausted``), not the upstream's."""
+
+
+AdapterChoice = Callable[[ProviderConfig], Adapter]
+"""How one request speaks to a provider (default: ``lai.engine.adapters.adapter_for``)."""
 
 
 class ProviderFailed(Exception):
@@ -50,6 +56,7 @@ class Run:
     candidate: Candidate | None = None
     ttft_ms: float | None = None
     stream_state: StreamState | None = None
+    adapters: AdapterChoice | None = None
 
 
 def billed_seconds(run: Run, now_monotonic: float) -> float:

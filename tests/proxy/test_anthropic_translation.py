@@ -171,7 +171,7 @@ def chunk(delta: dict[str, Any] | None = None, finish: str | None = None,
 def run(payloads: list[bytes]) -> list[tuple[str, dict[str, Any]]]:
     """Feed the payloads; parse the SSE that comes out into (event name, data)."""
     t = StreamTranslator(model="claude-sonnet-4", message_id="msg_x", input_tokens=12)
-    raw = t.start() + b"".join(t.feed(p) for p in payloads) + t.finish()
+    raw = t.start() + b"".join(t.feed(None, p) for p in payloads) + t.finish()
     events = []
     for block in raw.decode().split("\n\n"):
         if not block:

@@ -214,8 +214,9 @@ class StreamTranslator:
 
     # ------------------------------------------------------------------ feeding
 
-    def feed(self, data: bytes) -> bytes:
-        """The events for one upstream payload (empty when it carries nothing)."""
+    def feed(self, name: bytes | None, data: bytes) -> bytes:
+        """The events for one OpenAI chunk payload (empty when it carries nothing);
+        ``name``, the SSE event name, is unused (OpenAI sends none)."""
         if self.ended:
             return b""
         if data == b"[DONE]":
@@ -282,6 +283,55 @@ class StreamTranslator:
 
     def finish(self) -> bytes:
         """After the engine's last bytes: an error event unless the message ended."""
+        if self.ended:
+            return b""
+        return self.fail("api_error", "The stream ended before the message was complete.")
+
+
+class PassthroughRelay:
+    """An upstream's own Messages events on their way to the client (a provider that
+    speaks Messages, ``lai.engine.adapters.messages``): passed on as they came, but
+    ``message_start`` names the model the client asked for, the engine's OpenAI-shaped
+    error (a stream that broke after it began) becomes an Anthropic ``error`` event, and
+    a stream that stops before ``message_stop`` ends with one too.
+    """
+
+    def __init__(self, *, model: str) -> None:
+        self.model = model
+        self.ended = False
+        self.failed = False
+
+    def feed(self, name: bytes | None, data: bytes) -> bytes:
+        if self.ended:
+            return b""
+        if not name:
+            try:
+                doc = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                return b""
+            if isinstance(doc, dict) and "error" in doc:
+                err = doc["error"]
+                text = err.get("message") if isinstance(err, dict) else str(err)
+                return self.fail(stream_error_type(err), str(text or "The upstream failed."))
+            return b""
+        if name == b"message_start":
+            doc = orjson.loads(data)
+            if isinstance(doc, dict) and isinstance(doc.get("message"), dict):
+                doc["message"]["model"] = self.model
+                data = orjson.dumps(doc)
+        elif name == b"message_stop":
+            self.ended = True
+        elif name == b"error":
+            self.ended = self.failed = True
+        return b"event: " + name + b"\ndata: " + data + b"\n\n"
+
+    def fail(self, kind: str, text: str) -> bytes:
+        if self.ended:
+            return b""
+        self.ended = self.failed = True
+        return error_event(kind, text)
+
+    def finish(self) -> bytes:
         if self.ended:
             return b""
         return self.fail("api_error", "The stream ended before the message was complete.")

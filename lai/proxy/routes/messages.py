@@ -10,9 +10,11 @@ path goes on to the next app.
 
 The request is translated to an OpenAI chat body (``lai.proxy.anthropic.request``) and
 routed like any chat request (aliases, queue, priority, failover, context-window check,
-recording, metrics); the answer is translated back (``lai.proxy.anthropic.answer``).
-Anthropic providers are reached through their adapter, so their traffic is translated
-both ways too (not passed through byte for byte).
+recording, metrics). Providers that speak Messages themselves (type ``anthropic``, or
+``messages_api = true``) get the client's own body, renamed
+(``lai.engine.adapters.messages``), and their events come back as they were sent; the
+others get the chat body, and their answer is translated back
+(``lai.proxy.anthropic.answer``).
 """
 
 from __future__ import annotations
@@ -21,15 +23,16 @@ import asyncio
 import logging
 import re
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import orjson
 
+from lai.engine.adapters.messages import messages_adapters, speaks_messages
 from lai.engine.requests import inspect_chat
 from lai.engine.sse import SSEDecoder
 from lai.engine.types import RequestContext
 from lai.errors import LaiError
-from lai.proxy.anthropic.answer import StreamTranslator, message
+from lai.proxy.anthropic.answer import PassthroughRelay, StreamTranslator, message
 from lai.proxy.anthropic.errors import error_body, http_error_body
 from lai.proxy.anthropic.request import chat_body
 from lai.proxy.auth import check_key
@@ -127,13 +130,22 @@ class MessagesEndpoint:
             engine = self.runtime.engine
             cap_max_tokens(engine, chat)
             watch = _Disconnect(receive)
+            adapters = messages_adapters(cast(dict[str, Any], body))  # chat_body checked it
             if chat.get("stream"):
-                await self._stream(send, chat, ctx, watch, progress)
+                await self._stream(send, chat, ctx, watch, progress, adapters)
             else:
-                done = await engine.complete(chat, ctx)
+                done = await engine.complete(chat, ctx, adapters=adapters)
                 watch.done()
-                answer = message(orjson.loads(done.body), model=self._answer_model(
-                    chat, done.model_id), message_id=_message_id(ctx))
+                model = self._answer_model(chat, done.model_id)
+                doc = orjson.loads(done.body)
+                provider = engine.settings.provider(done.provider_id)
+                if provider is not None and speaks_messages(provider):
+                    if not isinstance(doc, dict):
+                        raise ValueError("the upstream's message is not an object")
+                    doc.pop("cost_usd", None)
+                    answer = {**doc, "model": model}
+                else:
+                    answer = message(doc, model=model, message_id=_message_id(ctx))
                 progress.started = True
                 await _send_json(send, 200, orjson.dumps(answer),
                                  self._headers(ctx, done.provider_id, done.model_id))
@@ -193,14 +205,21 @@ class MessagesEndpoint:
         await _send_json(send, 200, orjson.dumps({"input_tokens": tokens}))
 
     async def _stream(self, send: Send, chat: dict[str, Any], ctx: RequestContext,
-                      watch: _Disconnect, progress: _Progress) -> None:
+                      watch: _Disconnect, progress: _Progress, adapters: Any) -> None:
         """Serve a streamed answer. Raises what Engine.stream raises, before anything
         was sent (``progress.started`` says whether the response has begun)."""
         estimate = inspect_chat(chat).prompt_tokens
-        stream = await self.runtime.engine.stream(chat, ctx)
+        stream = await self.runtime.engine.stream(chat, ctx, adapters=adapters)
         try:
-            translator = StreamTranslator(model=self._answer_model(chat, stream.model_id),
-                                          message_id=_message_id(ctx), input_tokens=estimate)
+            model = self._answer_model(chat, stream.model_id)
+            relay: StreamTranslator | PassthroughRelay
+            if speaks_messages(stream.candidate.provider):
+                relay = PassthroughRelay(model=model)
+                head = b""
+            else:
+                relay = translator = StreamTranslator(
+                    model=model, message_id=_message_id(ctx), input_tokens=estimate)
+                head = translator.start()
             progress.started = True
             await send({"type": "http.response.start", "status": 200, "headers": [
                 (b"content-type", b"text/event-stream"),
@@ -208,16 +227,15 @@ class MessagesEndpoint:
                 (b"x-accel-buffering", b"no"),
                 *self._headers(ctx, stream.provider_id, stream.model_id),
             ]})
-            await send({"type": "http.response.body", "body": translator.start(),
-                        "more_body": True})
             decoder = SSEDecoder()
             async for chunk in stream:
-                out = b"".join(translator.feed(data) for _, data in decoder.feed(chunk))
+                out = head + b"".join(relay.feed(name, data) for name, data in decoder.feed(chunk))
+                head = b""
                 if out:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
-            tail = b"".join(translator.feed(data) for _, data in decoder.close())
-            tail += translator.finish()
-            if translator.failed:
+            tail = head + b"".join(relay.feed(name, data) for name, data in decoder.close())
+            tail += relay.finish()
+            if relay.failed:
                 log.warning("request %s: stream on %s ended with an error event",
                             ctx.request_id, MESSAGES)
             watch.done()
