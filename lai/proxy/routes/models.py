@@ -44,3 +44,9 @@ async def get_model(model_id: str) -> Response:
             if entry["id"] == cand.model.id and entry["provider"] == cand.provider.id:
                 return json_response(entry)
     raise ModelNotFound(f"The model '{model_id}' does not exist.", param="model")
+
+
+@bp.get("/v1/providers")
+async def list_providers() -> Response:
+    data = [p.to_dict() for p in runtime().engine.providers()]
+    return json_response({"object": "list", "data": data, "has_more": False})
