@@ -114,6 +114,9 @@ async def test_messages_requests_are_recorded_like_chat(proxy_factory, upstream,
     assert row.request_id.removeprefix("req_") in r.headers["request-id"]
     contents = {m.role: m.content for m in msgs}
     assert contents["user"] == "hi" and contents["assistant"] == "The answer."
+    metrics = (await proxy.http.get("/metrics")).text
+    assert ('local_ai_requests_total{endpoint="messages",model="m",provider="a",'
+            'status="success"} 1.0') in metrics
 
 
 async def test_a_client_that_leaves_mid_stream_frees_the_slot_and_cancels_upstream(
