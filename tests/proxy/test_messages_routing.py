@@ -64,6 +64,45 @@ async def test_a_messages_request_waits_in_the_queue_for_a_busy_slot(proxy_facto
     assert upstream.max_in_flight == 1
 
 
+async def test_an_agent_key_is_served_before_an_earlier_normal_one(proxy_factory, upstream,
+                                                                   keys):
+    agent, human = create_key(keys, "agent-ci"), create_key(keys, "human")
+    upstream.default = Behaviour(delay=0.2)
+    proxy = await proxy_factory([provider("a", upstream.url, max_concurrent=1)],
+                                [model("m", "a")], auth=True)
+
+    def ask(key: str, text: str):  # type: ignore[no-untyped-def]
+        return asyncio.create_task(proxy.http.post(
+            "/v1/messages", headers={"x-api-key": key},
+            json={**ASK, "messages": [{"role": "user", "content": text}]}))
+
+    busy = ask(human.raw_key, "first")
+    await upstream.wait_for_async(lambda: upstream.in_flight == 1)
+    later = ask(human.raw_key, "normal")
+    await until(lambda: proxy.engine.slots.queue_depth == 1)
+    urgent = ask(agent.raw_key, "agent")
+    await until(lambda: proxy.engine.slots.queue_depth == 2)
+    for task in (busy, later, urgent):
+        assert (await task).status_code == 200
+    order = [r.body["messages"][-1]["content"] for r in upstream.requests if r.body]
+    assert order == ["first", "agent", "normal"]
+
+
+async def test_a_queued_client_that_leaves_frees_its_place(proxy_factory, upstream):
+    upstream.default = Behaviour(delay=0.5)
+    proxy = await proxy_factory([provider("a", upstream.url, max_concurrent=1)],
+                                [model("m", "a")])
+    busy = asyncio.create_task(proxy.http.post("/v1/messages", json=ASK))
+    await upstream.wait_for_async(lambda: upstream.in_flight == 1)
+    async with httpx.AsyncClient(base_url=proxy.url, trust_env=False) as client:
+        queued = asyncio.create_task(client.post("/v1/messages", json={**ASK, "stream": True}))
+        await until(lambda: proxy.engine.slots.queue_depth == 1)
+        queued.cancel()
+    await until(lambda: proxy.engine.slots.queue_depth == 0)
+    assert (await busy).status_code == 200
+    assert upstream.chat_count == 1
+
+
 async def test_a_full_queue_is_a_503_overloaded_error_with_retry_after(proxy_factory, upstream):
     upstream.default = Behaviour(delay=0.5)
     proxy = await proxy_factory([provider("a", upstream.url, max_concurrent=1)],

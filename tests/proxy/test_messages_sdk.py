@@ -177,3 +177,19 @@ async def test_anthropic_provider_text_and_tool_round_trip(claude) -> None:
     assert sent[1]["content"][0]["type"] == "tool_use" and sent[1]["content"][0]["id"] == use.id
     assert sent[2]["content"][0] == {"type": "tool_result", "tool_use_id": use.id,
                                      "content": "22 C"}
+
+
+async def test_an_openai_type_provider_is_translated_too(proxy_factory, upstream) -> None:
+    upstream.default = Behaviour(content="From the cloud.")
+    proxy = await proxy_factory(
+        [provider("cloud", upstream.url + "/v1", type="openai", auth_type="bearer",
+                  auth_secret="sk-cloud")],
+        [model("gpt", "cloud", upstream_id="gpt-4o-mini", aliases=["claude-*"])])
+    async with client(proxy).messages.stream(model="claude-haiku-4", max_tokens=20,
+                                             messages=ASK) as stream:
+        final = await stream.get_final_message()
+    assert final.content[0].text == "From the cloud." and final.model == "claude-haiku-4"
+    sent = upstream.requests[-1]
+    assert sent.path == "/v1/chat/completions" and sent.body["model"] == "gpt-4o-mini"
+    assert sent.headers["authorization"] == "Bearer sk-cloud"
+    assert "top_k" not in sent.body and "thinking" not in sent.body
