@@ -31,7 +31,7 @@ from lai.engine.adapters.messages import messages_adapters, speaks_messages
 from lai.engine.requests import inspect_chat
 from lai.engine.sse import SSEDecoder
 from lai.engine.types import RequestContext
-from lai.errors import LaiError
+from lai.errors import LaiError, UpstreamError
 from lai.proxy.anthropic.answer import PassthroughRelay, StreamTranslator, message
 from lai.proxy.anthropic.errors import error_body, http_error_body
 from lai.proxy.anthropic.request import chat_body
@@ -127,28 +127,13 @@ class MessagesEndpoint:
                 await self._count(send, body)
                 return
             chat = chat_body(body)
-            engine = self.runtime.engine
-            cap_max_tokens(engine, chat)
+            cap_max_tokens(self.runtime.engine, chat)
             watch = _Disconnect(receive)
             adapters = messages_adapters(cast(dict[str, Any], body))  # chat_body checked it
             if chat.get("stream"):
                 await self._stream(send, chat, ctx, watch, progress, adapters)
             else:
-                done = await engine.complete(chat, ctx, adapters=adapters)
-                watch.done()
-                model = self._answer_model(chat, done.model_id)
-                doc = orjson.loads(done.body)
-                provider = engine.settings.provider(done.provider_id)
-                if provider is not None and speaks_messages(provider):
-                    if not isinstance(doc, dict):
-                        raise ValueError("the upstream's message is not an object")
-                    doc.pop("cost_usd", None)
-                    answer = {**doc, "model": model}
-                else:
-                    answer = message(doc, model=model, message_id=_message_id(ctx))
-                progress.started = True
-                await _send_json(send, 200, orjson.dumps(answer),
-                                 self._headers(ctx, done.provider_id, done.model_id))
+                await self._complete(send, chat, ctx, watch, progress, adapters)
         except asyncio.CancelledError:
             if watch is None or not watch.gone:
                 raise
@@ -166,13 +151,6 @@ class MessagesEndpoint:
         except _HTTPError as err:
             extra = [(b"allow", b"POST")] if err.status == 405 else []
             await _send_json(send, err.status, http_error_body(err.status, err.message), extra)
-        except (ValueError, orjson.JSONDecodeError) as err:
-            if progress.started:
-                raise
-            # engine.complete's body is checked by its adapter; this is a broken answer.
-            log.warning("unusable answer on %s: %s", path, err)
-            await _send_json(send, 502, http_error_body(502, f"The upstream's answer could "
-                                                             f"not be translated: {err}."))
         except Exception as err:
             if progress.started:
                 raise  # the response is under way: the server closes the connection
@@ -203,6 +181,31 @@ class MessagesEndpoint:
             self.runtime.engine.catalog.explicit(chat["model"])
         tokens = inspect_chat(chat).prompt_tokens
         await _send_json(send, 200, orjson.dumps({"input_tokens": tokens}))
+
+    async def _complete(self, send: Send, chat: dict[str, Any], ctx: RequestContext,
+                        watch: _Disconnect, progress: _Progress, adapters: Any) -> None:
+        """Serve a non-streamed answer. Raises what Engine.complete raises, and
+        UpstreamError (502) for an answer that cannot be made a message."""
+        engine = self.runtime.engine
+        done = await engine.complete(chat, ctx, adapters=adapters)
+        watch.done()
+        model = self._answer_model(chat, done.model_id)
+        provider = engine.settings.provider(done.provider_id)
+        try:
+            doc = orjson.loads(done.body)
+            if provider is not None and speaks_messages(provider):
+                if not isinstance(doc, dict):
+                    raise ValueError("the upstream's message is not an object")
+                doc.pop("cost_usd", None)  # lai's addition to chat answers; not Anthropic's
+                answer = {**doc, "model": model}
+            else:
+                answer = message(doc, model=model, message_id=_message_id(ctx))
+        except ValueError as exc:  # the adapters checked it; this is a broken answer
+            raise UpstreamError(f"{done.provider_id}'s answer could not be made a "
+                                f"message: {exc}.") from None
+        progress.started = True
+        await _send_json(send, 200, orjson.dumps(answer),
+                         self._headers(ctx, done.provider_id, done.model_id))
 
     async def _stream(self, send: Send, chat: dict[str, Any], ctx: RequestContext,
                       watch: _Disconnect, progress: _Progress, adapters: Any) -> None:
