@@ -104,8 +104,7 @@ def test_tool_choice(choice: dict[str, Any], expected: tuple[Any, Any]) -> None:
     ({"model": "m", "max_tokens": 5, "messages": [{"role": "tool", "content": "x"}]},
      "messages[0]"),
     ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [
-        {"type": "document", "source": {"type": "base64", "media_type": "application/pdf",
-                                        "data": "JVBER"}}]}]}, "messages[0].content[0]"),
+        {"type": "search_result", "source": "x"}]}]}, "messages[0].content[0]"),
     ({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [
         {"type": "tool_result"}]}]}, "messages[0].content[0]"),
     ({"model": "m", "max_tokens": 5, "temperature": "hot",
@@ -115,6 +114,18 @@ def test_bad_requests_name_the_field(body: dict[str, Any], param: str) -> None:
     with pytest.raises(InvalidRequest) as info:
         chat_body(body)
     assert info.value.param == param
+
+
+def test_documents_text_passes_and_a_pdf_leaves_a_note() -> None:
+    chat = chat_body({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain",
+                                        "data": "the notes"}},
+        {"type": "document", "title": "spec.pdf",
+         "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBER"}},
+        {"type": "text", "text": "summarise"}]}]})
+    text = chat["messages"][0]["content"]
+    assert text.startswith("the notes\n\n[lai: the document 'spec.pdf' was left out")
+    assert text.endswith("summarise") and "JVBER" not in text
 
 
 # ------------------------------------------------------------------ non-streamed answers

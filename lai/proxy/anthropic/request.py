@@ -4,8 +4,9 @@ Translated: ``system`` (a string or text blocks) -> one system message; user and
 assistant ``text``; ``image`` blocks (base64 -> a data: URL, url -> the URL) -> image_url
 parts; assistant ``tool_use`` -> ``tool_calls``; ``tool_result`` -> ``tool`` messages
 (placed first, right after the assistant turn that called, as OpenAI wants; images in a
-result follow as a user message); text ``document`` blocks -> text; ``tools`` (custom
-tools with ``input_schema``) -> function tools; ``tool_choice`` (auto, any, tool, none,
+result follow as a user message); text ``document`` blocks -> text, PDF and file
+documents -> a one-line note that they were left out; ``tools`` (custom tools with
+``input_schema``) -> function tools; ``tool_choice`` (auto, any, tool, none,
 ``disable_parallel_tool_use``); ``max_tokens``; ``stop_sequences`` -> ``stop``;
 ``temperature``, ``top_p``; ``metadata.user_id`` -> ``user``; ``stream``.
 
@@ -15,7 +16,7 @@ block, ``top_k``, ``service_tier``, ``container``, ``mcp_servers``, server tools
 search, code execution, bash, text editor, computer: a ``tools`` entry with a ``type``),
 ``thinking`` / ``redacted_thinking`` / server-tool blocks in the history. Refused with a
 400 naming the field: a missing or malformed ``model``, ``max_tokens`` or ``messages``,
-a role other than user/assistant, PDF documents and blocks lai does not know.
+a role other than user/assistant, block types lai does not know.
 """
 
 from __future__ import annotations
@@ -74,8 +75,12 @@ def _document_text(block: dict[str, Any], where: str) -> str:
             and isinstance(source.get("content"), list | str):
         parts = _user_parts(source["content"], f"{where}.source.content")
         return "\n\n".join(p["text"] for p in parts if p["type"] == "text")
-    raise _bad(f"{where}: only plain-text documents are supported (no PDF or file "
-               f"sources).", where)
+    # A PDF (or file) the model cannot read: a note in its place keeps a conversation that
+    # once held one usable, where a 400 would refuse every later turn of it.
+    title = block.get("title")
+    named = f" '{title}'" if isinstance(title, str) and title else ""
+    return (f"[lai: the document{named} was left out: this model is reached through chat "
+            f"completions, which carry no PDF or file documents]")
 
 
 def _user_parts(content: Any, where: str) -> list[dict[str, Any]]:
