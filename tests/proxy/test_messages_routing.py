@@ -88,6 +88,26 @@ async def test_an_agent_key_is_served_before_an_earlier_normal_one(proxy_factory
     assert order == ["first", "agent", "normal"]
 
 
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_client_that_leaves_during_prefill_cancels_upstream(proxy_factory, upstream,
+                                                                    stream: bool):
+    # The upstream sent its 200 headers and is still on the prompt (no token yet).
+    upstream.default = Behaviour(prefill_delay=30)
+    proxy = await proxy_factory([provider("a", upstream.url, max_concurrent=1)],
+                                [model("m", "a")])
+    async with httpx.AsyncClient(base_url=proxy.url, trust_env=False) as client:
+        leaving = asyncio.create_task(client.post("/v1/messages", json={**ASK,
+                                                                      "stream": stream}))
+        await upstream.wait_for_async(lambda: upstream.in_flight == 1)
+        leaving.cancel()
+    await upstream.wait_for_async(lambda: upstream.disconnects == 1, timeout=5)
+    await until(lambda: proxy.engine.slots.in_flight["a"] == 0)
+    upstream.default = Behaviour()
+    for _ in range(2):
+        assert (await proxy.http.post("/v1/messages", json=ASK)).status_code == 200
+    assert proxy.engine.provider("a").status == "healthy"
+
+
 async def test_a_queued_client_that_leaves_frees_its_place(proxy_factory, upstream):
     upstream.default = Behaviour(delay=0.5)
     proxy = await proxy_factory([provider("a", upstream.url, max_concurrent=1)],
