@@ -243,7 +243,13 @@ class TestChat:
         client = FakeClient(convs=[conversation(1, messages=messages)])
 
         async def run_before(pilot: Pilot[Any]) -> None:
-            await settle(pilot, "2", "enter", "c")
+            await settle(pilot, "2", "enter")
+            while not pilot.app.screen.conv:  # type: ignore[attr-defined]
+                await pilot.pause(0.05)  # the conversation is loaded before c
+            await settle(pilot, "c")
+            while not pilot.app._notifications:
+                await pilot.pause(0.05)
+            await settle(pilot)
 
         assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
 
