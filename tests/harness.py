@@ -91,7 +91,8 @@ async def start_proxy(
         sockets.append(unix_socket(sock_path))
     port = sockets[0].getsockname()[1]
     shutdown = asyncio.Event()
-    task = asyncio.create_task(serve_app(app, sockets, shutdown=shutdown, graceful_timeout=5))
+    task = asyncio.create_task(serve_app(app, sockets, shutdown=shutdown, graceful_timeout=5,
+                                         header_timeout=settings.server.header_timeout))
     url = f"http://127.0.0.1:{port}"
     http = httpx.AsyncClient(base_url=url, timeout=30, trust_env=False)
     for _ in range(500):

@@ -62,6 +62,13 @@ class ServerSettings(_Frozen):
     watch_config: bool = False
     """Reload the config whenever the file changes (checked every 2 s), besides SIGHUP
     and ``lai config reload``."""
+    header_timeout: float = Field(10.0, gt=0)
+    """Seconds a client has to send a complete request head (from connecting, or from
+    the first byte of its next request); then the connection gets 408 and is closed."""
+    access_log: bool = True
+    """One line per HTTP request on the `lai.access` logger (stderr of `lai proxy`)."""
+    access_log_format: Literal["text", "json"] = "text"
+    """`text` lines, or one JSON object per line."""
 
 
 class Capabilities(_Frozen):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from quart import Quart
 
 from lai.engine.events import ConfigReloaded
+from lai.proxy.access import AccessLog, install_route_labels
 from lai.proxy.auth import install_auth
 from lai.proxy.errors import install_error_handlers
 from lai.proxy.metrics import install_metrics
@@ -34,17 +35,21 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> Quart:
             app.config["MAX_CONTENT_LENGTH"] = runtime.settings.server.max_body_size
 
     runtime.engine.events.subscribe(_reloaded)  # type: ignore[arg-type]
+    install_route_labels(app)  # before auth, so that refused requests are labelled too
     install_auth(app)
     for module in (chat, models, health, admin, images, conversations):
         app.register_blueprint(module.bp)
     # Metrics count engine events from now on, whether or not /metrics is ever scraped.
-    install_metrics(runtime)
+    metrics = install_metrics(runtime)
     app.register_blueprint(metrics_routes.bp)
     app.register_blueprint(stats_routes.bp)
-    # The hot path: POST /v1/chat/completions is served before Quart's request machinery.
-    app.asgi_app = chat.ChatEndpoint(runtime, app.asgi_app)  # type: ignore[method-assign,assignment]
+    # The hot path: POST /v1/chat/completions is served before Quart's request machinery;
+    # it asks Quart's URL map about any other path, so the two never disagree on a route.
+    endpoint = chat.ChatEndpoint(runtime, app.asgi_app, app.url_map)
     # The Anthropic Messages face, Anthropic-shaped errors included (routes/messages.py).
-    app.asgi_app = messages.MessagesEndpoint(runtime, app.asgi_app)  # type: ignore[method-assign,assignment]
+    endpoint = messages.MessagesEndpoint(runtime, endpoint)
+    # Outermost: the request id and the access log cover every face.
+    app.asgi_app = AccessLog(runtime, endpoint, metrics)  # type: ignore[method-assign,assignment]
 
     if manage_runtime:
 

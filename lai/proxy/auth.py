@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from quart import Quart, g, request
 
 from lai.errors import LaiError, PermissionDenied, ServiceUnavailable
+from lai.proxy.access import request_info
 from lai.proxy.deps import runtime
 
 if TYPE_CHECKING:
@@ -104,11 +105,13 @@ def _protected(path: str, metrics_auth: bool) -> tuple[bool, bool]:
 
 async def authenticate() -> None:
     """The ``before_request`` hook: :func:`check_key` for Quart's current request; sets
-    ``g.lai_key`` for a verified key. Raises what ``check_key`` raises."""
+    ``g.lai_key`` for a verified key (and its name for the access log). Raises what
+    ``check_key`` raises."""
     info = await check_key(runtime(), request.method, request.path, request.headers,
                            request.scope)
     if info is not None:
         g.lai_key = info
+        request_info(request.scope).key_name = info.name
 
 
 async def check_key(

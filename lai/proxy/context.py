@@ -12,8 +12,9 @@ from typing import Any, Protocol
 
 from quart import g, request
 
-from lai.engine.types import RequestContext
+from lai.engine.types import RequestContext, new_request_id
 from lai.errors import InvalidRequest
+from lai.proxy.access import request_info
 
 CONVERSATION_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _LABEL_MAX = 200
@@ -57,20 +58,29 @@ def conversation_id(headers: Headers) -> str:
 
 def build_context(*, source_default: str | None = None) -> RequestContext:
     """The engine context for Quart's current request; the caller's key is the one the
-    auth hook set on ``g.lai_key`` (when auth is on). Raises InvalidRequest."""
+    auth hook set on ``g.lai_key`` (when auth is on), the request id the one sent back
+    as ``x-request-id`` (``lai.proxy.access``). Raises InvalidRequest."""
     return context_for(request.headers, getattr(g, "lai_key", None),
-                       source_default=source_default)
+                       source_default=source_default,
+                       request_id=request_info(request.scope).request_id)
 
 
 def context_for(
-    headers: Headers, key: Any, *, source_default: str | None = None
+    headers: Headers,
+    key: Any,
+    *,
+    source_default: str | None = None,
+    request_id: str | None = None,
 ) -> RequestContext:
     """The engine context for a request with ``headers`` made with ``key`` (a
     :class:`~lai.store.keyvalues.KeyInfo`, or None): the key gives the queue priority, the key
-    name and prefix, and the models it may use. Raises InvalidRequest for a bad
-    X-Conversation-ID or an over-long label header.
+    name and prefix, and the models it may use. ``request_id`` is the id the response's
+    ``x-request-id`` carries (``lai.proxy.access.request_info(scope).request_id``); a new
+    one is made without it. Raises InvalidRequest for a bad X-Conversation-ID or an
+    over-long label header.
     """
     return RequestContext(
+        request_id=request_id or new_request_id(),
         priority=key.priority if key is not None else 1,
         key_name=key.name if key is not None else None,
         key_prefix=key.prefix if key is not None else None,

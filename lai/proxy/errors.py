@@ -13,12 +13,18 @@ from lai.errors import LaiError
 log = logging.getLogger("lai.proxy")
 
 _HTTP_TYPES = {
+    301: ("invalid_request_error", "moved"),
+    308: ("invalid_request_error", "moved"),
     400: ("invalid_request_error", None),
     401: ("authentication_error", "invalid_api_key"),
     403: ("permission_error", None),
     404: ("invalid_request_error", "not_found"),
     405: ("invalid_request_error", "method_not_allowed"),
+    408: ("invalid_request_error", "request_timeout"),
     413: ("invalid_request_error", "request_too_large"),
+    414: ("invalid_request_error", "uri_too_long"),
+    431: ("invalid_request_error", "request_header_fields_too_large"),
+    501: ("invalid_request_error", "not_implemented"),
 }
 
 
@@ -86,3 +92,16 @@ def install_error_handlers(app: Quart) -> None:
     async def _any(err: Exception) -> Response:
         log.exception("unhandled error")
         return Response(internal_error_body(err), status=500, content_type="application/json")
+
+    @app.after_request
+    async def _no_html(response: Response) -> Response:
+        # Werkzeug answers a routing redirect (/v1//models -> /v1/models, 308) with its
+        # own HTML page, past the error handlers: the same answer, in JSON.
+        if response.mimetype != "text/html":
+            return response
+        location = response.headers.get("Location")
+        message = (f"This endpoint is at {location}." if location
+                   else response.status.partition(" ")[2] or "Error.")
+        response.set_data(http_error_body(response.status_code, message))
+        response.mimetype = "application/json"
+        return response

@@ -30,6 +30,11 @@ names or messages)::
     local_ai_recorder_failed_writes_total                     counter (when a recorder exists)
     local_ai_database_size_bytes                              gauge, SQLite file + WAL or
                                                               pg_database_size (with a store)
+    local_ai_http_responses_total{route,status}               counter, every HTTP answer
+
+``local_ai_http_responses_total`` counts every HTTP response by the route's rule
+(``/v1/conversations/<conversation_id>``, ``unmatched`` when no route matched: a 404 on an
+unknown path) and its status code (``499`` when the client left before an answer).
 
 Requests are counted when they finish, once each, under the provider that answered or
 failed last (``none`` when no provider was tried). Tokens and cost are counted only for
@@ -123,6 +128,10 @@ class ProxyMetrics:
             "local_ai_provider_failover",
             "Attempts given up on one provider and moved to the next (none: nothing left).",
             ["from_provider", "to_provider"], registry=r)
+        self.responses = Counter(
+            "local_ai_http_responses",
+            "HTTP responses by route rule (unmatched: no route) and status code.",
+            ["route", "status"], registry=r)
         r.register(_LiveCollector(runtime))
         self.database_size_bytes: int | None = None
         """The last measured size of the store; None before the first or without a store."""
@@ -153,6 +162,12 @@ class ProxyMetrics:
         if code is None:  # an error without an OpenAI code, e.g. a plain 400
             return f"http_{http_status}" if 100 <= http_status <= 599 else UNKNOWN
         return code if _CODE_LABEL.match(code) else "other"
+
+    def count_response(self, route: str, status: int) -> None:
+        """Count one HTTP response. ``route`` is a route rule of the app (or
+        ``unmatched``), never a client's path, so the label set stays bounded."""
+        code = str(status) if 100 <= status <= 599 else "other"
+        self.responses.labels(route, code).inc()
 
     # -- the observer ----------------------------------------------------------------------
 

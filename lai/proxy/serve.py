@@ -2,12 +2,21 @@
 
 The admin socket ``data_dir/lai.sock`` is created with mode 0600: whoever can open it can
 already read the database, so requests over it need no key (see ``lai.proxy.auth``).
+
+Two extensions of Hypercorn 0.18 past its public API live here (``_install``):
+``_TCPServer`` (connection handling, below) and ``_H11Protocol``, which answers malformed
+HTTP (bad framing 400, headers over ``h11_max_incomplete_size`` 431, ...) with an
+OpenAI-shaped JSON body instead of Hypercorn's empty one, and closes a connection whose
+request headers are not complete ``server.header_timeout`` seconds after the connection
+opened or the request's first byte arrived (Hypercorn only knows its 75 s keep-alive,
+so a client trickling a byte a second held a connection that long).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import logging
 import os
 import signal
@@ -16,14 +25,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import h11
 import hypercorn.asyncio.run
+import hypercorn.protocol
 from hypercorn.asyncio import serve
 from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.config import Config
 from hypercorn.events import Closed, Event, RawData, Updated
+from hypercorn.protocol.h11 import H11Protocol
 from quart import Quart
 
 from lai.errors import LaiError
+from lai.proxy.errors import http_error_body
 
 log = logging.getLogger("lai.proxy")
 
@@ -69,8 +82,21 @@ def unix_socket(path: Path) -> socket.socket:
     return sock
 
 
-def hypercorn_config(sockets: list[socket.socket], graceful_timeout: float) -> Config:
+HYPERCORN_SERIES = "0.18."
+"""The Hypercorn release the extensions in this module were written against."""
+HEADER_TIMEOUT = 10.0
+"""Default seconds a client has to send a complete request head (server.header_timeout)."""
+
+
+def hypercorn_config(
+    sockets: list[socket.socket], graceful_timeout: float,
+    header_timeout: float = HEADER_TIMEOUT,
+) -> Config:
+    """Hypercorn's settings for lai: its access log off (lai writes its own,
+    ``lai.proxy.access``), request heads bounded in size and, through ``_H11Protocol``,
+    in time."""
     config = Config()
+    config.lai_header_timeout = header_timeout  # type: ignore[attr-defined]
     config.bind = [f"fd://{s.fileno()}" for s in sockets]
     config.graceful_timeout = graceful_timeout
     config.keep_alive_timeout = 75
@@ -202,9 +228,89 @@ class _TCPServer(TCPServer):
             await self.idle_task.stop()
 
 
-def _use_tcp_server() -> None:
-    # worker_serve makes each connection's handler from this module-level name.
+_MALFORMED = {
+    400: "Malformed HTTP request.",
+    408: "The request head was not complete within server.header_timeout.",
+    414: "The request target is too long.",
+    431: "The request headers are too large.",
+    501: "This transfer encoding is not supported.",
+}
+
+
+def _error_bytes(status: int) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    body = http_error_body(status, _MALFORMED.get(status, "Malformed HTTP request."))
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
+    return headers, body
+
+
+class _H11Protocol(H11Protocol):
+    """Hypercorn's HTTP/1.1 protocol with JSON error answers and a header timeout."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._head_timeout: float = getattr(self.config, "lai_header_timeout", HEADER_TIMEOUT)
+
+    async def initiate(self) -> None:
+        await super().initiate()
+        self._start_head_timer()  # a new connection owes its first request head
+
+    async def handle(self, event: Event) -> None:
+        if (isinstance(event, RawData) and event.data and self._head_timer is None
+                and self._awaiting_head()):
+            self._start_head_timer()
+        await super().handle(event)
+        if isinstance(event, Closed) or not self._awaiting_head():
+            self._stop_head_timer()
+
+    def _awaiting_head(self) -> bool:
+        conn = self.connection
+        return isinstance(conn, h11.Connection) and conn.their_state is h11.IDLE
+
+    def _start_head_timer(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._head_timer = loop.call_later(self._head_timeout, self._head_timed_out)
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self._awaiting_head():
+            self.task_group.spawn(self._close_slow_client)
+
+    async def _close_slow_client(self) -> None:
+        if not self._awaiting_head():
+            return
+        if isinstance(self.connection, h11.Connection) and self.connection.our_state is h11.IDLE:
+            # h11 cannot send a response before a request: the bytes are written as is.
+            headers, body = _error_bytes(408)
+            head = b"".join(b"%s: %s\r\n" % pair for pair in headers)
+            await self.send(RawData(b"HTTP/1.1 408 Request Timeout\r\n" + head + b"\r\n" + body))
+        await self.send(Closed())
+
+    async def _send_error_response(self, status_code: int) -> None:
+        headers, body = _error_bytes(status_code)
+        await self._send_h11_event(h11.Response(
+            status_code=status_code,
+            headers=headers + list(self.config.response_headers("h11"))))
+        await self._send_h11_event(h11.Data(data=body))
+        await self._send_h11_event(h11.EndOfMessage())
+
+
+def _install() -> None:
+    # worker_serve makes each connection's handler from this module-level name, and
+    # ProtocolWrapper its HTTP/1.1 protocol from hypercorn.protocol's.
+    version = importlib.metadata.version("hypercorn")
+    if not version.startswith(HYPERCORN_SERIES):
+        log.warning("hypercorn %s: lai's extensions were written for %sx; serving "
+                    "without them", version, HYPERCORN_SERIES)
+        return
     hypercorn.asyncio.run.TCPServer = _TCPServer  # type: ignore[misc]
+    hypercorn.protocol.H11Protocol = _H11Protocol  # type: ignore[misc]
 
 
 async def serve_app(
@@ -213,11 +319,13 @@ async def serve_app(
     *,
     shutdown: asyncio.Event,
     graceful_timeout: float = 30.0,
+    header_timeout: float = HEADER_TIMEOUT,
 ) -> None:
     """Serve ``app`` on ``sockets`` until ``shutdown`` is set, then stop gracefully:
-    in-flight requests get ``graceful_timeout`` seconds, then the app's shutdown runs."""
-    config = hypercorn_config(sockets, graceful_timeout)
-    _use_tcp_server()
+    in-flight requests get ``graceful_timeout`` seconds, then the app's shutdown runs.
+    A client has ``header_timeout`` seconds to send each request head."""
+    config = hypercorn_config(sockets, graceful_timeout, header_timeout)
+    _install()
     # Read now: Hypercorn may have closed the sockets by the time serve() returns.
     unix_paths = [s.getsockname() for s in sockets if s.family == socket.AF_UNIX]
     try:

@@ -19,14 +19,19 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import orjson
 from quart import Blueprint
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map, RequestRedirect
 
-from lai.errors import InvalidRequest, LaiError
+from lai.errors import LaiError
+from lai.proxy.access import request_info
 from lai.proxy.auth import check_key
 from lai.proxy.context import context_for
 from lai.proxy.errors import TOO_LARGE, http_error_body, internal_error_body
+from lai.proxy.jsonbody import parse_body
 
 if TYPE_CHECKING:
     from lai.runtime import Runtime
@@ -43,6 +48,10 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 bp = Blueprint("chat", __name__)
+
+
+ENDPOINT = "chat._rule"
+"""The Quart endpoint name of the URL rule below."""
 
 
 @bp.route(PATH, methods=["POST"])
@@ -113,39 +122,60 @@ async def _send_json(send: Send, status: int, body: bytes,
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-def _parse(raw: bytes) -> object:
-    """The JSON body. Raises InvalidRequest (400)."""
-    if not raw:
-        raise InvalidRequest("The request body is empty; send a JSON object.", param="body")
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"The request body is not valid JSON: {exc}.", param="body") from None
-
-
 class ChatEndpoint:
-    """The ASGI app: POST /v1/chat/completions here, everything else to ``app``."""
+    """The ASGI app: POST /v1/chat/completions here, everything else to ``app``.
 
-    def __init__(self, runtime: Runtime, app: ASGIApp) -> None:
+    Which requests are the chat route is Quart's decision, not a second one made here:
+    the exact path is the fast case, and any other POST path is matched against the
+    app's URL map (``url_map``) as Quart would match it (``//v1/chat/completions`` and
+    an absolute-form target ``http://host/v1/chat/completions`` are the chat route there
+    too), so the placeholder route is never reached.
+    """
+
+    def __init__(self, runtime: Runtime, app: ASGIApp, url_map: Map) -> None:
         self.runtime = runtime
         self.app = app
+        self.url_map = url_map
+
+    def _is_chat(self, scope: Scope) -> bool:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return False
+        path: str = scope["path"]
+        if path == PATH:
+            return True
+        # Quart's own reading of the target (quart.asgi): absolute form gives its path.
+        if not path.startswith("/"):
+            path = urlsplit(path).path
+        try:
+            endpoint, _args = self.url_map.bind("lai", script_name=scope.get("root_path") or None
+                                                ).match(path or "/", method="POST")
+        except RequestRedirect as redirect:  # e.g. /v1//chat/completions: merged slashes
+            return urlsplit(redirect.new_url).path == PATH
+        except HTTPException:  # 404, 405: Quart answers those
+            return False
+        return endpoint == ENDPOINT
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
+        if not self._is_chat(scope):
             await self.app(scope, receive, send)
             return
         started = False
         watch: _Disconnect | None = None
+        info = request_info(scope)
+        info.route = PATH
         try:
             headers = _Headers(scope["headers"])
             key = await check_key(self.runtime, "POST", PATH, headers, scope)
+            if key is not None:
+                info.key_name = key.name
             raw = await self._body(headers, receive)
-            ctx = context_for(headers, key)
-            body = _parse(raw)
+            ctx = context_for(headers, key, request_id=info.request_id)
+            body = parse_body(raw)
             watch = _Disconnect(receive)
             conversation = (ctx.conversation_id or "").encode("latin-1")
             if isinstance(body, dict) and body.get("stream") is True:
                 stream = await self.runtime.engine.stream(body, ctx)
+                info.provider = stream.provider_id
                 try:
                     started = True
                     await send({"type": "http.response.start", "status": 200, "headers": [
@@ -167,6 +197,7 @@ class ChatEndpoint:
                     await stream.aclose()
                 return
             done = await self.runtime.engine.complete(body, ctx)
+            info.provider = done.provider_id
             watch.done()
             started = True
             await _send_json(send, 200, done.body, (
@@ -203,7 +234,7 @@ class ChatEndpoint:
         """The request body. Raises _HTTPError (413, 408) and _ClientGone."""
         length = headers.get("content-length")
         limit = self.runtime.settings.server.max_body_size  # a reload may change it
-        if length is not None and length.isdigit() and int(length) > limit:
+        if length is not None and length.isascii() and length.isdigit() and int(length) > limit:
             raise _HTTPError(413, TOO_LARGE)
         chunks: list[bytes] = []
         size = 0

@@ -16,11 +16,11 @@ import asyncio
 import re
 from typing import Any
 
-import orjson
 from quart import Blueprint, Response, request
 
 from lai.errors import InvalidRequest, NotFound, ServiceUnavailable
 from lai.proxy.deps import json_response, runtime
+from lai.proxy.jsonbody import parse_body
 from lai.store import conversations as repo
 from lai.store.db import Store
 
@@ -28,6 +28,10 @@ bp = Blueprint("conversations", __name__)
 
 _ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _MAX_NAME = 255
+MAX_OFFSET = 1_000_000_000
+"""Largest ``offset``: any bigger skips every conversation there can be, and an
+unbounded one overflows the database's integer."""
+_INT = re.compile(r"[0-9]{1,19}")
 
 
 def _store() -> Store:
@@ -53,24 +57,27 @@ def _checked_id(conversation_id: str) -> str:
     return conversation_id
 
 
-def _int_arg(name: str, default: int, low: int, high: int | None) -> int:
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    """The integer query parameter ``name`` (``default`` when absent). Raises
+    InvalidRequest unless it is written in digits and lies in ``[low, high]``."""
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidRequest(f"{name} must be an integer, got {raw!r}.", param=name) from None
-    if value < low or (high is not None and value > high):
-        bound = f"between {low} and {high}" if high is not None else f">= {low}"
-        raise InvalidRequest(f"{name} must be {bound}, got {value}.", param=name)
+    if not _INT.fullmatch(raw.strip()):
+        raise InvalidRequest(
+            f"{name} must be a whole number between {low} and {high}, got {raw[:40]!r}.",
+            param=name)
+    value = int(raw)
+    if not low <= value <= high:
+        raise InvalidRequest(f"{name} must be between {low} and {high}, got {value}.",
+                             param=name)
     return value
 
 
 @bp.get("/v1/conversations")
 async def list_conversations() -> Response:
     limit = _int_arg("limit", repo.DEFAULT_LIMIT, 1, repo.MAX_LIMIT)
-    offset = _int_arg("offset", 0, 0, None)
+    offset = _int_arg("offset", 0, 0, MAX_OFFSET)
     q = request.args.get("q") or None
     username = request.args.get("username") or None
     await _settled(None)
@@ -88,11 +95,8 @@ async def get_conversation(conversation_id: str) -> Response:
 
 
 async def _json_object() -> dict[str, Any]:
-    raw = await request.get_data()
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"The body is not valid JSON: {exc}.") from None
+    raw: bytes = await request.get_data(as_text=False)  # type: ignore[assignment]
+    body = parse_body(raw, param=None)
     if not isinstance(body, dict):
         raise InvalidRequest("The body must be a JSON object.")
     return body

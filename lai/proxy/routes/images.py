@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, request
 
-from lai.errors import InvalidRequest, LaiError, NotFound
+from lai.errors import InvalidRequest, NotFound, ServiceUnavailable
 from lai.proxy.deps import json_response, runtime
 from lai.store.images import ImageStore
 
@@ -20,7 +20,8 @@ bp = Blueprint("images", __name__)
 def _images() -> ImageStore:
     images = runtime().images
     if images is None:  # a runtime built without image storage
-        raise LaiError("Image storage is not configured on this server.")
+        raise ServiceUnavailable("Image storage is not configured on this server.",
+                                 code="images_unavailable")
     return images
 
 

@@ -35,6 +35,7 @@ from lai.errors import LaiError, UpstreamError
 from lai.proxy.anthropic.answer import PassthroughRelay, StreamTranslator, message
 from lai.proxy.anthropic.errors import error_body, http_error_body
 from lai.proxy.anthropic.request import chat_body
+from lai.proxy.access import request_info
 from lai.proxy.auth import check_key
 from lai.proxy.context import context_for
 from lai.proxy.errors import TOO_LARGE
@@ -114,14 +115,19 @@ class MessagesEndpoint:
         watch: _Disconnect | None = None
         try:
             headers = _Headers(scope["headers"])
+            info = request_info(scope)  # the id x-request-id and the access log carry
             key = await check_key(self.runtime, scope["method"], path, headers, scope)
+            if key is not None:
+                info.key_name = key.name
             if path not in (MESSAGES, COUNT_TOKENS):
                 raise _HTTPError(404, f"No such endpoint: {path}. lai serves {MESSAGES} and "
                                       f"{COUNT_TOKENS}.")
             if scope["method"] != "POST":
                 raise _HTTPError(405, f"{path} answers POST only.")
             raw = await self._body(headers, receive)
-            ctx = replace(context_for(headers, key), endpoint=ENDPOINT)
+            info.route = path
+            ctx = replace(context_for(headers, key, request_id=info.request_id),
+                          endpoint=ENDPOINT)
             body = _parse(raw)
             if path == COUNT_TOKENS:
                 await self._count(send, body)

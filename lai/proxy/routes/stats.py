@@ -30,10 +30,10 @@ _STORE_KEY = "lai.stats.store"
 def _days(raw: str | None) -> int:
     if raw is None or raw == "":
         return 30
-    try:
-        days = int(raw)
-    except ValueError:
-        raise InvalidRequest("days must be a whole number of days.", param="days") from None
+    raw = raw.strip()
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 5):
+        raise InvalidRequest("days must be a whole number of days.", param="days")
+    days = int(raw)
     if not 1 <= days <= MAX_DAYS:
         raise InvalidRequest(f"days must be between 1 and {MAX_DAYS}.", param="days")
     return days

@@ -1,0 +1,148 @@
+"""The outermost layer of the app: a request id on every response, and the access log.
+
+``AccessLog`` wraps the whole ASGI app (the bare chat endpoint and Quart alike), so that
+
+- every HTTP request gets lai's own request id (``req_`` + 24 hex), sent back as the
+  ``x-request-id`` response header and used by the engine for the ``requests`` row
+  (``lai.proxy.context`` reads it from the scope). An ``x-request-id`` a client sends is
+  not taken over: the id is the row's unique key, and a client's could repeat;
+- one log line per request goes to the ``lai.access`` logger (``server.access_log``):
+  method, path (without the query string, which can carry search terms), status,
+  duration, key name, provider and request id, as text or as one JSON object
+  (``server.access_log_format``);
+- every response is counted by route and status in ``/metrics``
+  (``local_ai_http_responses_total``), 404s on unknown paths included;
+- an exception that escapes the app before its response started still gets an
+  OpenAI-shaped JSON answer instead of Hypercorn's empty 500.
+
+A request that ends without a response (the client went away first) is logged with
+status 499, as nginx does.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from quart import Quart, request
+
+from lai.engine.types import new_request_id
+from lai.proxy.errors import internal_error_body
+
+if TYPE_CHECKING:
+    from lai.proxy.metrics import ProxyMetrics
+    from lai.runtime import Runtime
+
+log = logging.getLogger("lai.proxy")
+access_log = logging.getLogger("lai.access")
+
+SCOPE_KEY = "lai.request"
+"""Where the request's :class:`RequestInfo` lives in the ASGI scope."""
+UNMATCHED = "unmatched"
+"""The route label of a request no route matched (404, 405)."""
+CLIENT_GONE = 499
+MAX_PATH = 300
+"""Characters of the path a log line keeps."""
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
+
+
+class RequestInfo:
+    """What the layers below learn about a request, for its log line and metrics."""
+
+    __slots__ = ("key_name", "provider", "request_id", "route")
+
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+        self.key_name: str | None = None
+        self.provider: str | None = None
+        self.route: str | None = None
+        """The matched route's rule (``/v1/conversations/<conversation_id>``), a bounded
+        label; None when no route matched."""
+
+
+def request_info(scope: Any) -> RequestInfo:
+    """The request's info, made here when no ``AccessLog`` is in front (a bare app)."""
+    info: RequestInfo | None = scope.get(SCOPE_KEY)
+    if info is None:
+        info = scope[SCOPE_KEY] = RequestInfo(new_request_id())
+    return info
+
+
+def install_route_labels(app: Quart) -> None:
+    """Record each Quart request's matched rule (the metrics' ``route`` label)."""
+
+    @app.before_request
+    async def _label() -> None:
+        rule = request.url_rule
+        request_info(request.scope).route = rule.rule if rule is not None else None
+
+
+class AccessLog:
+    """The ASGI wrapper described in the module docstring."""
+
+    def __init__(self, runtime: Runtime, app: ASGIApp, metrics: ProxyMetrics) -> None:
+        self.app = app
+        server = runtime.settings.server
+        self.enabled = server.access_log
+        self.json = server.access_log_format == "json"
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        info = RequestInfo(new_request_id())
+        scope[SCOPE_KEY] = info
+        header = (b"x-request-id", info.request_id.encode())
+        status = CLIENT_GONE
+        started = False
+        t0 = time.perf_counter()
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                started = True
+                message["headers"] = [*message.get("headers", ()), header]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as err:
+            if started:
+                raise  # the response is under way: the server closes the connection
+            log.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            body = internal_error_body(err)
+            await send_with_id({"type": "http.response.start", "status": 500, "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+        finally:
+            self.metrics.count_response(info.route or UNMATCHED, status)
+            if self.enabled:
+                self._log(scope, info, status, (time.perf_counter() - t0) * 1000)
+
+    def _log(self, scope: dict[str, Any], info: RequestInfo, status: int, ms: float) -> None:
+        # The path as it came (h11 lets only visible ASCII through), not the decoded
+        # one: a %0a in it must not start a forged log line.
+        raw = scope.get("raw_path")
+        path = raw.decode("ascii", "replace") if raw else scope["path"]
+        path = path[:MAX_PATH]
+        if self.json:
+            line = orjson.dumps({
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "method": scope["method"], "path": path, "status": status,
+                "duration_ms": round(ms, 1), "key": info.key_name,
+                "provider": info.provider, "request_id": info.request_id,
+            }).decode()
+            access_log.info("%s", line)
+        else:
+            access_log.info("%s %s %s %.1fms key=%s provider=%s request_id=%s",
+                            scope["method"], path, status, ms,
+                            info.key_name or "-", info.provider or "-", info.request_id)
