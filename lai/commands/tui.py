@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from logging.handlers import RotatingFileHandler
 from pathlib import Path
+from typing import IO
 
 from lai.config.loader import find_config_path, load_settings
 from lai.config.models import Settings
@@ -17,18 +19,33 @@ from lai.tui.client import LaiClient
 from lai.tui.deferred import DeferredClient
 from lai.tui.probe import proxy_answers, socket_path
 
+LOG_MAX_BYTES = 5 * 1024 * 1024
+LOG_BACKUPS = 2
+"""``tui.log`` is rotated at LOG_MAX_BYTES, keeping this many old files (tui.log.1, ...)."""
+
+
+class _PrivateRotatingFileHandler(RotatingFileHandler):
+    """A rotating log whose files are created 0600 whatever the umask (rotation renames
+    the old file and opens a new one)."""
+
+    def _open(self) -> IO[str]:
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        return os.fdopen(fd, self.mode, encoding=self.encoding, errors=self.errors)
+
 
 def setup_logging(settings: Settings) -> None:
-    """Log to ``data_dir/tui.log``: the terminal belongs to the UI."""
+    """Log to ``data_dir/tui.log`` (the terminal belongs to the UI), rotated at 5 MiB
+    with two old files kept; every file 0600."""
     # Private (0700, 0600) before logging opens it; lai.store.private would import the
     # store's SQLAlchemy before the first frame.
     settings.server.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.close(os.open(settings.server.data_dir / "tui.log", os.O_WRONLY | os.O_CREAT, 0o600))
-    logging.basicConfig(
-        level=logging.INFO,
-        filename=settings.server.data_dir / "tui.log",
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    handler = _PrivateRotatingFileHandler(settings.server.data_dir / "tui.log",
+                                          maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    # httpx logs every request at INFO, and the board polls the proxy twice a second:
+    # ~18 MB a day of lines that say nothing went wrong.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def attached_client(settings: Settings, sock: Path, config_path: Path | None = None

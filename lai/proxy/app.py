@@ -8,6 +8,7 @@ from lai.engine.events import ConfigReloaded
 from lai.proxy.access import AccessLog, install_route_labels
 from lai.proxy.auth import install_auth
 from lai.proxy.errors import install_error_handlers
+from lai.proxy.eventlog import install_event_log
 from lai.proxy.metrics import install_metrics
 from lai.runtime import Runtime
 
@@ -41,6 +42,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> Quart:
         app.register_blueprint(module.bp)
     # Metrics count engine events from now on, whether or not /metrics is ever scraped.
     metrics = install_metrics(runtime)
+    install_event_log(runtime)
     app.register_blueprint(metrics_routes.bp)
     app.register_blueprint(stats_routes.bp)
     # The hot path: POST /v1/chat/completions is served before Quart's request machinery;

@@ -44,6 +44,12 @@ _REVISION_LINE = re.compile(
 )
 
 
+def _quiet_alembic() -> None:
+    # Importing alembic.autogenerate (alembic.command does) logs one INFO line per
+    # built-in plugin, seven on every start that migrates: nothing an operator can act on.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
 @cache
 def script_head() -> str | None:
     """The newest revision of the migration scripts, read from their ``revision`` and
@@ -175,6 +181,7 @@ class Store:
 
     def alembic_config(self) -> Config:
         """An Alembic configuration for this database, built without an ini file."""
+        _quiet_alembic()
         from alembic.config import Config
 
         cfg = Config()
@@ -210,6 +217,7 @@ class Store:
         """
         if revision == "head" and script_head() is not None and self._stamped() == script_head():
             return
+        _quiet_alembic()
         from alembic import command
 
         cfg = self.alembic_config()
@@ -230,6 +238,7 @@ class Store:
 
         Raises like :meth:`upgrade`.
         """
+        _quiet_alembic()
         from alembic import command
 
         cfg = self.alembic_config()
