@@ -244,39 +244,19 @@ def _error_bytes(status: int) -> tuple[list[tuple[bytes, bytes]], bytes]:
     return headers, body
 
 
-LINGER_SECONDS = 5.0
-LINGER_BYTES = 64 * 1024 * 1024
-"""How long, and how much of a request body, is read and dropped after an early answer."""
-
-
 class _H11Protocol(H11Protocol):
-    """Hypercorn's HTTP/1.1 protocol with JSON error answers, a header timeout, and a
-    lingering close.
-
-    The lingering close: an answer can be complete before the request body is in (a 401
-    or 413 decided from the headers). Hypercorn then closes at once, the client's kernel
-    resets the connection for the unread body it is still sending, and the client often
-    never reads the answer (measured: 4 of 40 1 MB bodies with a bad key got
-    "Server disconnected without sending a response"). As nginx does, the rest of the
-    body is read and dropped, up to LINGER_BYTES and LINGER_SECONDS, and the connection
-    then serves its next request.
-    """
+    """Hypercorn's HTTP/1.1 protocol with JSON error answers and a header timeout."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_timeout: float = getattr(self.config, "lai_header_timeout", HEADER_TIMEOUT)
-        self._linger_timer: asyncio.TimerHandle | None = None
-        self._linger_left = 0
 
     async def initiate(self) -> None:
         await super().initiate()
         self._start_head_timer()  # a new connection owes its first request head
 
     async def handle(self, event: Event) -> None:
-        if self._linger_timer is not None:
-            await self._linger(event)
-            return
         if (isinstance(event, RawData) and event.data and self._head_timer is None
                 and self._awaiting_head()):
             self._start_head_timer()
@@ -311,60 +291,6 @@ class _H11Protocol(H11Protocol):
             head = b"".join(b"%s: %s\r\n" % pair for pair in headers)
             await self.send(RawData(b"HTTP/1.1 408 Request Timeout\r\n" + head + b"\r\n" + body))
         await self.send(Closed())
-
-    async def _maybe_recycle(self) -> None:
-        conn = self.connection
-        if (isinstance(conn, h11.Connection) and conn.our_state is h11.DONE
-                and conn.their_state is h11.SEND_BODY and not self.context.terminated.is_set()):
-            await self._close_stream()
-            self._linger_left = LINGER_BYTES
-            self._linger_timer = asyncio.get_running_loop().call_later(
-                LINGER_SECONDS, lambda: self.task_group.spawn(self._end_linger, False))
-            await self.can_read.set()
-            return
-        await super()._maybe_recycle()
-
-    async def _linger(self, event: Event) -> None:
-        conn = self.connection
-        assert isinstance(conn, h11.Connection)
-        if conn.their_state is not h11.SEND_BODY:  # the read loop took the body's end
-            await self._end_linger(True)
-            await self.handle(event)
-            return
-        if not isinstance(event, RawData):
-            await self._end_linger(False)
-            await super().handle(event)
-            return
-        self._linger_left -= len(event.data)
-        if self._linger_left < 0:
-            await self._end_linger(False)
-            return
-        conn.receive_data(event.data)
-        while True:
-            try:
-                got = conn.next_event()
-            except h11.RemoteProtocolError:
-                await self._end_linger(False)
-                return
-            if got is h11.NEED_DATA:
-                return
-            if isinstance(got, h11.EndOfMessage):
-                await self._end_linger(True)
-                return
-            if not isinstance(got, h11.Data):
-                await self._end_linger(False)
-                return
-
-    async def _end_linger(self, body_done: bool) -> None:
-        if self._linger_timer is None:
-            return
-        self._linger_timer.cancel()
-        self._linger_timer = None
-        if body_done:
-            await super()._maybe_recycle()  # both sides done: the next request may come
-            await self._handle_events()  # one that came with the body's end
-        else:
-            await self.send(Closed())
 
     async def _send_error_response(self, status_code: int) -> None:
         headers, body = _error_bytes(status_code)

@@ -172,3 +172,22 @@ async def test_a_connection_that_sends_nothing_is_closed_but_keep_alive_is_kept(
         await asyncio.sleep(0.8)
     assert not reader.at_eof()
     writer.close()
+
+
+async def test_an_early_answer_reaches_a_client_still_sending_its_body(
+    proxy_factory, upstream
+) -> None:
+    # 401 (no key) and 413 (Content-Length over the limit) are decided from the headers,
+    # before the body is in: the client must still read them, not a reset connection.
+    proxy = await proxy_factory([provider("box", upstream.url)], [model("small", "box")],
+                                auth=True, max_body_size=512 * 1024)
+    big = b"x" * (2 * 1024 * 1024)
+    for path in ("/v1/chat/completions", "/v1/images/upload", "/v1/conversations/c1"):
+        for _ in range(4):
+            r = await proxy.http.post(path, content=big)
+            assert_openai_error(r, 401, "authentication_error", "invalid_api_key")
+    r = await proxy.http.post("/v1/chat/completions", content=big,
+                              headers={"Authorization": "Bearer lai_" + "0" * 32})
+    assert r.status_code == 401
+    # The same connection then serves the next request.
+    assert (await proxy.http.get("/health")).status_code == 200
