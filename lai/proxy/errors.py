@@ -96,8 +96,14 @@ def install_error_handlers(app: Quart) -> None:
     @app.after_request
     async def _no_html(response: Response) -> Response:
         # Werkzeug answers a routing redirect (/v1//models -> /v1/models, 308) with its
-        # own HTML page, past the error handlers: the same answer, in JSON.
+        # own HTML page, past the error handlers, and OPTIONS with an empty text/html
+        # 200: the redirect in JSON, OPTIONS as 204 (its Allow header is the answer).
         if response.mimetype != "text/html":
+            return response
+        if response.status_code < 300:
+            response.status_code = 204
+            response.set_data(b"")
+            response.headers.pop("Content-Type", None)
             return response
         location = response.headers.get("Location")
         message = (f"This endpoint is at {location}." if location

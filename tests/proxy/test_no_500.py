@@ -191,3 +191,11 @@ async def test_an_early_answer_reaches_a_client_still_sending_its_body(
     assert r.status_code == 401
     # The same connection then serves the next request.
     assert (await proxy.http.get("/health")).status_code == 200
+
+
+async def test_options_answers_its_allow_header_without_an_html_body(proxy) -> None:
+    for path in ("/v1/chat/completions", "/v1/models", "/v1/conversations/c1"):
+        r = await proxy.http.options(path)
+        assert r.status_code == 204 and r.content == b""
+        assert "GET" in r.headers["allow"] or "POST" in r.headers["allow"]
+        assert r.headers["x-request-id"].startswith("req_")
