@@ -135,9 +135,7 @@ class AccessLog:
 
     def __init__(self, runtime: Runtime, app: ASGIApp, metrics: ProxyMetrics) -> None:
         self.app = app
-        server = runtime.settings.server
-        self.enabled = server.access_log
-        self.json = server.access_log_format == "json"
+        self.runtime = runtime  # settings read per request: a config reload may change them
         self.metrics = metrics
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -175,16 +173,19 @@ class AccessLog:
             await send_with_id({"type": "http.response.body", "body": body, "more_body": False})
         finally:
             self.metrics.count_response(info.route or UNMATCHED, status)
-            if self.enabled:
-                self._log(scope, info, status, (time.perf_counter() - t0) * 1000)
+            server = self.runtime.settings.server
+            if server.access_log:
+                self._log(scope, info, status, (time.perf_counter() - t0) * 1000,
+                          server.access_log_format == "json")
 
-    def _log(self, scope: dict[str, Any], info: RequestInfo, status: int, ms: float) -> None:
+    def _log(self, scope: dict[str, Any], info: RequestInfo, status: int, ms: float,
+             as_json: bool) -> None:
         # The path as it came (h11 lets only visible ASCII through), not the decoded
         # one: a %0a in it must not start a forged log line.
         raw = scope.get("raw_path")
         path = raw.decode("ascii", "replace") if raw else scope["path"]
         path = path[:MAX_PATH]
-        if self.json:
+        if as_json:
             line = orjson.dumps({
                 "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "method": scope["method"], "path": path, "status": status,
