@@ -135,7 +135,9 @@ class AccessLog:
 
     def __init__(self, runtime: Runtime, app: ASGIApp, metrics: ProxyMetrics) -> None:
         self.app = app
-        self.runtime = runtime  # settings read per request: a config reload may change them
+        self.runtime = runtime  # access_log read per request: a config reload may change it
+        # The format is fixed at start, as `lai proxy`'s log handler for it is.
+        self.json = runtime.settings.server.access_log_format == "json"
         self.metrics = metrics
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -175,8 +177,7 @@ class AccessLog:
             self.metrics.count_response(info.route or UNMATCHED, status)
             server = self.runtime.settings.server
             if server.access_log:
-                self._log(scope, info, status, (time.perf_counter() - t0) * 1000,
-                          server.access_log_format == "json")
+                self._log(scope, info, status, (time.perf_counter() - t0) * 1000, self.json)
 
     def _log(self, scope: dict[str, Any], info: RequestInfo, status: int, ms: float,
              as_json: bool) -> None:
