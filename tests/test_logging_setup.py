@@ -50,3 +50,19 @@ open_store("sqlite:///{tmp_path / 'lai.db'}").upgrade()
     result = run_python(code, tmp_path)
     assert "Running upgrade" in result.stderr  # the migration itself is still told
     assert "alembic.runtime.plugins" not in result.stderr
+
+
+def test_tui_log_files_are_0600_whatever_the_umask(tmp_path: Path) -> None:
+    code = f"""
+import logging, os
+os.umask(0o022)
+from lai.commands.tui import setup_logging, LOG_MAX_BYTES
+from lai.config.models import Settings
+settings = Settings.model_validate({{"server": {{"data_dir": {str(tmp_path / "data")!r}}}}})
+setup_logging(settings)
+for _ in range(LOG_MAX_BYTES // 1000 + 10):
+    logging.getLogger("lai.tui").info("x" * 1000)
+"""
+    run_python(code, tmp_path)
+    for name in ("tui.log", "tui.log.1"):
+        assert (tmp_path / "data" / name).stat().st_mode & 0o777 == 0o600

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from io import TextIOWrapper
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
-from typing import IO
 
 from lai.config.loader import find_config_path, load_settings
 from lai.config.models import Settings
@@ -28,9 +28,9 @@ class _PrivateRotatingFileHandler(RotatingFileHandler):
     """A rotating log whose files are created 0600 whatever the umask (rotation renames
     the old file and opens a new one)."""
 
-    def _open(self) -> IO[str]:
-        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        return os.fdopen(fd, self.mode, encoding=self.encoding, errors=self.errors)
+    def _open(self) -> TextIOWrapper:
+        os.close(os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT, 0o600))
+        return super()._open()
 
 
 def setup_logging(settings: Settings) -> None:
