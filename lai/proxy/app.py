@@ -5,7 +5,7 @@ from __future__ import annotations
 from quart import Quart
 
 from lai.engine.events import ConfigReloaded
-from lai.proxy.access import AccessLog, install_route_labels
+from lai.proxy.access import AccessLog, ASGIApp, install_route_labels
 from lai.proxy.auth import install_auth
 from lai.proxy.errors import install_error_handlers
 from lai.proxy.eventlog import install_event_log
@@ -47,7 +47,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> Quart:
     app.register_blueprint(stats_routes.bp)
     # The hot path: POST /v1/chat/completions is served before Quart's request machinery;
     # it asks Quart's URL map about any other path, so the two never disagree on a route.
-    endpoint = chat.ChatEndpoint(runtime, app.asgi_app, app.url_map)
+    endpoint: ASGIApp = chat.ChatEndpoint(runtime, app.asgi_app, app.url_map)
     # The Anthropic Messages face, Anthropic-shaped errors included (routes/messages.py).
     endpoint = messages.MessagesEndpoint(runtime, endpoint)
     # Outermost: the request id and the access log cover every face.

@@ -32,13 +32,14 @@ from lai.engine.requests import inspect_chat
 from lai.engine.sse import SSEDecoder
 from lai.engine.types import RequestContext
 from lai.errors import LaiError, UpstreamError
+from lai.proxy.access import request_info
 from lai.proxy.anthropic.answer import PassthroughRelay, StreamTranslator, message
 from lai.proxy.anthropic.errors import error_body, http_error_body
 from lai.proxy.anthropic.request import chat_body
-from lai.proxy.access import request_info
 from lai.proxy.auth import check_key
 from lai.proxy.context import context_for
 from lai.proxy.errors import TOO_LARGE
+from lai.proxy.jsonbody import parse_body as _parse
 from lai.proxy.routes.chat import (
     BODY_TIMEOUT,
     ASGIApp,
@@ -49,7 +50,6 @@ from lai.proxy.routes.chat import (
     _Disconnect,
     _Headers,
     _HTTPError,
-    _parse,
     _send_json,
 )
 
