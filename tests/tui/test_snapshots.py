@@ -88,6 +88,9 @@ class TestBoard:
         async def run_before(pilot: Pilot[Any]) -> None:
             await settle(pilot)
             await pilot.app.screen.poll().wait()  # the proxy is gone: this poll fails
+            while not (pilot.app.screen.stale and pilot.app._notifications):  # type: ignore[attr-defined]
+                await pilot.pause(0.05)
+            await settle(pilot)
 
         client = FakeClient(mode="attached", location="/srv/lai/data/lai.sock",
                             flights=flights, unreachable_after=1)
