@@ -13,6 +13,7 @@ from pathlib import Path
 from lai import enginelock
 from lai.config.loader import find_config_path, load_settings
 from lai.config.models import Settings
+from lai.engine.redact import Redactor, install_log_redaction
 from lai.proxy.app import create_app
 from lai.proxy.serve import (
     install_reload_handler,
@@ -40,6 +41,8 @@ def setup_logging() -> None:
 async def _serve(args: argparse.Namespace) -> int:
     path = find_config_path(args.config)
     settings, warnings = load_settings(path)
+    # Upstream keys never reach the log, even quoted back in an upstream's error.
+    install_log_redaction(Redactor.for_settings(settings))
     for warning in warnings:
         log.warning("%s", warning)
     server = settings.server

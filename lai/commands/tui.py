@@ -13,6 +13,7 @@ from pathlib import Path
 
 from lai.config.loader import find_config_path, load_settings
 from lai.config.models import Settings
+from lai.engine.redact import Redactor, install_log_redaction
 from lai.tui.client import LaiClient
 from lai.tui.deferred import DeferredClient
 from lai.tui.probe import proxy_answers, socket_path
@@ -29,6 +30,7 @@ def setup_logging(settings: Settings) -> None:
         filename=settings.server.data_dir / "tui.log",
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    install_log_redaction(Redactor.for_settings(settings))
 
 
 def attached_client(settings: Settings, sock: Path, config_path: Path | None = None

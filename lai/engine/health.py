@@ -26,6 +26,7 @@ from lai.config.models import ProviderConfig
 from lai.engine.adapters import adapter_for
 from lai.engine.clock import Clock
 from lai.engine.events import EventBus, HealthChanged, HealthChecked
+from lai.engine.redact import Redactor
 from lai.engine.types import ProviderStatus
 
 log = logging.getLogger("lai.engine.health")
@@ -83,6 +84,8 @@ class HealthMonitor:
         """Set when live traffic makes a provider unhealthy (its loop starts re-probing)
         or when it is enabled (its loop probes now, if named in ``_probe_now``)."""
         self._probe_now: set[str] = set()
+        # last_error is shown by /v1/providers and sent in events: no provider's key in it.
+        self._redact = Redactor.for_providers(s.config for s in states.values())
 
     def _set(self, state: ProviderState, new: ProviderStatus, error: str | None) -> None:
         old = state.status
@@ -117,6 +120,7 @@ class HealthMonitor:
         refused" or "cannot connect: ...") makes it unhealthy at once, as does a failure
         before any success; other failures count toward ``UNHEALTHY_AFTER``.
         """
+        error = self._redact(error)
         state = self._states[provider_id]
         state.consecutive_failures += 1
         state.last_error = error
