@@ -412,6 +412,8 @@ class Engine:
                 raise self._timeout_error(cand, exc) from None
             except CONNECT_FAILURES as exc:
                 raise ProviderFailed(describe_http_error(exc)) from None
+            except httpx.HTTPError as exc:  # e.g. a body that does not decode (bad gzip)
+                raise ProviderFailed(f"unreadable answer: {describe_http_error(exc)}") from None
             finally:
                 run.upstream_ms += (self.clock.monotonic() - t) * 1000
             status = resp.status_code

@@ -86,7 +86,8 @@ class Behaviour:
     For answers no well-behaved server gives (upstream-fault tests): `model` is the
     model name the answer carries (default: the request's); `raw_body` answers any
     chat request with exactly these bytes as a Content-Length response of
-    `content_type` (status 200, or `status` in mode "status"); `raw_events` answers any
+    `content_type` (status 200, or `status` in mode "status") and `raw_headers` (e.g.
+    `{"content-encoding": "gzip"}` on a body that is not gzip); `raw_events` answers any
     chat request with a chunked `text/event-stream` of exactly these events, each
     written as its own chunk after `delay` (a dict is sent as `data: <its JSON>`, bytes
     or a str as given, so `b"data: not json\n\n"` or a truncated line can be sent),
@@ -114,6 +115,7 @@ class Behaviour:
     model: str | None = None
     raw_body: bytes | str | None = None
     content_type: str = "application/json"
+    raw_headers: dict[str, str] | None = None
     raw_events: Sequence[bytes | str | dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
@@ -442,7 +444,9 @@ class FakeUpstream:
             payload = b.raw_body.encode() if isinstance(b.raw_body, str) else b.raw_body
             status = b.status if b.mode == "status" else 200
             plan.wait(lead)
-            plan.add(_head(status, b.content_type.encode(), len(payload)) + payload)
+            extra = b"".join(b"%s: %s\r\n" % (k.encode(), v.encode())
+                             for k, v in (b.raw_headers or {}).items())
+            plan.add(_head(status, b.content_type.encode(), len(payload), extra) + payload)
             return plan.steps
         if b.raw_events is not None:
             _plan_raw_stream(plan, b)
