@@ -26,14 +26,14 @@ MIN_SECRET_LENGTH = 6
 words in messages. (Such a secret is not worth keeping out of sight anyway.)"""
 
 _SHAPES = re.compile(
-    r"(?P<bearer>\bbearer\s+)[^\s\"',;()[\]{}]{6,}"
-    r"|(?P<header>\b(?:x-)?api[-_]?key[\"']?\s*[:=]\s*[\"']?)[^\s\"',;()[\]{}]{6,}"
-    r"|\bsk-[A-Za-z0-9][A-Za-z0-9_*.-]{5,}"
+    r"(?P<bearer>\bbearer\s+)[^\s\"',;()[\]{}]{6,}(?<!\.)"
+    r"|(?P<header>\b(?:x-)?api[-_]?key[\"']?\s*[:=]\s*[\"']?)[^\s\"',;()[\]{}]{6,}(?<!\.)"
+    r"|\bsk-[A-Za-z0-9][A-Za-z0-9_*.-]{5,}(?<![.-])"
     r"|\blai_[0-9A-Za-z]{8,}",
     re.IGNORECASE,
 )
-"""Credential shapes. ``lai_`` needs 8+ characters after it so that the 4-character key
-prefixes lai itself shows (``lai_5f4d``) stay readable."""
+"""Credential shapes; a full stop after one is kept. ``lai_`` needs 8+ characters after
+it so that the 4-character key prefixes lai itself shows (``lai_5f4d``) stay readable."""
 
 
 def _shape(match: re.Match[str]) -> str:
