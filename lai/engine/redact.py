@@ -65,7 +65,7 @@ class Redactor:
         return cls(secrets)
 
     def __call__(self, text: str) -> str:
-        """``text`` without secrets; the same object when there was nothing to hide."""
+        """``text`` with every configured secret and credential shape replaced."""
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, MARK)
