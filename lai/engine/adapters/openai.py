@@ -14,7 +14,7 @@ stream with an ``upstream_error`` event; such a body is a ValueError.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 
@@ -89,6 +89,12 @@ def _check_choices(choices: Any, part: str) -> list[dict[str, Any]]:
     return choices or []
 
 
+def _reject(choices: Any) -> NoReturn:
+    """Raise Unusable naming what is wrong in ``choices`` (known to be wrong)."""
+    _check_choices(choices, "delta")
+    raise Unusable("choices has a shape lai cannot use")
+
+
 def _error_text(err: Any) -> str:
     if isinstance(err, dict):
         message = err.get("message")
@@ -128,41 +134,58 @@ class OpenAIStreamParser:
 
     def _feed(self, data: bytes) -> bytes | None:
         state = self.state
-        stripped = data.strip()
-        if stripped == b"[DONE]":
-            state.done = True
-            return None
-        if not stripped:
-            return None  # an empty data line carries nothing
+        if data[:1] != b"{":  # the common chunk skips this
+            stripped = data.strip()
+            if stripped == b"[DONE]":
+                state.done = True
+                return None
+            if not stripped:
+                return None  # an empty data line carries nothing
         try:
             chunk = orjson.loads(data)
         except orjson.JSONDecodeError:
-            return self._fail(f"a data line that is not JSON: {excerpt(stripped)}")
-        if not isinstance(chunk, dict):
+            return self._fail(f"a data line that is not JSON: {excerpt(data.strip())}")
+        if type(chunk) is not dict:
             raise Unusable(f"the chunk is {kind_of(chunk)}, not an object")
         err = chunk.get("error")
         if err is not None:
             return self._upstream_error(chunk, err)
-        choices = _check_choices(chunk.get("choices"), "delta")
+        choices = chunk.get("choices")
+        if choices is not None and type(choices) is not list:
+            _reject(choices)
         usage = chunk.get("usage")
         if usage:
             state.usage = _usage(usage) or state.usage
             if not choices and self._drop_usage_only:
                 return None  # lai asked for usage; the client did not
-        for choice in choices:
-            delta = choice.get("delta") or {}
+        # The checks of _check_choices, inline: this runs for every token of every stream.
+        for i, choice in enumerate(choices or ()):
+            if type(choice) is not dict:
+                _reject(choices)
+            delta = choice.get("delta")
+            if delta is None:
+                delta = {}
+            elif type(delta) is not dict:
+                _reject(choices)
             text = delta.get("content")
+            finish = choice.get("finish_reason")
+            if ((text is not None and type(text) is not str)
+                    or (finish is not None and type(finish) is not str)):
+                _reject(choices)
+            calls = delta.get("tool_calls")
+            if calls is not None:
+                _check_tool_calls(calls, f"choices[{i}].delta.tool_calls", delta=True)
             carried = False
             if text:
                 state.content.append(text)
                 carried = True
-            for call in delta.get("tool_calls") or ():
+            for call in calls or ():
                 state.add_tool_call_delta(call)
                 carried = True
             if carried:
                 state.content_events += 1
-            if choice.get("finish_reason"):
-                state.finish_reason = choice["finish_reason"]
+            if finish:
+                state.finish_reason = finish
         return encode_event(self._client_bytes(data, chunk))
 
     def _client_bytes(self, data: bytes, chunk: dict[str, Any]) -> bytes:
