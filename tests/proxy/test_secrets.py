@@ -102,11 +102,14 @@ async def test_upstream_401_quoting_the_key_reaches_nobody(two_boxes, caplog) ->
     assert_clean(caplog.text, "the log")
 
 
-async def test_stream_error_quoting_the_key_is_redacted(two_boxes) -> None:
+@pytest.mark.parametrize("error_chunk", [
+    {"error": {"message": quoting(KEY_A), "type": "auth", "param": f"Bearer {KEY_A}"}},
+    {"object": "error", "message": quoting(KEY_A), "type": "BadRequestError", "code": 401},
+], ids=["openai", "vllm"])
+async def test_stream_error_quoting_the_key_is_redacted(two_boxes, error_chunk) -> None:
     proxy, a, _b, events = two_boxes
     role = {"id": "c", "model": "m", "choices": [{"index": 0, "delta": {"content": "x"}}]}
-    a.default = Behaviour(raw_events=[role, {"error": {"message": quoting(KEY_A),
-                                                       "type": "auth"}}])
+    a.default = Behaviour(raw_events=[role, error_chunk])
     r = await proxy.http.post("/v1/chat/completions", json={
         "model": "small", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
     assert r.status_code == 200 and "Bearer [redacted]" in r.text
@@ -117,6 +120,13 @@ async def test_stream_error_quoting_the_key_is_redacted(two_boxes) -> None:
     assert_clean(row.error_message or "", "the requests table")
     assert_clean(orjson.dumps(proxy.engine.provider("a").to_dict()).decode(), "the provider")
     assert_clean(orjson.dumps(events).decode(), "engine events")
+    with pytest.raises(openai.APIError) as caught:
+        stream = await sdk(proxy).chat.completions.create(
+            model="small", messages=[{"role": "user", "content": "hi"}], stream=True)
+        async for _ in stream:
+            pass
+    assert "Bearer [redacted]" in caught.value.message
+    assert_clean(caught.value.message, "the SDK's error")
 
 
 @pytest.fixture

@@ -71,7 +71,11 @@ BAD_BODIES: dict[str, tuple[bytes, str]] = {
                                "application/json"),
     "function is a number": (b'{"choices":[{"message":{"tool_calls":[{"id":"c","function":5}]}}]}',
                              "application/json"),
+    "choice without message": (b'{"choices":[{"index":0,"finish_reason":"stop"}]}',
+                               "application/json"),
     "an error with status 200": (b'{"error":{"message":"model crashed"}}', "application/json"),
+    "a vLLM error object": (b'{"object":"error","message":"model crashed","code":500}',
+                            "application/json"),
 }
 
 

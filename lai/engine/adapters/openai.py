@@ -82,6 +82,8 @@ def _check_choices(choices: Any, part: str) -> list[dict[str, Any]]:
         if not isinstance(choice, dict):
             raise Unusable(f"{where} is {kind_of(choice)}, not an object")
         body = choice.get(part)
+        if body is None and part == "message":
+            raise Unusable(f"{where}.message is missing")
         expect(body, dict, f"{where}.{part}", "an object")
         if body is not None:
             _check_part(body, f"{where}.{part}", delta=part == "delta")
@@ -93,6 +95,15 @@ def _reject(choices: Any) -> NoReturn:
     """Raise Unusable naming what is wrong in ``choices`` (known to be wrong)."""
     _check_choices(choices, "delta")
     raise Unusable("choices has a shape lai cannot use")
+
+
+def _error_of(doc: dict[str, Any]) -> Any:
+    """The error an upstream sent in place of an answer: ``{"error": ...}``, or vLLM's
+    older ``{"object": "error", "message": ...}``; None when there is none."""
+    err = doc.get("error")
+    if err is None and doc.get("object") == "error":
+        return doc
+    return err
 
 
 def _error_text(err: Any) -> str:
@@ -147,7 +158,7 @@ class OpenAIStreamParser:
             return self._fail(f"a data line that is not JSON: {excerpt(data.strip())}")
         if type(chunk) is not dict:
             raise Unusable(f"the chunk is {kind_of(chunk)}, not an object")
-        err = chunk.get("error")
+        err = _error_of(chunk)
         if err is not None:
             return self._upstream_error(chunk, err)
         choices = chunk.get("choices")
@@ -205,16 +216,20 @@ class OpenAIStreamParser:
         return orjson.dumps(out)
 
     def _upstream_error(self, chunk: dict[str, Any], err: Any) -> bytes:
-        """An error the upstream sent in the stream: relayed, its message redacted."""
+        """An error the upstream sent in the stream, relayed in OpenAI's shape: its
+        message redacted, its other members kept only when they are short scalars."""
         message = self._redact(_error_text(err))
         self.state.error = message
-        shaped = dict(err) if isinstance(err, dict) else {
-            "type": "api_error", "code": None, "param": None}
-        shaped["message"] = message
-        out = {**chunk, "error": shaped, "provider": self._provider}
-        if self._model is not None and "model" in chunk:
-            out["model"] = self._model
-        return error_event(orjson.dumps(out))
+        shaped: dict[str, Any] = {"message": message, "type": "api_error", "code": None,
+                                  "param": None}
+        if isinstance(err, dict):
+            for key in ("type", "code", "param"):
+                value = err.get(key)
+                if isinstance(value, str):
+                    shaped[key] = self._redact(value)
+                elif isinstance(value, int) and not isinstance(value, bool):
+                    shaped[key] = value
+        return error_event(orjson.dumps({"error": shaped, "provider": self._provider}))
 
     def _fail(self, what: str) -> bytes:
         """End the stream: record why, and give the client an OpenAI error event."""
@@ -237,7 +252,7 @@ def check_completion(doc: Any) -> dict[str, Any]:
     """
     if not isinstance(doc, dict):
         raise Unusable(f"upstream answered 200 with {kind_of(doc)}, not a JSON object")
-    err = doc.get("error")
+    err = _error_of(doc)
     if err is not None and not doc.get("choices"):
         raise Unusable(f"upstream answered 200 with an error: {_error_text(err)}")
     if not doc.get("choices"):
