@@ -396,3 +396,31 @@ async def test_body_that_does_not_decode_is_a_502(proxy_factory, upstream_factor
     stream = await sdk(proxy).chat.completions.create(
         model="small", messages=[{"role": "user", "content": "hi"}], stream=True)
     assert [c async for c in stream]
+
+
+async def test_a_parser_that_raises_still_ends_the_stream_cleanly(
+    proxy_factory, upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Belt and braces: parsers never raise by construction, so the bug is simulated."""
+    from lai.engine.adapters.openai import OpenAIStreamParser
+
+    real = OpenAIStreamParser._feed
+    calls = {"n": 0}
+
+    def flaky(self: OpenAIStreamParser, data: bytes) -> bytes | None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("a bug in a parser")
+        return real(self, data)
+
+    monkeypatch.setattr(OpenAIStreamParser, "_feed", flaky)
+    monkeypatch.setattr(OpenAIStreamParser, "feed",
+                        lambda self, event, data: self._feed(data))
+    proxy = await proxy_factory([provider("box", upstream.url)], [model("small", "box")])
+    upstream.default = Behaviour(chunks=5)
+    text, error = await stream_with_sdk(sdk(proxy))
+    assert text == "tok0"  # role chunk, one word, then the failure
+    assert "incomplete" in assert_api_error(error).message
+    (row,) = await rows(proxy)
+    assert row.status == "error" and row.error_code == "upstream_error"
+    assert proxy.engine.provider("box").active_requests == 0
