@@ -4,8 +4,9 @@ An upstream that refuses a key often quotes it ("Incorrect API key provided: Bea
 sk-..."); lai relays upstream messages to clients, stores them with the request, shows
 them in ``/v1/providers`` and logs them. A ``Redactor`` is applied at each of those
 boundaries: it replaces every configured secret (providers' ``auth_secret`` as resolved,
-the password of ``server.database_url``) and anything shaped like a credential (a bearer
-token, an ``sk-...`` key, a ``lai_...`` key, an ``api-key:`` value) with ``[redacted]``.
+a password in a provider's ``endpoint`` or in ``server.database_url``) and anything
+shaped like a credential (a bearer token, an ``sk-...`` key, a ``lai_...`` key, an
+``api-key:`` value) with ``[redacted]``.
 
 ``install_log_redaction`` puts the same redaction on the root logger's handlers, so a
 log line cannot carry what a message would not.
@@ -52,13 +53,14 @@ class Redactor:
 
     @classmethod
     def for_providers(cls, providers: Iterable[ProviderConfig]) -> Redactor:
-        """A redactor for these providers' (resolved) ``auth_secret`` values."""
-        return cls(p.auth_secret for p in providers if p.auth_secret)
+        """A redactor for these providers' secrets: each ``auth_secret`` (as resolved)
+        and the password of an endpoint URL that carries one."""
+        return cls(_provider_secrets(providers))
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Redactor:
-        """Every secret ``settings`` holds: provider keys and the database password."""
-        secrets = [p.auth_secret for p in settings.providers if p.auth_secret]
+        """Every secret ``settings`` holds: the providers' and the database password."""
+        secrets = _provider_secrets(settings.providers)
         password = _url_password(settings.server.database_url)
         if password:
             secrets.append(password)
@@ -70,6 +72,17 @@ class Redactor:
             if secret in text:
                 text = text.replace(secret, MARK)
         return _SHAPES.sub(_shape, text)
+
+
+def _provider_secrets(providers: Iterable[ProviderConfig]) -> list[str]:
+    out = []
+    for p in providers:
+        if p.auth_secret:
+            out.append(p.auth_secret)
+        password = _url_password(p.endpoint)
+        if password:
+            out.append(password)
+    return out
 
 
 def _url_password(url: str) -> str | None:

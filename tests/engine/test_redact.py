@@ -41,8 +41,10 @@ def test_for_settings_knows_provider_keys_and_the_database_password() -> None:
     settings = Settings.model_validate({
         "server": {"database_url": "postgresql+psycopg://lai:pg-Passw0rd@db/lai"},
         "providers": [{"id": "z", "endpoint": "https://api.z.ai/v4", "type": "openai",
-                       "auth_type": "bearer", "auth_secret": "zk.9f8e7d6c5b4a"}],
-        "models": [{"id": "glm", "provider_id": "z"}],
+                       "auth_type": "bearer", "auth_secret": "zk.9f8e7d6c5b4a"},
+                      {"id": "box", "endpoint": "http://me:box-pass-42@10.0.0.2:8000"}],
+        "models": [{"id": "glm", "provider_id": "z"}, {"id": "m", "provider_id": "box"}],
     })
     redact = Redactor.for_settings(settings)
-    assert redact("zk.9f8e7d6c5b4a / pg-Passw0rd") == "[redacted] / [redacted]"
+    assert redact("zk.9f8e7d6c5b4a / pg-Passw0rd / http://me:box-pass-42@10.0.0.2") == (
+        "[redacted] / [redacted] / http://me:[redacted]@10.0.0.2")
