@@ -224,6 +224,7 @@ async def test_chunks_lai_understands_are_relayed_whatever_their_layout(
         ROLE,
         b"data:\n\n",  # an empty data line
         b": a comment line\n\n",
+        b'data: {"id":"c1","model":"m",\r"choices":[]}\n\n',  # a bare CR as whitespace
         # One chunk split over two data: lines (legal SSE), with CRLF line ends.
         b'data: {"id":"c1","model":"m",\r\n'
         b'data: "choices":[{"index":0,"delta":{"content":"hi"}}]}\r\n\r\n',

@@ -201,7 +201,9 @@ class OpenAIStreamParser:
 
     def _client_bytes(self, data: bytes, chunk: dict[str, Any]) -> bytes:
         """The chunk as the client gets it: bytes kept, model renamed, provider added."""
-        if b"\n" not in data:  # a chunk split over data: lines is re-encoded on one line
+        # A chunk split over data: lines is re-encoded on one line; so is one with a bare
+        # CR in its whitespace, which the client's SSE parser would take for a line end.
+        if b"\n" not in data and b"\r" not in data:
             if "model" not in chunk:
                 return splice(data, self._suffix_model)
             if self._rename is None:
