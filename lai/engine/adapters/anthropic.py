@@ -328,7 +328,7 @@ class AnthropicStreamParser:
     def _on_error(self, doc: dict[str, Any]) -> bytes:
         message, kind = _error_parts(doc)
         message = self._redact(message)
-        kind = kind if isinstance(kind, str) else None
+        kind = self._redact(kind) if isinstance(kind, str) else None
         self.state.error = message
         return encode_event(orjson.dumps({
             "error": {"message": message, "type": kind or "api_error", "code": None,
