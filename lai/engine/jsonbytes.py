@@ -42,7 +42,12 @@ def member_span(obj: bytes, key: str) -> tuple[int, int] | None:
 
     ``obj`` must be valid JSON (decode it first): the scan does not check it.
     """
-    wanted = orjson.dumps(key)
+    found = _member(obj, orjson.dumps(key))
+    return None if found is None else (found[1], found[2])
+
+
+def _member(obj: bytes, wanted: bytes) -> tuple[int, int, int] | None:
+    """(key start, value start, value end) of ``member_span``."""
     depth = 0
     pos = 0
     search = _TOKEN.search
@@ -54,7 +59,9 @@ def member_span(obj: bytes, key: str) -> tuple[int, int] | None:
                 colon = _COLON.match(obj, pos)
                 if colon is not None:
                     value = _VALUE.match(obj, colon.end())
-                    return None if value is None else value.span()
+                    if value is None:
+                        return None
+                    return token.start(), value.start(), value.end()
         elif first in (0x7B, 0x5B):  # { [
             depth += 1
         else:
@@ -68,19 +75,31 @@ class MemberReplacer:
     """Replaces the value of one top-level member in JSON objects' bytes (a stream's
     ``"model"``), leaving every other byte as it came.
 
-    The bytes up to the replaced value are remembered: the next object that starts with
-    the same bytes has the member at the same place (a JSON parser's state after a
-    prefix depends on nothing else), so a stream of like chunks costs one
-    ``startswith`` each. The value must be a string or null, whose end is unambiguous.
+    A stream's chunks are alike, so where the member was is remembered, two ways:
+
+    - the bytes up to the value (vLLM and OpenAI put ``model`` before ``choices``): an
+      object that starts with the same bytes has the member at the same place, since a
+      JSON parser's state after a prefix depends on nothing else;
+    - the bytes from the key to the end (llama.cpp puts it after ``choices``): they hold
+      no bracket but the final ``}``, so in an object that ends with them the key is a
+      member of the top-level object, provided its opening quote is not escaped (a
+      closing quote cannot be followed by ``model"``), which a byte other than a
+      backslash before it proves.
+
+    So a stream of like chunks costs a ``startswith`` or an ``endswith`` each. The value
+    must be a string or null, whose end is unambiguous.
     """
 
-    __slots__ = ("_key", "_new", "_old_prefix", "_new_prefix")
+    __slots__ = ("_wanted", "_new", "_old_prefix", "_new_prefix", "_old_suffix",
+                 "_new_suffix")
 
     def __init__(self, key: str, value: str | None) -> None:
-        self._key = key
+        self._wanted = orjson.dumps(key)
         self._new = orjson.dumps(value)
         self._old_prefix: bytes | None = None
         self._new_prefix = b""
+        self._old_suffix: bytes | None = None
+        self._new_suffix = b""
 
     def __call__(self, obj: bytes) -> bytes | None:
         """``obj`` with the member's value replaced; None when ``member_span`` cannot
@@ -88,10 +107,20 @@ class MemberReplacer:
         old = self._old_prefix
         if old is not None and obj.startswith(old):
             return self._new_prefix + obj[len(old):]
-        span = member_span(obj, self._key)
-        if span is None:
+        old = self._old_suffix
+        if old is not None and obj.endswith(old):
+            start = len(obj) - len(old)
+            # After a backslash the quote may be escaped: then scan, to be sure.
+            if start > 0 and obj[start - 1] != 0x5C:
+                return obj[:start] + self._new_suffix
+        found = _member(obj, self._wanted)
+        if found is None:
             return None
-        start, end = span
+        key, start, end = found
         self._old_prefix = obj[:end]
         self._new_prefix = obj[:start] + self._new
+        tail = obj[key:].rstrip()
+        if b"{" not in tail and b"[" not in tail and tail.count(b"}") == 1:
+            self._old_suffix = obj[key:]
+            self._new_suffix = obj[key:start] + self._new + obj[end:]
         return self._new_prefix + obj[end:]

@@ -89,3 +89,38 @@ def test_a_stream_of_like_chunks_reuses_the_prefix_and_notices_a_change() -> Non
     assert rename(b'{"id":"c1","model":"/m.gguf.2","choices":[]}') == (
         b'{"id":"c1","model":"small","choices":[]}')
     assert rename(b'{"id":"c2","model":null}') == b'{"id":"c2","model":"small"}'
+
+
+def test_model_after_choices_reuses_the_suffix_and_is_not_fooled_by_escapes() -> None:
+    """llama.cpp writes ``model`` after ``choices``: the bytes after it repeat."""
+    rename = MemberReplacer("model", "small")
+    tail = b'"created":1,"model":"/m.gguf","object":"chat.completion.chunk"}'
+    for text in ("a", "b}]{", 'q\\"model\\":'):
+        chunk = b'{"choices":[{"delta":{"content":' + orjson.dumps(text) + b'}}],' + tail
+        out = rename(chunk)
+        assert out is not None
+        assert orjson.loads(out) == {**orjson.loads(chunk), "model": "small"}
+    # The same tail after an escaped quote belongs to another key: not replaced.
+    trap = b'{"x\\"model":"/m.gguf","object":"chat.completion.chunk"}'
+    assert rename(b'{"choices":[],"model":"/m.gguf","object":"chat.completion.chunk"}')
+    assert rename(trap) is None
+
+
+def test_streams_of_like_chunks_are_right_with_the_remembered_places() -> None:
+    rng = random.Random(7)
+    for _ in range(300):
+        before = {f"b{i}": random_value(rng) for i in range(rng.randrange(3))}
+        after = {f"a{i}": random_value(rng) for i in range(rng.randrange(3))}
+        rename = MemberReplacer("model", "small")
+        model_first = rng.random() < 0.5
+        encode = rng.choice([orjson.dumps, lambda d: json.dumps(d).encode()])
+        for n in range(6):
+            varying = {"choices": [{"delta": {"content": rng.choice(TRICKY) * n}}]}
+            parts = [before, {"model": rng.choice(["/m.gguf", "/m.gguf" * 2, None])},
+                     varying, after] if model_first else [
+                before, varying, {"model": rng.choice(["/m.gguf", 'x"y'])}, after]
+            doc = {k: v for part in parts for k, v in part.items()}
+            raw = encode(doc)
+            out = rename(raw)
+            assert out is not None, raw
+            assert orjson.loads(out) == {**doc, "model": "small"}, raw
