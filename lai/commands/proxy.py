@@ -64,6 +64,8 @@ async def _serve_locked(settings: Settings, path: Path, host: str, port: int) ->
     sockets = [tcp_socket(host, port)]
     sockets.append(unix_socket(data_dir / "lai.sock"))
     runtime = build_runtime(settings)
+    # From now on the engine's redactor, which learns the secrets of every reload.
+    install_log_redaction(runtime.engine.redact)
     app = create_app(runtime)
     shutdown = asyncio.Event()
 

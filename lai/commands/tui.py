@@ -48,7 +48,10 @@ def embedded_client(settings: Settings, config_path: Path) -> LaiClient:
     from lai.runtime import build_runtime
     from lai.tui.embedded import EmbeddedClient
 
-    return EmbeddedClient(build_runtime(settings), config_path=config_path)
+    runtime = build_runtime(settings)
+    # The engine's redactor learns the secrets of every reload; the log uses it from now.
+    install_log_redaction(runtime.engine.redact)
+    return EmbeddedClient(runtime, config_path=config_path)
 
 
 def make_client(settings: Settings, config_path: Path) -> DeferredClient:

@@ -34,7 +34,7 @@ from lai.engine.failures import FailureLog
 from lai.engine.health import HealthMonitor, ProviderState, auto_status, describe_http_error
 from lai.engine.jsonbytes import members, splice
 from lai.engine.reconfigure import provider_timeout
-from lai.engine.redact import Redactor
+from lai.engine.redact import Redactor, secrets_of
 from lai.engine.requests import inspect_chat
 from lai.engine.routing import Candidate, Catalog, may_use, plan
 from lai.engine.run import (
@@ -135,6 +135,7 @@ class Engine:
         """Serve ``settings`` from now on (``lai.engine.reconfigure``); requests in flight
         finish on what they started with. Returns one line per change."""
         changes = reconfigure.apply(self, settings)
+        self.redact.add(secrets_of(settings))
         for line in changes:
             log.info("config reloaded: %s", line)
         return changes

@@ -84,8 +84,6 @@ class HealthMonitor:
         """Set when live traffic makes a provider unhealthy (its loop starts re-probing)
         or when it is enabled (its loop probes now, if named in ``_probe_now``)."""
         self._probe_now: set[str] = set()
-        # last_error is shown by /v1/providers and sent in events: no provider's key in it.
-        self._redact = Redactor.for_providers(s.config for s in states.values())
 
     def _set(self, state: ProviderState, new: ProviderStatus, error: str | None) -> None:
         old = state.status
@@ -120,7 +118,9 @@ class HealthMonitor:
         refused" or "cannot connect: ...") makes it unhealthy at once, as does a failure
         before any success; other failures count toward ``UNHEALTHY_AFTER``.
         """
-        error = self._redact(error)
+        # last_error is shown by /v1/providers and sent in events: no provider's key in
+        # it. Built from the states each time, so providers a reload added count too.
+        error = Redactor.for_providers(s.config for s in self._states.values())(error)
         state = self._states[provider_id]
         state.consecutive_failures += 1
         state.last_error = error

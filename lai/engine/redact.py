@@ -9,7 +9,9 @@ shaped like a credential (a bearer token, an ``sk-...`` key, a ``lai_...`` key, 
 ``api-key:`` value) with ``[redacted]``.
 
 ``install_log_redaction`` puts the same redaction on the root logger's handlers, so a
-log line cannot carry what a message would not.
+log line cannot carry what a message would not. A config reload ``add``s the new
+secrets to the engine's redactor (the old ones stay: requests in flight still use them),
+and the log filter of ``lai proxy`` is that same redactor.
 """
 
 from __future__ import annotations
@@ -47,8 +49,14 @@ class Redactor:
     __slots__ = ("_secrets",)
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        # Longest first, so a secret that contains another is replaced whole.
-        found = {s for s in secrets if len(s) >= MIN_SECRET_LENGTH}
+        self._secrets: tuple[str, ...] = ()
+        self.add(secrets)
+
+    def add(self, secrets: Iterable[str]) -> None:
+        """Redact these too (a reloaded config's), besides every secret known before."""
+        found = set(self._secrets) | {s for s in secrets if len(s) >= MIN_SECRET_LENGTH}
+        # Longest first, so a secret that contains another is replaced whole. One tuple
+        # swapped in: a reader on another thread (a log handler) sees the old or the new.
         self._secrets = tuple(sorted(found, key=len, reverse=True))
 
     @classmethod
@@ -59,12 +67,8 @@ class Redactor:
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Redactor:
-        """Every secret ``settings`` holds: the providers' and the database password."""
-        secrets = _provider_secrets(settings.providers)
-        password = _url_password(settings.server.database_url)
-        if password:
-            secrets.append(password)
-        return cls(secrets)
+        """A redactor for ``secrets_of(settings)``."""
+        return cls(secrets_of(settings))
 
     def __call__(self, text: str) -> str:
         """``text`` with every configured secret and credential shape replaced."""
@@ -72,6 +76,15 @@ class Redactor:
             if secret in text:
                 text = text.replace(secret, MARK)
         return _SHAPES.sub(_shape, text)
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """Every secret ``settings`` holds: the providers' and the database password."""
+    secrets = _provider_secrets(settings.providers)
+    password = _url_password(settings.server.database_url)
+    if password:
+        secrets.append(password)
+    return secrets
 
 
 def _provider_secrets(providers: Iterable[ProviderConfig]) -> list[str]:

@@ -244,3 +244,57 @@ def test_lai_proxy_log_never_shows_the_key(
             raise
     assert "failing over" in stderr and "[redacted]" in stderr
     assert_clean(stderr, "the proxy's log")
+
+
+async def test_a_key_added_by_a_config_reload_is_redacted_too(
+    tmp_path: Path, upstream_factory: Any
+) -> None:
+    from lai.config.loader import load_settings
+    from tests.harness import start_proxy
+
+    a, b = upstream_factory(), upstream_factory()
+    b.default = Behaviour(mode="status", status=500, error_message=quoting(KEY_B))
+    config = tmp_path / "config.toml"
+    base = textwrap.dedent(f"""
+        [server]
+        database_url = "sqlite:///lai.db"
+        data_dir = "data"
+        auth = false
+
+        [[providers]]
+        id = "a"
+        endpoint = "{a.url}"
+        health_check_interval = 3600
+
+        [[models]]
+        id = "ma"
+        provider_id = "a"
+    """)
+    config.write_text(base)
+    proxy = await start_proxy(load_settings(config)[0])
+    try:
+        config.write_text(base + textwrap.dedent(f"""
+            [[providers]]
+            id = "b"
+            endpoint = "{b.url}"
+            auth_type = "bearer"
+            auth_secret = "{KEY_B}"
+            health_check_interval = 3600
+
+            [[models]]
+            id = "mb"
+            provider_id = "b"
+        """))
+        resp = await proxy.http.post("/admin/config/reload")
+        assert resp.status_code == 200, resp.text
+        assert_clean(resp.text, "the reload answer")
+        r = await proxy.http.post("/v1/chat/completions", json={
+            "model": "mb", "messages": [{"role": "user", "content": "hi"}]})
+        assert r.status_code == 502 and "[redacted]" in r.text
+        assert_clean(r.text, "the client's 502")
+        assert_clean((await proxy.http.get("/v1/providers")).text, "/v1/providers")
+        for row in await rows(proxy):
+            assert_clean(row.error_message or "", "the requests table")
+        assert b.requests[-1].headers["authorization"] == f"Bearer {KEY_B}"
+    finally:
+        await proxy.stop()
