@@ -13,6 +13,7 @@ from pathlib import Path
 from lai import enginelock
 from lai.config.loader import find_config_path, load_settings
 from lai.config.models import Settings
+from lai.engine.redact import Redactor, install_log_redaction
 from lai.proxy.app import create_app
 from lai.proxy.serve import (
     install_reload_handler,
@@ -52,6 +53,8 @@ def setup_access_log(fmt: str) -> None:
 async def _serve(args: argparse.Namespace) -> int:
     path = find_config_path(args.config)
     settings, warnings = load_settings(path)
+    # Upstream keys never reach the log, even quoted back in an upstream's error.
+    install_log_redaction(Redactor.for_settings(settings))
     for warning in warnings:
         log.warning("%s", warning)
     server = settings.server
@@ -74,6 +77,8 @@ async def _serve_locked(settings: Settings, path: Path, host: str, port: int) ->
     sockets = [tcp_socket(host, port)]
     sockets.append(unix_socket(data_dir / "lai.sock"))
     runtime = build_runtime(settings)
+    # From now on the engine's redactor, which learns the secrets of every reload.
+    install_log_redaction(runtime.engine.redact)
     app = create_app(runtime)
     shutdown = asyncio.Event()
 

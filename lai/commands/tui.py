@@ -15,6 +15,7 @@ from pathlib import Path
 
 from lai.config.loader import find_config_path, load_settings
 from lai.config.models import Settings
+from lai.engine.redact import Redactor, install_log_redaction
 from lai.tui.client import LaiClient
 from lai.tui.deferred import DeferredClient
 from lai.tui.probe import proxy_answers, socket_path
@@ -46,6 +47,7 @@ def setup_logging(settings: Settings) -> None:
     # httpx logs every request at INFO, and the board polls the proxy twice a second:
     # ~18 MB a day of lines that say nothing went wrong.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    install_log_redaction(Redactor.for_settings(settings))
 
 
 def attached_client(settings: Settings, sock: Path, config_path: Path | None = None
@@ -63,7 +65,10 @@ def embedded_client(settings: Settings, config_path: Path) -> LaiClient:
     from lai.runtime import build_runtime
     from lai.tui.embedded import EmbeddedClient
 
-    return EmbeddedClient(build_runtime(settings), config_path=config_path)
+    runtime = build_runtime(settings)
+    # The engine's redactor learns the secrets of every reload; the log uses it from now.
+    install_log_redaction(runtime.engine.redact)
+    return EmbeddedClient(runtime, config_path=config_path)
 
 
 def make_client(settings: Settings, config_path: Path) -> DeferredClient:

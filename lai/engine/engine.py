@@ -34,6 +34,7 @@ from lai.engine.failures import FailureLog
 from lai.engine.health import HealthMonitor, ProviderState, auto_status, describe_http_error
 from lai.engine.jsonbytes import members, splice
 from lai.engine.reconfigure import provider_timeout
+from lai.engine.redact import Redactor, secrets_of
 from lai.engine.requests import inspect_chat
 from lai.engine.routing import Candidate, Catalog, may_use, plan
 from lai.engine.run import (
@@ -91,6 +92,8 @@ class Engine:
         self.max_retry_after = max_retry_after
         self.image_resolver = image_resolver
         self.catalog = Catalog(settings)
+        self.redact = Redactor.for_settings(settings)
+        """Applied to every upstream message before a client, the store or a log sees it."""
         self.events = EventBus()
         self.failures = FailureLog()
         """The last failures, for the operator (GET /admin/failures, the TUI board)."""
@@ -132,6 +135,7 @@ class Engine:
         """Serve ``settings`` from now on (``lai.engine.reconfigure``); requests in flight
         finish on what they started with. Returns one line per change."""
         changes = reconfigure.apply(self, settings)
+        self.redact.add(secrets_of(settings))
         for line in changes:
             log.info("config reloaded: %s", line)
         return changes
@@ -285,13 +289,14 @@ class Engine:
             except ProviderFailed as exc:
                 self.slots.release(pid)
                 run.candidate = None
-                self.health.record_failure(pid, exc.reason)
-                run.failures.append((pid, exc.reason))
+                reason = self.redact(exc.reason)
+                self.health.record_failure(pid, reason)
+                run.failures.append((pid, reason))
                 remaining = [c for c in remaining if c.provider.id != pid]
                 nxt = remaining[0].provider.id if remaining else None
                 log.warning("request %s: %s failed (%s); failing over to %s",
-                            run.ctx.request_id, pid, exc.reason, nxt or "nothing")
-                self.events.emit(Failover(run.ctx, pid, nxt, exc.reason, self.clock.time()))
+                            run.ctx.request_id, pid, reason, nxt or "nothing")
+                self.events.emit(Failover(run.ctx, pid, nxt, reason, self.clock.time()))
             except BaseException:
                 self.slots.release(pid)
                 raise
@@ -321,10 +326,19 @@ class Engine:
 
     def _rejected(self, run: Run, cand: Candidate, resp: httpx.Response,
                   raw: bytes) -> LaiError:
-        message = self._adapter(run, cand).error_message(raw)
+        # Relayed to the client: an upstream refusing a key often quotes it.
+        message = self.redact(self._adapter(run, cand).error_message(raw))
         return UpstreamRejected(
             f"{cand.provider.id} refused the request: {message}", status=resp.status_code
         )
+
+    def _answer_model(self, run: Run, cand: Candidate) -> str:
+        """The ``model`` an answer names: what the client asked for, or lai's model id
+        when it asked for ``auto`` or a provider (never the upstream's own name)."""
+        asked = run.shape.model
+        if asked == "auto" or asked in self.catalog.providers:
+            return cand.model.id
+        return asked
 
     def _request(self, cand: Candidate, run: Run, stream: bool) -> UpstreamRequest:
         return self._adapter(run, cand).chat_request(
@@ -399,12 +413,15 @@ class Engine:
                 raise self._timeout_error(cand, exc) from None
             except CONNECT_FAILURES as exc:
                 raise ProviderFailed(describe_http_error(exc)) from None
+            except httpx.HTTPError as exc:  # e.g. a body that does not decode (bad gzip)
+                raise ProviderFailed(f"unreadable answer: {describe_http_error(exc)}") from None
             finally:
                 run.upstream_ms += (self.clock.monotonic() - t) * 1000
             status = resp.status_code
             if status == 200:
                 try:
-                    parsed = adapter.parse_completion(resp.content, pid)
+                    parsed = adapter.parse_completion(resp.content, pid,
+                                                      model=self._answer_model(run, cand))
                 except ValueError as exc:
                     if attempt == 1:
                         await self._retry_wait(run, None)
@@ -492,7 +509,9 @@ class Engine:
                         raise ProviderFailed(
                             f"HTTP {resp.status_code}: {adapter.error_message(raw)}")
                     raise self._rejected(run, cand, resp, raw)
-                parser = adapter.stream_parser(pid, run.shape.wants_usage)
+                parser = adapter.stream_parser(pid, run.shape.wants_usage,
+                                               model=self._answer_model(run, cand),
+                                               redact=self.redact)
                 opened = EngineStream(self, run, cand, resp, parser, t)
                 await opened.first_event()
             except BaseException:
@@ -527,7 +546,8 @@ class Engine:
             cost = request_cost(cand.model, cand.provider, self.settings.server, usage,
                                 billed_seconds(run, now_m)) if cand and run else 0.0
         if error is not None:
-            status, code, msg, http_status = "error", error.code, error.message, error.status
+            status, code, http_status = "error", error.code, error.status
+            msg = self.redact(error.message)
         elif cancelled:
             status, code, msg, http_status = ("error", "client_disconnected",
                                               "The client went away.", 499)

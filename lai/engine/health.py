@@ -26,6 +26,7 @@ from lai.config.models import ProviderConfig
 from lai.engine.adapters import adapter_for
 from lai.engine.clock import Clock
 from lai.engine.events import EventBus, HealthChanged, HealthChecked
+from lai.engine.redact import Redactor
 from lai.engine.types import ProviderStatus
 
 log = logging.getLogger("lai.engine.health")
@@ -117,6 +118,9 @@ class HealthMonitor:
         refused" or "cannot connect: ...") makes it unhealthy at once, as does a failure
         before any success; other failures count toward ``UNHEALTHY_AFTER``.
         """
+        # last_error is shown by /v1/providers and sent in events: no provider's key in
+        # it. Built from the states each time, so providers a reload added count too.
+        error = Redactor.for_providers(s.config for s in self._states.values())(error)
         state = self._states[provider_id]
         state.consecutive_failures += 1
         state.last_error = error

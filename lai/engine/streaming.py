@@ -9,6 +9,7 @@ request.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,8 @@ from lai.errors import LaiError, UpstreamError
 
 if TYPE_CHECKING:
     from lai.engine.engine import Engine
+
+log = logging.getLogger("lai.engine")
 
 
 class EngineStream:
@@ -68,9 +71,22 @@ class EngineStream:
 
     def _feed(self, chunk: bytes) -> None:
         for event, data in self._decoder.feed(chunk):
+            self._parse(event, data)
+
+    def _parse(self, event: bytes | None, data: bytes) -> None:
+        state = self._parser.state
+        if state.done and state.error:
+            return  # the parser gave up on this stream; nothing after that goes out
+        try:
             out = self._parser.feed(event, data)
-            if out is not None:
-                self._pending.append(out)
+        except Exception:  # parsers never raise; if one does, the stream still ends cleanly
+            log.exception("request %s: the %s stream parser failed", self._run.ctx.request_id,
+                          self.provider_id)
+            state.error, state.done = "sent a stream chunk lai could not read", True
+            err = UpstreamError(f"{self.provider_id} {state.error}; the answer is incomplete.")
+            out = error_event(orjson.dumps(err.to_dict()))
+        if out is not None:
+            self._pending.append(out)
 
     async def first_event(self) -> None:
         """Read until the first event for the client. Raises ProviderFailed or UpstreamTimeout
@@ -128,9 +144,7 @@ class EngineStream:
                     break
                 if chunk is None:
                     for event, data in self._decoder.close():
-                        out = self._parser.feed(event, data)
-                        if out is not None:
-                            self._pending.append(out)
+                        self._parse(event, data)
                     if self._pending:
                         continue
                     break

@@ -11,7 +11,11 @@ real API checks first (`x-api-key`, `anthropic-version`, `model`, `max_tokens`,
 Knobs, set from the test: `text` (streamed one word per delta), `tool_calls`
 (`(name, input)` pairs, each streamed as a tool_use block in `json_chunks` pieces),
 `status` (answer every message request with that error, e.g. 529 overloaded or 429),
-`stream_error` (a stream sends message_start, then an overloaded `error` event).
+`stream_error` (a stream sends message_start, then an overloaded `error` event),
+`error_message` (the message of `status` errors). For answers the real API never gives
+(upstream-fault tests): `model` (the model name answers carry; default the request's),
+`raw_body` (every message request gets these bytes with a 200), `raw_events` (a stream
+request gets exactly these SSE events, bytes as written).
 """
 
 from __future__ import annotations
@@ -52,6 +56,10 @@ class FakeAnthropic:
         self.json_chunks = 3
         self.status: int | None = None
         self.stream_error = False
+        self.error_message: str | None = None
+        self.model: str | None = None
+        self.raw_body: bytes | None = None
+        self.raw_events: list[bytes] | None = None
         self.requests: list[Recorded] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -116,7 +124,12 @@ class FakeAnthropic:
             if key not in body:
                 return _error(400, f"{key}: Field required")
         if self.status is not None:
-            return _error(self.status, "Overloaded" if self.status == 529 else "slow down")
+            default = "Overloaded" if self.status == 529 else "slow down"
+            return _error(self.status, self.error_message or default)
+        if self.raw_body is not None:
+            return 200, self.raw_body
+        if self.raw_events is not None and body.get("stream"):
+            return list(self.raw_events)
         return self._message(body)
 
     def _message(self, body: dict[str, Any]) -> tuple[int, bytes] | list[bytes]:
@@ -129,7 +142,7 @@ class FakeAnthropic:
         stop = "tool_use" if self.tool_calls else "end_turn"
         output = len(words) + 5 * len(self.tool_calls)
         msg = {"id": f"msg_fake{n}", "type": "message", "role": "assistant",
-               "model": body["model"], "content": blocks, "stop_reason": stop,
+               "model": self.model or body["model"], "content": blocks, "stop_reason": stop,
                "stop_sequence": None, "usage": {"input_tokens": prompt, "output_tokens": output}}
         if not body.get("stream"):
             return 200, orjson.dumps(msg)

@@ -220,3 +220,26 @@ def test_serves_a_sync_client_from_another_thread(upstream: FakeUpstream) -> Non
         r = c.post(f"{upstream.url}/v1/chat/completions", json=chat())
     assert r.json()["choices"][0]["message"]["content"] == "one two"
     upstream.wait_for(lambda: upstream.chat_count == 1, timeout=1)
+
+
+async def test_raw_answers_are_sent_exactly_as_given(
+    upstream: FakeUpstream, client: httpx.AsyncClient
+) -> None:
+    url = f"{upstream.url}/v1/chat/completions"
+    upstream.script(
+        Behaviour(raw_body=b"<html>oops</html>", content_type="text/html",
+                  raw_headers={"x-extra": "1"}),
+        Behaviour(raw_events=[{"choices": ["x"]}, b"data: not json\n\n", "data: [DONE]\n\n"]),
+        Behaviour(model="/models/x.gguf"),
+        Behaviour(model="/models/x.gguf"),
+    )
+    r = await client.post(url, json=chat())
+    assert (r.status_code, r.text) == (200, "<html>oops</html>")
+    assert r.headers["content-type"] == "text/html" and r.headers["x-extra"] == "1"
+    r = await client.post(url, json=chat(stream=True))
+    assert r.headers["content-type"] == "text/event-stream"
+    assert r.text == 'data: {"choices":["x"]}\n\ndata: not json\n\ndata: [DONE]\n\n'
+    assert (await client.post(url, json=chat())).json()["model"] == "/models/x.gguf"
+    async with client.stream("POST", url, json=chat(stream=True)) as r:
+        events = await sse(r)
+    assert {e["model"] for e in events if e != "[DONE]"} == {"/models/x.gguf"}

@@ -82,6 +82,16 @@ class Behaviour:
     `reasoning` (a sequence of strings) is sent first as `reasoning_content`, one item
     per delta, as llama.cpp and vLLM send a thinking model's reasoning (a plain answer
     carries it joined in `message.reasoning_content`).
+
+    For answers no well-behaved server gives (upstream-fault tests): `model` is the
+    model name the answer carries (default: the request's); `raw_body` answers any
+    chat request with exactly these bytes as a Content-Length response of
+    `content_type` (status 200, or `status` in mode "status") and `raw_headers` (e.g.
+    `{"content-encoding": "gzip"}` on a body that is not gzip); `raw_events` answers any
+    chat request with a chunked `text/event-stream` of exactly these events, each
+    written as its own chunk after `delay` (a dict is sent as `data: <its JSON>`, bytes
+    or a str as given, so `b"data: not json\n\n"` or a truncated line can be sent),
+    with no `[DONE]` unless listed.
     """
 
     mode: Mode = "ok"
@@ -102,6 +112,11 @@ class Behaviour:
     reasoning: Sequence[str] | None = None
     health_status: int = 200
     health_delay: float = 0.0
+    model: str | None = None
+    raw_body: bytes | str | None = None
+    content_type: str = "application/json"
+    raw_headers: dict[str, str] | None = None
+    raw_events: Sequence[bytes | str | dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in _MODES:
@@ -425,10 +440,22 @@ class FakeUpstream:
             return [_Act.HANG]
         plan = _Builder()
         lead = b.first_delay + b.delay
+        if b.raw_body is not None:
+            payload = b.raw_body.encode() if isinstance(b.raw_body, str) else b.raw_body
+            status = b.status if b.mode == "status" else 200
+            plan.wait(lead)
+            extra = b"".join(b"%s: %s\r\n" % (k.encode(), v.encode())
+                             for k, v in (b.raw_headers or {}).items())
+            plan.add(_head(status, b.content_type.encode(), len(payload), extra) + payload)
+            return plan.steps
+        if b.raw_events is not None:
+            _plan_raw_stream(plan, b)
+            return plan.steps
         if b.mode == "status":
             plan.wait(lead)
             plan.add(_error(b.status, b.error_message, retry_after=b.retry_after))
             return plan.steps
+        model = b.model or model
         stream = body.get("stream") is True
         rid = f"chatcmpl-fake{next(self._ids)}"
         created = int(time.time())
@@ -529,6 +556,19 @@ class _Builder:
             self._steps.append(b"".join(self._pending))
             self._pending.clear()
             self._size = 0
+
+
+def _plan_raw_stream(plan: _Builder, b: Behaviour) -> None:
+    plan.wait(b.first_delay)
+    plan.add(_STREAM_HEAD)
+    for event in b.raw_events or ():
+        if isinstance(event, dict):
+            data = b"data: " + orjson.dumps(event) + b"\n\n"
+        else:
+            data = event.encode() if isinstance(event, str) else event
+        plan.wait(b.delay)
+        plan.add(_chunk(data))
+    plan.add(_LAST_CHUNK)
 
 
 def _plan_stream(

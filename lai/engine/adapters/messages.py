@@ -25,7 +25,14 @@ from lai.config.models import ModelConfig, ProviderConfig
 from lai.engine.adapters import adapter_for
 from lai.engine.adapters.anthropic import AnthropicAdapter, AnthropicStreamParser
 from lai.engine.adapters.anthropic_request import ANTHROPIC_VERSION, anthropic_headers, api_root
-from lai.engine.adapters.base import Adapter, ParsedCompletion, StreamState, UpstreamRequest
+from lai.engine.adapters.base import (
+    Adapter,
+    ParsedCompletion,
+    Redact,
+    StreamState,
+    UpstreamRequest,
+    no_redaction,
+)
 from lai.engine.adapters.openai import auth_headers
 
 MIN_THINKING_BUDGET = 1024
@@ -128,13 +135,17 @@ class MessagesPassthrough:
         return UpstreamRequest(messages_url(provider), headers,
                                orjson.dumps(upstream_body(self.body, model, stream)))
 
-    def parse_completion(self, raw: bytes, provider_id: str) -> ParsedCompletion:
-        """The upstream's message as it came; raises ValueError when it is not one."""
+    def parse_completion(self, raw: bytes, provider_id: str, *,
+                         model: str | None = None) -> ParsedCompletion:
+        """The upstream's message as it came; raises ValueError when it is not one.
+        (``model`` is not applied here: the passthrough keeps the upstream's bytes.)"""
         parsed = AnthropicAdapter().parse_completion(raw, provider_id)
         return ParsedCompletion(body=raw, usage=parsed.usage, message=parsed.message,
                                 finish_reason=parsed.finish_reason)
 
-    def stream_parser(self, provider_id: str, client_wants_usage: bool) -> MessagesStreamParser:
+    def stream_parser(self, provider_id: str, client_wants_usage: bool, *,
+                      model: str | None = None,
+                      redact: Redact = no_redaction) -> MessagesStreamParser:
         return MessagesStreamParser(provider_id)
 
     def error_message(self, raw: bytes) -> str:
