@@ -17,7 +17,16 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> Quart:
     With ``manage_runtime`` the app starts the runtime when it starts serving and closes
     it (flushing the recorder) when it stops; a caller that owns the runtime passes False.
     """
-    from lai.proxy.routes import admin, chat, conversations, health, images, messages, models
+    from lai.proxy.routes import (
+        admin,
+        chat,
+        conversations,
+        health,
+        images,
+        messages,
+        models,
+        responses,
+    )
     from lai.proxy.routes import metrics as metrics_routes
     from lai.proxy.routes import stats as stats_routes
 
@@ -35,7 +44,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> Quart:
 
     runtime.engine.events.subscribe(_reloaded)  # type: ignore[arg-type]
     install_auth(app)
-    for module in (chat, models, health, admin, images, conversations):
+    for module in (chat, responses, models, health, admin, images, conversations):
         app.register_blueprint(module.bp)
     # Metrics count engine events from now on, whether or not /metrics is ever scraped.
     install_metrics(runtime)
@@ -45,6 +54,8 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> Quart:
     app.asgi_app = chat.ChatEndpoint(runtime, app.asgi_app)  # type: ignore[method-assign,assignment]
     # The Anthropic Messages face, Anthropic-shaped errors included (routes/messages.py).
     app.asgi_app = messages.MessagesEndpoint(runtime, app.asgi_app)  # type: ignore[method-assign,assignment]
+    # POST /v1/responses likewise, so a client that leaves always lets go of its request.
+    app.asgi_app = responses.ResponsesEndpoint(runtime, app.asgi_app)  # type: ignore[method-assign,assignment,arg-type]
 
     if manage_runtime:
 
