@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
-from lai.store.requests import get_request
+from lai.store.requests import get_request, requests_between
 from tests.fakes.upstream import Behaviour, FakeUpstream
 from tests.harness import model, provider
 
@@ -279,8 +280,6 @@ async def test_responses_are_recorded_like_chat_completions(
 
 
 async def _request_ids(proxy: Any) -> list[str]:
-    from lai.store.requests import requests_between
-    from datetime import UTC, datetime, timedelta
     rows = requests_between(proxy.runtime.store, datetime.now(UTC) - timedelta(hours=1))
     return [r.request_id for r in rows]
 
