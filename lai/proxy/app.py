@@ -21,6 +21,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> Quart:
         admin,
         chat,
         conversations,
+        embeddings,
         health,
         images,
         messages,
@@ -44,7 +45,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> Quart:
 
     runtime.engine.events.subscribe(_reloaded)  # type: ignore[arg-type]
     install_auth(app)
-    for module in (chat, responses, models, health, admin, images, conversations):
+    for module in (chat, responses, embeddings, models, health, admin, images, conversations):
         app.register_blueprint(module.bp)
     # Metrics count engine events from now on, whether or not /metrics is ever scraped.
     install_metrics(runtime)

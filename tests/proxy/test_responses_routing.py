@@ -65,6 +65,8 @@ async def test_a_refused_primary_fails_over_to_the_secondary(
     r, text = await _ask(proxy.http, face, stream)
     assert r.status_code == 200 and r.headers["x-provider"] == "b"
     assert text == "tok0 tok1 tok2"
+    if face == "responses" and not stream:
+        assert r.json()["model"] == "mb"  # auto: lai's id of the model that served
     assert proxy.engine.provider("a").consecutive_failures == 1
 
 

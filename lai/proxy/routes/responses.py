@@ -105,6 +105,12 @@ async def delete_response(response_id: str) -> Response:
     return json_response({"id": response_id, "object": "response.deleted", "deleted": True})
 
 
+def _shown_model(req: ResponsesRequest, served: str) -> ResponsesRequest:
+    """Answers name the model the client asked for; for ``auto``, lai's id of the model
+    that served it (never the upstream's own name)."""
+    return replace(req, model=served) if req.model == "auto" else req
+
+
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream"),
     (b"cache-control", b"no-cache"),
@@ -209,6 +215,7 @@ class ResponsesEndpoint(ChatEndpoint):
                         key: KeyInfo | None, history: list[dict[str, Any]], send: Send,
                         watch: _Disconnect) -> None:
         done = await self.runtime.engine.complete(req.chat, ctx)
+        req = _shown_model(req, done.model_id)
         response = response_from_completion(req, orjson.loads(done.body), new_id("resp"),
                                             self._created())
         await self._keep(req, ctx, key, history, response)
@@ -222,6 +229,7 @@ class ResponsesEndpoint(ChatEndpoint):
     async def _stream(self, req: ResponsesRequest, ctx: RequestContext, key: KeyInfo | None,
                       history: list[dict[str, Any]], send: Send, watch: _Disconnect) -> bool:
         stream = await self.runtime.engine.stream(req.chat, ctx)
+        req = _shown_model(req, stream.model_id)
         events = ResponseStream(req, new_id("resp"), self._created())
         try:
             await send({"type": "http.response.start", "status": 200, "headers": [
