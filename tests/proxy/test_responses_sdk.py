@@ -209,7 +209,12 @@ async def test_a_codex_like_request_gets_a_valid_streamed_answer(
     assert sent["parallel_tool_calls"] is False
     assert "reasoning" not in sent and "include" not in sent
     r = await proxy.http.get(f"/v1/responses/{events[-1]['response']['id']}")
-    assert r.status_code == 404
+    assert r.status_code == 404  # store: false
+    # The session's prompt_cache_key names the conversation its requests are recorded in.
+    await proxy.runtime.recorder.flush()
+    conv = await proxy.http.get("/v1/conversations/0199-session")
+    assert conv.status_code == 200
+    assert conv.json()["messages"][-1]["content"] == "Done."
 
 
 @pytest.mark.parametrize(("item", "named"), [

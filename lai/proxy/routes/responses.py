@@ -27,7 +27,7 @@ from quart import Blueprint, Response, g
 
 from lai.errors import LaiError, NotFound
 from lai.proxy.auth import ADMIN_SCOPE, check_key
-from lai.proxy.context import context_for
+from lai.proxy.context import CONVERSATION_ID, context_for
 from lai.proxy.deps import json_response, runtime
 from lai.proxy.errors import http_error_body, internal_error_body
 from lai.proxy.responses_output import (
@@ -105,6 +105,18 @@ async def delete_response(response_id: str) -> Response:
     return json_response({"id": response_id, "object": "response.deleted", "deleted": True})
 
 
+def _conversation(body: Any, previous: repo.ResponseRow | None, made: str | None) -> str | None:
+    """The conversation a request without X-Conversation-ID is recorded in: the one it
+    continues, else its ``prompt_cache_key`` (Codex sends one per session, so a session
+    is one conversation) when that is a valid conversation id, else the new one."""
+    if previous is not None and previous.conversation_id:
+        return previous.conversation_id
+    cache_key = body.get("prompt_cache_key") if isinstance(body, dict) else None
+    if isinstance(cache_key, str) and CONVERSATION_ID.fullmatch(cache_key) and cache_key.strip("."):
+        return cache_key
+    return made
+
+
 def _shown_model(req: ResponsesRequest, served: str) -> ResponsesRequest:
     """Answers name the model the client asked for; for ``auto``, lai's id of the model
     that served it (never the upstream's own name)."""
@@ -136,12 +148,10 @@ class ResponsesEndpoint(ChatEndpoint):
             watch = _Disconnect(receive)
             previous = await self._previous(body, key)
             req = to_chat(body, previous.history if previous else None)
-            ctx = context_for(headers, key)
-            if previous is not None and previous.conversation_id and not (
-                    headers.get("X-Conversation-ID") or "").strip():
-                # A continuation is recorded in the conversation it continues.
-                ctx = replace(ctx, conversation_id=previous.conversation_id)
-            ctx = replace(ctx, endpoint="responses")
+            ctx = replace(context_for(headers, key), endpoint="responses")
+            if not (headers.get("X-Conversation-ID") or "").strip():
+                ctx = replace(ctx, conversation_id=_conversation(body, previous,
+                                                                 ctx.conversation_id))
             history = previous.history if previous else []
             if req.stream:
                 started = await self._stream(req, ctx, key, history, send, watch)
