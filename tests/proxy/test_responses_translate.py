@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lai.errors import InvalidRequest
 from lai.proxy.responses_output import ResponseStream, assistant_message, response_from_completion
@@ -254,6 +256,12 @@ def test_a_continuation_puts_the_history_after_the_new_instructions() -> None:
     ({"model": "m", "input": "x", "max_output_tokens": 0}, "max_output_tokens"),
     ({"model": "m", "input": "x", "text": {"format": {"type": "yaml"}}}, "text.format.type"),
     ({"model": "m", "input": "x", "conversation": "conv_1"}, "conversation"),
+    ({"model": "m", "input": [{"type": ["message"]}]}, "input[0].type"),
+    ({"model": "m", "input": [{"type": "function_call", "call_id": 1, "name": "f"}]},
+     "input[0].call_id"),
+    ({"model": "m", "input": "x", "tools": [{"type": {"a": 1}}]}, "tools[0].type"),
+    ({"model": "m", "input": "x", "tools": [{"type": "function", "name": "f"}],
+      "tool_choice": ["auto"]}, "tool_choice"),
 ])
 def test_what_cannot_be_translated_is_a_400_naming_the_field(
     body: dict[str, Any], param: str
@@ -271,3 +279,51 @@ def test_hosted_tools_are_dropped_with_a_warning(caplog: pytest.LogCaptureFixtur
     only_hosted = to_chat({"model": "m", "input": "x", "tools": [{"type": "file_search"}],
                            "parallel_tool_calls": True})
     assert "tools" not in only_hosted.chat and "parallel_tool_calls" not in only_hosted.chat
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.floats(allow_nan=False)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(["type", "role", "content", "text", "name", "call_id", "arguments",
+                         "output", "input", "image_url", "format", "tools", "x"]),
+        inner, max_size=5),
+    max_leaves=12,
+)
+_ITEM_TYPES = st.sampled_from(["message", "function_call", "function_call_output",
+                               "custom_tool_call", "reasoning", "item_reference", "zzz"])
+
+
+@settings(derandomize=True, max_examples=100, deadline=None)
+@given(input_=st.lists(st.fixed_dictionaries({"type": _ITEM_TYPES}, optional={
+           "role": st.sampled_from(["user", "assistant", "developer", "tool", 3]),
+           "content": _JSON, "call_id": _JSON, "output": _JSON}), max_size=3) | _JSON,
+       field=st.sampled_from(["tools", "tool_choice", "text", "max_output_tokens",
+                              "instructions", "temperature"]),
+       value=_JSON)
+def test_any_request_translates_or_is_a_400(input_: Any, field: str, value: Any) -> None:
+    body = {"model": "m", "input": input_, field: value}
+    try:
+        req = to_chat(body)
+    except InvalidRequest:
+        return
+    orjson.dumps(req.chat)  # what the engine sends must encode
+
+
+@settings(derandomize=True, max_examples=100, deadline=None)
+@given(events=st.lists(_JSON, max_size=6), cut=st.integers(min_value=1, max_value=40))
+def test_any_chat_event_sequence_ends_in_exactly_one_final_event(
+    events: list[Any], cut: int
+) -> None:
+    req = to_chat({"model": "m", "input": "x", "stream": True})
+    rs = ResponseStream(req, "resp_f", 0)
+    raw = b"".join(b"data: " + orjson.dumps({"choices": [{"delta": e}]}) + b"\n\n"
+                   for e in events)
+    out = rs.start()
+    for i in range(0, len(raw), cut):
+        out += rs.feed(raw[i:i + cut])
+    out += rs.finish()
+    finals = [b for b in out.split(b"\n\n") if b.startswith(
+        (b"event: response.completed", b"event: response.failed",
+         b"event: response.incomplete"))]
+    assert len(finals) == 1
