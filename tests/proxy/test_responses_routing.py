@@ -157,3 +157,32 @@ async def test_the_request_is_recorded_with_tokens_cost_and_failover(
     assert row.cost_usd == pytest.approx(5 / 1000)
     conv = (await proxy.http.get(f"/v1/conversations/c-{face}")).json()
     assert [m["content"] for m in conv["messages"]] == ["hello there", "tok0 tok1 tok2"]
+
+
+@pytest.mark.parametrize("face", FACES)
+async def test_a_queued_client_that_leaves_frees_its_place(
+    proxy_factory: Any, upstream: FakeUpstream, face: str
+) -> None:
+    upstream.script(Behaviour(delay=0.4))
+    proxy = await proxy_factory([provider("box", upstream.url, max_concurrent=1)],
+                                [model("m", "box")])
+    path, body = _request("chat")
+    busy = asyncio.create_task(proxy.http.post(path, json=body))
+    await upstream.wait_for_async(lambda: upstream.in_flight == 1)
+    async with httpx.AsyncClient(base_url=proxy.url, trust_env=False) as other:
+        queued = asyncio.create_task(_ask(other, face, stream=True))
+        for _ in range(200):
+            if proxy.engine.slots.queue_depth == 1:
+                break
+            await asyncio.sleep(0.005)
+        assert proxy.engine.slots.queue_depth == 1
+        queued.cancel()
+    for _ in range(200):
+        if proxy.engine.slots.queue_depth == 0:
+            break
+        await asyncio.sleep(0.005)
+    assert proxy.engine.slots.queue_depth == 0
+    assert (await busy).status_code == 200
+    await asyncio.sleep(0.05)
+    assert upstream.chat_count == 1  # the one that left never reached the upstream
+    assert proxy.engine.provider("box").active_requests == 0

@@ -52,6 +52,7 @@ from lai.proxy.routes.chat import (
 from lai.store import responses as repo
 
 if TYPE_CHECKING:
+    from lai.engine.streaming import EngineStream
     from lai.engine.types import RequestContext
     from lai.store.db import Store
     from lai.store.keyvalues import KeyInfo
@@ -154,7 +155,9 @@ class ResponsesEndpoint(ChatEndpoint):
                                                                  ctx.conversation_id))
             history = previous.history if previous else []
             if req.stream:
-                started = await self._stream(req, ctx, key, history, send, watch)
+                stream = await self.runtime.engine.stream(req.chat, ctx)
+                started = True
+                await self._relay(stream, req, ctx, key, history, send, watch)
                 return
             await self._complete(req, ctx, key, history, send, watch)
             started = True
@@ -236,12 +239,13 @@ class ResponsesEndpoint(ChatEndpoint):
             (b"x-model", done.model_id.encode("latin-1")),
         ))
 
-    async def _stream(self, req: ResponsesRequest, ctx: RequestContext, key: KeyInfo | None,
-                      history: list[dict[str, Any]], send: Send, watch: _Disconnect) -> bool:
-        stream = await self.runtime.engine.stream(req.chat, ctx)
-        req = _shown_model(req, stream.model_id)
-        events = ResponseStream(req, new_id("resp"), self._created())
+    async def _relay(self, stream: EngineStream, req: ResponsesRequest, ctx: RequestContext,
+                     key: KeyInfo | None, history: list[dict[str, Any]], send: Send,
+                     watch: _Disconnect) -> None:
+        """Send the engine's stream as Responses events; closes the stream."""
         try:
+            req = _shown_model(req, stream.model_id)
+            events = ResponseStream(req, new_id("resp"), self._created())
             await send({"type": "http.response.start", "status": 200, "headers": [
                 *_SSE_HEADERS,
                 (b"x-conversation-id", (ctx.conversation_id or "").encode("latin-1")),
@@ -271,5 +275,4 @@ class ResponsesEndpoint(ChatEndpoint):
             # Frees the slot and closes the upstream response (cancelling it when the
             # stream did not finish), whatever ended the stream.
             await stream.aclose()
-        return True
 
