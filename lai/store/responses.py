@@ -7,9 +7,14 @@ response belongs to the key that made it: another key neither reads nor continue
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from lai.errors import ServiceUnavailable
 from lai.store.db import Store
 from lai.store.models import StoredResponse
 
@@ -25,6 +30,18 @@ class ResponseRow:
     history: list[dict[str, Any]]
 
 
+@contextmanager
+def _database() -> Iterator[None]:
+    """A database that is down or locked is a 503 for the client, not a 500."""
+    try:
+        yield
+    except (OperationalError, InterfaceError) as exc:
+        raise ServiceUnavailable(
+            "The database is unavailable; stored responses cannot be read or written now.",
+            code="store_unavailable",
+        ) from exc
+
+
 def save_response(
     store: Store, *, response_id: str, request_id: str | None, key_name: str | None,
     conversation_id: str | None, previous_response_id: str | None, body: dict[str, Any],
@@ -32,14 +49,14 @@ def save_response(
 ) -> None:
     """Keep a response (committed when this returns, so a continuation finds it).
 
-    Raises what the database raises.
+    Raises ServiceUnavailable when the database is unavailable.
     """
     row = StoredResponse(
         id=response_id, request_id=request_id, key_name=key_name,
         conversation_id=conversation_id, previous_response_id=previous_response_id,
         status=str(body.get("status") or "completed")[:16], body=body, history=history,
     )
-    with store.write_session() as session:
+    with _database(), store.write_session() as session:
         session.add(row)
 
 
@@ -51,8 +68,8 @@ def get_response(
     store: Store, response_id: str, *, key_name: str | None, admin: bool = False
 ) -> ResponseRow | None:
     """The stored response ``response_id`` as the caller may see it, None when there is
-    none (or it belongs to another key)."""
-    with store.session() as session:
+    none (or it belongs to another key). Raises ServiceUnavailable (database down)."""
+    with _database(), store.session() as session:
         row = session.get(StoredResponse, response_id)
         if row is None or not _visible(row, key_name, admin):
             return None
@@ -63,8 +80,9 @@ def get_response(
 def delete_response(
     store: Store, response_id: str, *, key_name: str | None, admin: bool = False
 ) -> bool:
-    """Delete a stored response; False when there is none the caller may see."""
-    with store.write_session() as session:
+    """Delete a stored response; False when there is none the caller may see. Raises
+    ServiceUnavailable (database down)."""
+    with _database(), store.write_session() as session:
         row = session.get(StoredResponse, response_id)
         if row is None or not _visible(row, key_name, admin):
             return False

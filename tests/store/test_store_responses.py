@@ -6,8 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import openai
+import pytest
 
-from lai.store.db import Store
+from lai.errors import ServiceUnavailable
+from lai.store.db import Store, open_store
 from lai.store.keys import create_key
 from lai.store.responses import delete_response, get_response, save_response
 from tests.fakes.upstream import Behaviour, FakeUpstream
@@ -78,3 +80,13 @@ async def test_a_response_of_another_key_is_not_found(
         "model": "small", "input": "more", "previous_response_id": rid},
         headers={"Authorization": f"Bearer {theirs}"})
     assert cont.status_code == 404 and cont.json()["error"]["param"] == "previous_response_id"
+
+
+def test_an_unreachable_database_is_service_unavailable_not_a_crash() -> None:
+    store = open_store("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    try:
+        with pytest.raises(ServiceUnavailable) as err:
+            get_response(store, "resp_1", key_name=None)
+        assert err.value.code == "store_unavailable"
+    finally:
+        store.dispose()
