@@ -12,6 +12,7 @@ import openai
 import pytest
 
 from lai.store.requests import get_request, requests_between
+from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.upstream import Behaviour, FakeUpstream
 from tests.harness import model, provider
 
@@ -311,3 +312,25 @@ async def test_a_client_that_leaves_mid_stream_frees_the_slot_and_cancels_upstre
         results = await asyncio.gather(*(client.responses.create(model="small", input="x")
                                          for _ in range(4)))
     assert all(r.status == "completed" for r in results)
+
+
+async def test_responses_over_an_anthropic_provider_with_a_streamed_tool_call(
+    proxy_factory: Any
+) -> None:
+    with FakeAnthropic(api_key="sk-test") as fake:
+        fake.tool_calls = [("get_weather", {"city": "Oslo"})]
+        proxy = await proxy_factory(
+            [provider("claude", fake.url, type="anthropic", auth_type="api_key",
+                      auth_secret="sk-test")],
+            [model("sonnet", "claude", upstream_id="claude-test-1")])
+        async with _client(proxy) as client:
+            async with client.responses.stream(model="sonnet", input="Weather in Oslo?",
+                                               tools=[WEATHER]) as stream:
+                async for _ in stream:
+                    pass
+                final = await stream.get_final_response()
+        calls = [o for o in final.output if o.type == "function_call"]
+        assert [(c.name, json.loads(c.arguments)) for c in calls] == [
+            ("get_weather", {"city": "Oslo"})]
+        assert final.model == "sonnet"
+        assert fake.message_requests[-1].body["tools"][0]["name"] == "get_weather"
