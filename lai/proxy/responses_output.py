@@ -5,6 +5,9 @@ completion into a ``response`` object; ``ResponseStream`` turns the chat SSE eve
 streamed answer is made of into the Responses event grammar:
 
     response.created, response.in_progress,
+    per reasoning run (the upstream's reasoning_content): response.output_item.added
+                   (reasoning), response.reasoning_text.delta..., response.reasoning_text.
+                   done, response.output_item.done
     per text run:  response.output_item.added (message), response.content_part.added,
                    response.output_text.delta..., response.output_text.done,
                    response.content_part.done, response.output_item.done
@@ -61,6 +64,21 @@ def _usage(raw: Any) -> dict[str, Any] | None:
 def _message_item(item_id: str, text: str, status: str) -> dict[str, Any]:
     return {"type": "message", "id": item_id, "status": status, "role": "assistant",
             "content": [_text_part(text)]}
+
+
+def _reasoning_item(item_id: str, text: str, status: str) -> dict[str, Any]:
+    return {"type": "reasoning", "id": item_id, "status": status, "summary": [],
+            "content": [{"type": "reasoning_text", "text": text}] if text else []}
+
+
+def _reasoning_delta(delta: dict[str, Any]) -> str | None:
+    """The reasoning text of a chat delta or message: ``reasoning_content`` (vLLM,
+    llama.cpp, DeepSeek) or ``reasoning`` (OpenRouter, Ollama)."""
+    for key in ("reasoning_content", "reasoning"):
+        value = delta.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 def _text_part(text: str) -> dict[str, Any]:
@@ -143,6 +161,9 @@ def response_from_completion(
     raw_message = choice.get("message")
     message: dict[str, Any] = raw_message if isinstance(raw_message, dict) else {}
     output: list[dict[str, Any]] = []
+    reasoning = _reasoning_delta(message)
+    if reasoning:
+        output.append(_reasoning_item(new_id("rs"), reasoning, "completed"))
     content = message.get("content")
     if isinstance(content, str) and content:
         output.append(_message_item(new_id("msg"), content, "completed"))
@@ -205,6 +226,7 @@ class ResponseStream:
         self._seq = 0
         self._output: list[dict[str, Any] | None] = []
         self._text: _Text | None = None
+        self._reasoning: _Text | None = None
         self._calls: dict[int, _Call] = {}
         self._usage: dict[str, Any] | None = None
         self._finish_reason: str | None = None
@@ -269,6 +291,9 @@ class ResponseStream:
         choice = choices[0]
         delta = choice.get("delta")
         if isinstance(delta, dict):
+            thought = _reasoning_delta(delta)
+            if thought:
+                self._add_reasoning(thought, out)
             text = delta.get("content")
             if isinstance(text, str) and text:
                 self._add_text(text, out)
@@ -279,9 +304,38 @@ class ResponseStream:
         if isinstance(choice.get("finish_reason"), str):
             self._finish_reason = choice["finish_reason"]
 
+    def _add_reasoning(self, text: str, out: list[bytes]) -> None:
+        r = self._reasoning
+        if r is None:
+            self._close_text(out)
+            r = self._reasoning = _Text(new_id("rs"), len(self._output))
+            self._output.append(None)
+            out.append(self._event("response.output_item.added", {
+                "output_index": r.output_index,
+                "item": _reasoning_item(r.item_id, "", "in_progress")}))
+        r.parts.append(text)
+        out.append(self._event("response.reasoning_text.delta", {
+            "item_id": r.item_id, "output_index": r.output_index, "content_index": 0,
+            "delta": text}))
+
+    def _close_reasoning(self, out: list[bytes]) -> None:
+        r = self._reasoning
+        if r is None:
+            return
+        self._reasoning = None
+        text = "".join(r.parts)
+        out.append(self._event("response.reasoning_text.done", {
+            "item_id": r.item_id, "output_index": r.output_index, "content_index": 0,
+            "text": text}))
+        item = _reasoning_item(r.item_id, text, "completed")
+        self._output[r.output_index] = item
+        out.append(self._event("response.output_item.done",
+                               {"output_index": r.output_index, "item": item}))
+
     def _add_text(self, text: str, out: list[bytes]) -> None:
         t = self._text
         if t is None:
+            self._close_reasoning(out)
             t = self._text = _Text(new_id("msg"), len(self._output))
             item = _message_item(t.item_id, "", "in_progress")
             item["content"] = []
@@ -330,6 +384,7 @@ class ResponseStream:
             if not call.name:
                 call.arguments += piece  # announced once its name is known
                 return
+            self._close_reasoning(out)
             self._close_text(out)
             call.custom = call.name in self.req.custom_tools
             call.item_id = new_id("ctc" if call.custom else "fc")
@@ -376,6 +431,10 @@ class ResponseStream:
             t = self._text
             self._output[t.output_index] = _message_item(t.item_id, "".join(t.parts),
                                                          "incomplete")
+        if self._reasoning is not None:
+            r = self._reasoning
+            self._output[r.output_index] = _reasoning_item(r.item_id, "".join(r.parts),
+                                                           "incomplete")
         for call in self._calls.values():
             if call.output_index is not None and self._output[call.output_index] is None:
                 self._output[call.output_index] = _call_item(
@@ -399,6 +458,7 @@ class ResponseStream:
             self.response = self._snapshot("failed", usage=self._usage, error=self._error)
             out.append(self._event("response.failed", {"response": self.response}))
             return b"".join(out)
+        self._close_reasoning(out)
         self._close_text(out)
         self._close_calls(out)
         incomplete = _incomplete(self._finish_reason)

@@ -16,7 +16,8 @@ What is mapped (docs/api.md has the user's version):
   (consecutive calls join one message); ``function_call_output`` /
   ``custom_tool_call_output`` -> ``tool`` messages.
 - ``reasoning`` items are dropped: a chat upstream has no place for them (Codex sends
-  back the reasoning it received; lai never emits any).
+  back the reasoning it received, which lai made from the upstream's
+  ``reasoning_content``).
 - ``function`` tools -> chat function tools; ``custom`` (freeform) tools -> a function
   with one string argument ``input`` (a grammar, if given, goes into the description);
   hosted tools (web search, file search, computer use, code interpreter, image

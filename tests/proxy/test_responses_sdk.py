@@ -334,3 +334,18 @@ async def test_responses_over_an_anthropic_provider_with_a_streamed_tool_call(
             ("get_weather", {"city": "Oslo"})]
         assert final.model == "sonnet"
         assert fake.message_requests[-1].body["tools"][0]["name"] == "get_weather"
+
+
+async def test_a_reasoning_models_thinking_reaches_the_sdk_as_a_reasoning_item(
+    proxy_factory: Any, upstream: FakeUpstream
+) -> None:
+    proxy = await _proxy(proxy_factory, upstream)
+    upstream.script(Behaviour(reasoning="First think it through.", content="Forty-two."))
+    async with _client(proxy) as client:
+        async with client.responses.stream(model="small", input="Meaning of life?") as stream:
+            thoughts = [e.delta async for e in stream
+                        if e.type == "response.reasoning_text.delta"]
+            final = await stream.get_final_response()
+    assert "".join(thoughts) == "First think it through."
+    assert [o.type for o in final.output] == ["reasoning", "message"]
+    assert final.output_text == "Forty-two."

@@ -327,3 +327,21 @@ def test_any_chat_event_sequence_ends_in_exactly_one_final_event(
         (b"event: response.completed", b"event: response.failed",
          b"event: response.incomplete"))]
     assert len(finals) == 1
+
+
+def test_upstream_reasoning_becomes_a_reasoning_item_before_the_text() -> None:
+    events, rs = _run([_chunk({"reasoning_content": "Think "}),
+                       _chunk({"reasoning_content": "hard."}),
+                       _chunk({"content": "Answer."}), _chunk(finish="stop")])
+    kinds = [e["type"] for e in events]
+    assert kinds[2:6] == ["response.output_item.added", "response.reasoning_text.delta",
+                          "response.reasoning_text.delta", "response.reasoning_text.done"]
+    output = events[-1]["response"]["output"]
+    assert [o["type"] for o in output] == ["reasoning", "message"]
+    assert output[0]["content"] == [{"type": "reasoning_text", "text": "Think hard."}]
+    # What a continuation sends upstream carries the answer, not the reasoning.
+    assert assistant_message(output) == {"role": "assistant", "content": "Answer."}
+    req = to_chat({"model": "m", "input": "x"})
+    resp = response_from_completion(req, {"choices": [{"finish_reason": "stop", "message": {
+        "role": "assistant", "content": "A.", "reasoning_content": "Because."}}]}, "r", 0)
+    assert [o["type"] for o in resp["output"]] == ["reasoning", "message"]
