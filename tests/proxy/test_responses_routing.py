@@ -157,6 +157,10 @@ async def test_the_request_is_recorded_with_tokens_cost_and_failover(
     assert row.cost_usd == pytest.approx(5 / 1000)
     conv = (await proxy.http.get(f"/v1/conversations/c-{face}")).json()
     assert [m["content"] for m in conv["messages"]] == ["hello there", "tok0 tok1 tok2"]
+    metrics = (await proxy.http.get("/metrics")).text
+    endpoint = "chat.completions" if face == "chat" else "responses"
+    assert (f'local_ai_requests_total{{endpoint="{endpoint}",model="mb",provider="b",'
+            f'status="success"}} 1.0') in metrics
 
 
 @pytest.mark.parametrize("face", FACES)
