@@ -349,3 +349,23 @@ async def test_a_reasoning_models_thinking_reaches_the_sdk_as_a_reasoning_item(
     assert "".join(thoughts) == "First think it through."
     assert [o.type for o in final.output] == ["reasoning", "message"]
     assert final.output_text == "Forty-two."
+
+
+async def test_odd_request_targets_for_responses_are_never_a_500(
+    proxy_factory: Any, upstream: FakeUpstream
+) -> None:
+    proxy = await _proxy(proxy_factory, upstream)
+    port = int(proxy.url.rsplit(":", 1)[1])
+    body = b'{"model": "small", "input": "hi"}'
+    statuses = []
+    for target in (f"http://127.0.0.1:{port}/v1/responses", "//v1/responses"):
+        raw = (f"POST {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+               f"\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(raw)
+        await writer.drain()
+        answer = await reader.read()
+        writer.close()
+        statuses.append(int(answer.split(b" ", 2)[1]))
+    # Absolute form is the same path (as Quart reads it); a doubled slash is redirected.
+    assert statuses[0] == 200 and statuses[1] < 500, statuses

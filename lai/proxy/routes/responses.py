@@ -21,11 +21,12 @@ import asyncio
 import logging
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import orjson
 from quart import Blueprint, Response, g
 
-from lai.errors import LaiError, NotFound
+from lai.errors import InvalidRequest, LaiError, NotFound
 from lai.proxy.auth import ADMIN_SCOPE, check_key
 from lai.proxy.context import CONVERSATION_ID, context_for
 from lai.proxy.deps import json_response, runtime
@@ -67,8 +68,20 @@ bp = Blueprint("responses", __name__)
 @bp.route(PATH, methods=["POST"])
 async def _rule() -> Any:
     # Only the URL rule is used (OPTIONS and 405 as for any path); ResponsesEndpoint
-    # serves POST.
-    raise RuntimeError(f"POST {PATH} reached Quart: ResponsesEndpoint is not installed")
+    # serves POST. Should a request still get here, it gets an error, never a 500.
+    log.error("POST %s reached Quart instead of ResponsesEndpoint", PATH)
+    raise InvalidRequest(f"Send POST {PATH} to the path exactly as written.", param="path")
+
+
+def _is_post(scope: Scope) -> bool:
+    """Whether ``scope`` is POST /v1/responses, the target read as Quart reads it (an
+    absolute-form target ``http://host/v1/responses`` is that path too)."""
+    if scope["type"] != "http" or scope["method"] != "POST":
+        return False
+    path: str = scope["path"]
+    if not path.startswith("/"):
+        path = urlsplit(path).path
+    return path == PATH
 
 
 def _reader(key: KeyInfo | None) -> tuple[str | None, bool]:
@@ -136,7 +149,7 @@ class ResponsesEndpoint(ChatEndpoint):
     the chat endpoint's body reading (``server.max_body_size``, 413, 408)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != PATH or scope["method"] != "POST":
+        if not _is_post(scope):
             await self.app(scope, receive, send)
             return
         started = False
