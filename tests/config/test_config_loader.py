@@ -514,7 +514,8 @@ def test_an_unknown_kind_or_an_embedding_model_on_anthropic_is_a_config_error(
     with pytest.raises(ConfigError, match=r"models\[0\]\.kind"):
         load_settings(write(tmp_path, BASE.replace('id = "m1"', 'id = "m1"\nkind = "rerank"')),
                       {})
+    claude = 'type = "anthropic"\nauth_type = "api_key"\nauth_secret = "x"\nendpoint = '
     anthropic = BASE.replace('id = "m1"', 'id = "m1"\nkind = "embedding"').replace(
-        'endpoint = ', 'type = "anthropic"\nauth_type = "api_key"\nauth_secret = "x"\nendpoint = ', 1)
+        'endpoint = ', claude, 1)
     with pytest.raises(ConfigError, match="serves no embeddings"):
         load_settings(write(tmp_path, anthropic), {})
