@@ -99,18 +99,15 @@ async def test_every_provider_failing_is_a_502_in_openai_shape(
 async def test_a_request_waits_for_a_busy_slot_then_is_served(
     proxy_factory: Any, upstream: FakeUpstream, face: str
 ) -> None:
-    upstream.script(Behaviour(delay=0.3))
+    # Long enough for the second request to be seen waiting, even on a loaded machine.
+    upstream.script(Behaviour(delay=1.5))
     proxy = await proxy_factory([provider("box", upstream.url, max_concurrent=1)],
                                 [model("m", "box")])
     path, body = _request("chat")
     busy = asyncio.create_task(proxy.http.post(path, json=body))
     await upstream.wait_for_async(lambda: upstream.in_flight == 1)
     queued = asyncio.create_task(_ask(proxy.http, face))
-    for _ in range(200):
-        if proxy.engine.slots.queue_depth == 1:
-            break
-        await asyncio.sleep(0.005)
-    assert proxy.engine.slots.queue_depth == 1
+    await _until(lambda: proxy.engine.slots.queue_depth == 1, timeout=1.5)
     r, text = await queued
     assert r.status_code == 200 and text == "tok0 tok1 tok2"
     assert (await busy).status_code == 200
@@ -167,26 +164,29 @@ async def test_the_request_is_recorded_with_tokens_cost_and_failover(
 async def test_a_queued_client_that_leaves_frees_its_place(
     proxy_factory: Any, upstream: FakeUpstream, face: str
 ) -> None:
-    upstream.script(Behaviour(delay=0.4))
+    upstream.script(Behaviour(mode="hang"))
     proxy = await proxy_factory([provider("box", upstream.url, max_concurrent=1)],
                                 [model("m", "box")])
     path, body = _request("chat")
-    busy = asyncio.create_task(proxy.http.post(path, json=body))
-    await upstream.wait_for_async(lambda: upstream.in_flight == 1)
-    async with httpx.AsyncClient(base_url=proxy.url, trust_env=False) as other:
+    async with httpx.AsyncClient(base_url=proxy.url, trust_env=False) as holder, \
+            httpx.AsyncClient(base_url=proxy.url, trust_env=False) as other:
+        busy = asyncio.create_task(holder.post(path, json=body))
+        await upstream.wait_for_async(lambda: upstream.in_flight == 1)
         queued = asyncio.create_task(_ask(other, face, stream=True))
-        for _ in range(200):
-            if proxy.engine.slots.queue_depth == 1:
-                break
-            await asyncio.sleep(0.005)
-        assert proxy.engine.slots.queue_depth == 1
+        await _until(lambda: proxy.engine.slots.queue_depth == 1)
         queued.cancel()
-    for _ in range(200):
-        if proxy.engine.slots.queue_depth == 0:
-            break
-        await asyncio.sleep(0.005)
-    assert proxy.engine.slots.queue_depth == 0
-    assert (await busy).status_code == 200
-    await asyncio.sleep(0.05)
+        await _until(lambda: proxy.engine.slots.queue_depth == 0)
+        busy.cancel()
+    await _until(lambda: proxy.engine.provider("box").active_requests == 0)
     assert upstream.chat_count == 1  # the one that left never reached the upstream
-    assert proxy.engine.provider("box").active_requests == 0
+    r, _ = await _ask(proxy.http, face)  # and the box serves again
+    assert r.status_code == 200
+
+
+async def _until(condition: Any, timeout: float = 10.0) -> None:
+    """Poll ``condition`` (without blocking the loop) until true; fail after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.005)
