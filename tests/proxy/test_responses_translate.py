@@ -12,8 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lai.errors import InvalidRequest
-from lai.proxy.responses_output import ResponseStream, assistant_message, response_from_completion
+from lai.proxy.responses_output import assistant_message, response_from_completion
 from lai.proxy.responses_request import to_chat
+from lai.proxy.responses_stream import ResponseStream
 
 
 def _chunk(delta: dict[str, Any] | None = None, finish: str | None = None,

@@ -31,13 +31,9 @@ from lai.proxy.auth import ADMIN_SCOPE, check_key
 from lai.proxy.context import CONVERSATION_ID, context_for
 from lai.proxy.deps import json_response, runtime
 from lai.proxy.errors import http_error_body, internal_error_body
-from lai.proxy.responses_output import (
-    ResponseStream,
-    assistant_message,
-    new_id,
-    response_from_completion,
-)
+from lai.proxy.responses_output import assistant_message, new_id, response_from_completion
 from lai.proxy.responses_request import ResponsesRequest, to_chat
+from lai.proxy.responses_stream import ResponseStream
 from lai.proxy.routes.chat import (
     ChatEndpoint,
     Receive,
