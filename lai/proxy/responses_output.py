@@ -20,10 +20,12 @@ from lai.proxy.responses_request import CUSTOM_ARGUMENT, ResponsesRequest
 
 
 def new_id(prefix: str) -> str:
+    """A fresh id with the Responses prefix (``resp``, ``msg``, ``fc``, ``ctc``, ``rs``)."""
     return f"{prefix}_{secrets.token_hex(16)}"
 
 
 def response_usage(raw: Any) -> dict[str, Any] | None:
+    """Chat ``usage`` as Responses ``usage``; None when there is none usable."""
     if not isinstance(raw, dict):
         return None
     try:
@@ -46,11 +48,13 @@ def response_usage(raw: Any) -> dict[str, Any] | None:
 
 
 def message_item(item_id: str, text: str, status: str) -> dict[str, Any]:
+    """An assistant ``message`` output item with one ``output_text`` part."""
     return {"type": "message", "id": item_id, "status": status, "role": "assistant",
             "content": [text_part(text)]}
 
 
 def reasoning_item(item_id: str, text: str, status: str) -> dict[str, Any]:
+    """A ``reasoning`` output item whose content is the upstream's reasoning text."""
     return {"type": "reasoning", "id": item_id, "status": status, "summary": [],
             "content": [{"type": "reasoning_text", "text": text}] if text else []}
 
@@ -66,11 +70,13 @@ def reasoning_delta(delta: dict[str, Any]) -> str | None:
 
 
 def text_part(text: str) -> dict[str, Any]:
+    """An ``output_text`` content part."""
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
 def call_item(item_id: str, call_id: str, name: str, arguments: str, status: str,
                custom: bool) -> dict[str, Any]:
+    """A ``function_call`` item, or for a freeform tool a ``custom_tool_call`` item."""
     if custom:
         return {"type": "custom_tool_call", "id": item_id, "call_id": call_id, "name": name,
                 "input": custom_input(arguments), "status": status}
@@ -91,6 +97,7 @@ def custom_input(arguments: str) -> str:
 
 
 def incomplete_details(finish_reason: str | None) -> dict[str, str] | None:
+    """``incomplete_details`` for a chat finish reason that cut the answer short."""
     if finish_reason == "length":
         return {"reason": "max_output_tokens"}
     if finish_reason == "content_filter":
