@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+import httpx
 import orjson
 
 from lai.config.models import ProviderConfig
@@ -99,8 +100,8 @@ async def embed(engine: Engine, body: Any, ctx: RequestContext) -> Completion:
     """Serve an embeddings request over the engine's providers (see the module docstring).
 
     Raises InvalidRequest, ModelNotFound, PermissionDenied, ContextLengthExceeded,
-    CapacityExceeded, NoHealthyProvider, UpstreamRejected, UpstreamError or
-    UpstreamTimeout; every outcome is reported as a RequestFinished event.
+    CapacityExceeded, NoHealthyProvider, UpstreamPoolExhausted, UpstreamRejected,
+    UpstreamError or UpstreamTimeout; every outcome is reported as a RequestFinished event.
     """
     run: Run | None = None
     try:
@@ -137,6 +138,8 @@ async def _attempt(engine: Engine, run: Run, cand: Candidate) -> Completion:
         try:
             resp = await engine.client.post(url, content=content, headers=headers,
                                             timeout=engine._timeouts[pid])
+        except httpx.PoolTimeout:
+            raise engine._pool_exhausted(cand) from None
         except TIMEOUTS as exc:
             raise engine._timeout_error(cand, exc) from None
         except CONNECT_FAILURES as exc:

@@ -4,7 +4,8 @@ A second face on the one engine: the Responses request becomes a chat body
 (``lai.proxy.responses_request``), the engine serves it like any chat completion
 (routing, queue, priority, failover, context-window check, recording, metrics, health),
 and the chat answer or stream becomes a ``response`` object
-(``lai.proxy.responses_output``) or the Responses events (``lai.proxy.responses_stream``). The request is recorded with endpoint ``responses``.
+(``lai.proxy.responses_output``) or the Responses events
+(``lai.proxy.responses_stream``). The request is recorded with endpoint ``responses``.
 
 With ``store`` true (the API's default) the answer is kept (``lai.store.responses``)
 before the client sees its end, so ``previous_response_id`` can continue it at once and
