@@ -137,7 +137,7 @@ async def _attempt(engine: Engine, run: Run, cand: Candidate) -> Completion:
         t = engine.clock.monotonic()
         try:
             resp = await engine.client.post(url, content=content, headers=headers,
-                                            timeout=engine._timeouts[pid])
+                                            timeout=engine.timeouts[pid])
         except httpx.PoolTimeout:
             raise engine._pool_exhausted(cand) from None
         except TIMEOUTS as exc:
