@@ -171,5 +171,5 @@ async def _attempt(engine: Engine, run: Run, cand: Candidate) -> Completion:
                 await engine._retry_wait(run, resp)
                 continue
             raise ProviderFailed(f"HTTP {status}: {adapter.error_message(resp.content)}")
-        raise engine._rejected(cand, resp, resp.content)
+        raise engine._rejected(run, cand, resp, resp.content)
     raise AssertionError("unreachable")

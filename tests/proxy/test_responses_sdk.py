@@ -340,7 +340,8 @@ async def test_a_reasoning_models_thinking_reaches_the_sdk_as_a_reasoning_item(
     proxy_factory: Any, upstream: FakeUpstream
 ) -> None:
     proxy = await _proxy(proxy_factory, upstream)
-    upstream.script(Behaviour(reasoning="First think it through.", content="Forty-two."))
+    upstream.script(Behaviour(reasoning=["First", " think", " it", " through."],
+                              content="Forty-two."))
     async with _client(proxy) as client:
         async with client.responses.stream(model="small", input="Meaning of life?") as stream:
             thoughts = [e.delta async for e in stream
