@@ -435,7 +435,8 @@ def _warnings(settings: Settings, path: Path) -> list[str]:
 
     for i, m in enumerate(settings.models):
         where = f"models[{i}]"
-        if m.max_tokens > m.context_window:
+        # An embedding model writes no tokens: its max_tokens means nothing.
+        if m.max_tokens > m.context_window and m.kind == "chat":
             warn(
                 f"{where}.max_tokens",
                 f"{m.max_tokens} is larger than context_window {m.context_window}",

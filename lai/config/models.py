@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ProviderType = Literal["local", "openai", "anthropic"]
+ModelKind = Literal["chat", "embedding"]
 AuthType = Literal["none", "bearer", "api_key"]
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -146,6 +147,8 @@ class ModelConfig(_Frozen):
     name: str = ""
     provider_id: str
     upstream_id: str | None = None
+    kind: ModelKind = "chat"
+    """chat: chat completions and Responses; embedding: POST /v1/embeddings only."""
     context_window: int = Field(8192, ge=1)
     max_tokens: int = Field(4096, ge=1)
     is_default: bool = False
@@ -205,6 +208,12 @@ class Settings(_Frozen):
             if key in model_ids:
                 raise ValueError(f"models[{i}].id: duplicate model {key!r}")
             model_ids.add(key)
+            kind_of_provider = next(p.type for p in self.providers if p.id == m.provider_id)
+            if m.kind == "embedding" and kind_of_provider == "anthropic":
+                raise ValueError(
+                    f"models[{i}].kind: provider {m.provider_id!r} is anthropic, which serves "
+                    f"no embeddings"
+                )
             if m.is_default:
                 if m.provider_id in defaults:
                     raise ValueError(

@@ -29,6 +29,7 @@ from lai.engine.adapters import adapter_for
 from lai.engine.adapters.base import Adapter, UpstreamRequest
 from lai.engine.clock import Clock, SystemClock
 from lai.engine.cost import request_cost
+from lai.engine.embeddings import embed
 from lai.engine.events import EventBus, Failover, QueueChanged, RequestFinished, RequestStarted
 from lai.engine.failures import FailureLog
 from lai.engine.health import HealthMonitor, ProviderState, auto_status, describe_http_error
@@ -185,7 +186,8 @@ class Engine:
             state = self.states[m.provider_id]
             out.append({
                 "id": m.id, "object": "model", "created": now, "owned_by": m.provider_id,
-                "name": m.display_name, "provider": m.provider_id, "status": state.status,
+                "name": m.display_name, "provider": m.provider_id, "kind": m.kind,
+                "status": state.status,
                 "warm": self.is_warm(m.provider_id, m.id),
                 "context_window": m.context_window, "max_tokens": m.max_tokens,
                 "capabilities": m.capabilities.model_dump(), "tags": list(m.tags),
@@ -446,6 +448,13 @@ class Engine:
                 raise ProviderFailed(f"HTTP {status}: {adapter.error_message(resp.content)}")
             raise self._rejected(run, cand, resp, resp.content)
         raise AssertionError("unreachable")
+
+    # ----------------------------------------------------------------- embeddings
+
+    async def embed(self, body: Any, ctx: RequestContext) -> Completion:
+        """Serve ``POST /v1/embeddings`` on models of kind "embedding"
+        (``lai.engine.embeddings``). Raises what ``complete`` raises."""
+        return await embed(self, body, ctx)
 
     # ----------------------------------------------------------------- streamed
 

@@ -20,7 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from lai.config.models import GLOB_CHARS, ModelConfig, ProviderConfig, Settings, is_glob
+from lai.config.models import (
+    GLOB_CHARS,
+    ModelConfig,
+    ModelKind,
+    ProviderConfig,
+    Settings,
+    is_glob,
+)
 from lai.engine.requests import ChatShape
 from lai.engine.types import RequestContext
 from lai.errors import (
@@ -79,8 +86,10 @@ class Catalog:
         models = self.by_provider.get(provider_id) or []
         return models[0] if models else None
 
-    def lookup(self, name: str) -> list[Candidate]:
-        """Pairs that ``name`` names directly (no fallbacks); empty when unknown."""
+    def lookup(self, name: str, kind: ModelKind = "chat") -> list[Candidate]:
+        """Pairs that ``name`` names directly (no fallbacks); empty when unknown. A
+        provider id names its default model, or for ``kind`` embedding its first
+        embedding model."""
         if "/" in name:
             pid, _, mid = name.partition("/")
             for m in self.by_provider.get(pid, ()):
@@ -96,15 +105,17 @@ class Catalog:
             return sorted(found, key=lambda c: c.provider.priority)
         if name in self.providers:
             model = self.default_model(name)
+            if kind == "embedding":
+                model = next((m for m in self.by_provider[name] if m.kind == kind), model)
             return [Candidate(self.providers[name], model)] if model else []
         target = self.alias_target(name)
         if target is not None:
-            return self.lookup(target)
+            return self.lookup(target, kind)
         return []
 
-    def explicit(self, name: str) -> list[Candidate]:
+    def explicit(self, name: str, kind: ModelKind = "chat") -> list[Candidate]:
         """``name`` and then its fallbacks, without repeats. Raises ModelNotFound."""
-        direct = self.lookup(name)
+        direct = self.lookup(name, kind)
         if not direct:
             known = ", ".join(["auto", *sorted({m.id for m in self.settings.models})])
             raise ModelNotFound(
@@ -121,7 +132,7 @@ class Catalog:
             seen.add(key)
             out.append(cand)
             for fb in cand.model.fallbacks:
-                queue.extend(self.lookup(fb))
+                queue.extend(self.lookup(fb, kind))
         return out
 
 
@@ -142,6 +153,14 @@ def _allowed(cand: Candidate, ctx: RequestContext) -> bool:
     return may_use(cand.provider.id, cand.model.id, ctx.allowed_models)
 
 
+def _wrong_kind(model_id: str, kind: ModelKind) -> str:
+    if kind == "embedding":
+        return (f"The model '{model_id}' is a chat model; embeddings need a model with "
+                f"kind = \"embedding\".")
+    return (f"The model '{model_id}' is an embedding model (kind = \"embedding\"); send "
+            f"it POST /v1/embeddings, or ask a chat model.")
+
+
 def plan(
     catalog: Catalog,
     shape: ChatShape,
@@ -150,11 +169,13 @@ def plan(
     usable: Callable[[str], bool],
     status: Callable[[str], str],
     warm: Callable[[str, str], bool],
+    kind: ModelKind = "chat",
 ) -> list[Candidate]:
-    """The ordered candidates for a request.
+    """The ordered candidates for a request served by models of ``kind``.
 
     Raises ModelNotFound (404), PermissionDenied (403), InvalidRequest (400, images for a
-    model without vision), ContextLengthExceeded (400) or NoHealthyProvider (503).
+    model without vision, a model of the other kind), ContextLengthExceeded (400) or
+    NoHealthyProvider (503).
     """
     settings = catalog.settings
     if shape.model == "auto":
@@ -163,14 +184,19 @@ def plan(
             if p.is_cloud and not settings.server.cloud_fallback:
                 continue
             for m in catalog.by_provider[p.id]:
-                pool.append(Candidate(p, m))
+                if m.kind == kind:
+                    pool.append(Candidate(p, m))
         if not pool:
-            raise NoHealthyProvider("No provider is configured for 'auto' traffic.")
+            what = "embedding models" if kind == "embedding" else "'auto' traffic"
+            raise NoHealthyProvider(f"No provider is configured for {what}.")
         pool = [c for c in pool if _allowed(c, ctx)]
         if not pool:
             raise PermissionDenied("This API key may not use any model that 'auto' can pick.")
     else:
-        pool = catalog.explicit(shape.model)
+        pool = catalog.explicit(shape.model, kind)
+        if pool[0].model.kind != kind:
+            raise InvalidRequest(_wrong_kind(pool[0].model.id, kind), param="model")
+        pool = [c for c in pool if c.model.kind == kind]
         if not _allowed(pool[0], ctx):
             raise PermissionDenied(
                 f"This API key may not use the model '{shape.model}'.", param="model"

@@ -19,7 +19,17 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> Quart:
     With ``manage_runtime`` the app starts the runtime when it starts serving and closes
     it (flushing the recorder) when it stops; a caller that owns the runtime passes False.
     """
-    from lai.proxy.routes import admin, chat, conversations, health, images, messages, models
+    from lai.proxy.routes import (
+        admin,
+        chat,
+        conversations,
+        embeddings,
+        health,
+        images,
+        messages,
+        models,
+        responses,
+    )
     from lai.proxy.routes import metrics as metrics_routes
     from lai.proxy.routes import stats as stats_routes
 
@@ -38,7 +48,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> Quart:
     runtime.engine.events.subscribe(_reloaded)  # type: ignore[arg-type]
     install_route_labels(app)  # before auth, so that refused requests are labelled too
     install_auth(app)
-    for module in (chat, models, health, admin, images, conversations):
+    for module in (chat, responses, embeddings, models, health, admin, images, conversations):
         app.register_blueprint(module.bp)
     # Metrics count engine events from now on, whether or not /metrics is ever scraped.
     metrics = install_metrics(runtime)
@@ -50,6 +60,8 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> Quart:
     endpoint: ASGIApp = chat.ChatEndpoint(runtime, app.asgi_app, app.url_map)
     # The Anthropic Messages face, Anthropic-shaped errors included (routes/messages.py).
     endpoint = messages.MessagesEndpoint(runtime, endpoint)
+    # POST /v1/responses likewise, so a client that leaves always lets go of its request.
+    endpoint = responses.ResponsesEndpoint(runtime, endpoint, app.url_map)
     # Outermost: the request id and the access log cover every face.
     app.asgi_app = AccessLog(runtime, endpoint, metrics)  # type: ignore[method-assign,assignment]
 

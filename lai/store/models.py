@@ -187,3 +187,26 @@ class ApiKey(SQLModel, table=True):
     grace_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
     """For a rotated-out key: when it stops working."""
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class StoredResponse(SQLModel, table=True):
+    """A Responses API answer kept for ``GET /v1/responses/{id}`` and
+    ``previous_response_id`` (requests with ``store`` true, the API's default)."""
+
+    __tablename__ = "responses"
+
+    id: str = Field(primary_key=True, sa_type=sa.String(ID_LENGTH))
+    """``resp_...``."""
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+    request_id: str | None = Field(default=None, sa_type=sa.String(ID_LENGTH))
+    key_name: str | None = Field(default=None, sa_type=sa.String(255), index=True)
+    """The key that made it: only that key (or an admin) may read or continue it."""
+    conversation_id: str | None = Field(default=None, sa_type=sa.String(ID_LENGTH))
+    """The conversation a continuation is recorded in."""
+    previous_response_id: str | None = Field(default=None, sa_type=sa.String(ID_LENGTH))
+    status: str = Field(sa_type=sa.String(16))
+    body: dict[str, Any] = Field(sa_type=_json())
+    """The ``response`` object as the client got it."""
+    history: list[dict[str, Any]] = Field(default_factory=list, sa_type=_json())
+    """The chat messages up to and including this answer, without the instructions:
+    what a continuation sends before its own input."""

@@ -493,3 +493,29 @@ def test_content_retention_not_below_retention_warns(tmp_path: Path) -> None:
     assert not any("server.content_retention_days" in w for w in load_settings(path, {})[1])
     with pytest.raises(ConfigError, match="retention_days"):
         load_settings(write(tmp_path, "[server]\nretention_days = 0\n"), {})
+
+
+# --------------------------------------------------------------------------- model kinds
+
+
+def test_model_kind_defaults_to_chat_and_an_embedding_model_is_not_warned_about(
+    tmp_path: Path,
+) -> None:
+    text = BASE.replace(
+        'id = "m1"', 'id = "m1"\nkind = "embedding"\ncontext_window = 512\nmax_tokens = 4096')
+    settings, warnings = load_settings(write(tmp_path, text), {})
+    assert settings.models[0].kind == "embedding"
+    assert warnings == []
+
+
+def test_an_unknown_kind_or_an_embedding_model_on_anthropic_is_a_config_error(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ConfigError, match=r"models\[0\]\.kind"):
+        load_settings(write(tmp_path, BASE.replace('id = "m1"', 'id = "m1"\nkind = "rerank"')),
+                      {})
+    claude = 'type = "anthropic"\nauth_type = "api_key"\nauth_secret = "x"\nendpoint = '
+    anthropic = BASE.replace('id = "m1"', 'id = "m1"\nkind = "embedding"').replace(
+        'endpoint = ', claude, 1)
+    with pytest.raises(ConfigError, match="serves no embeddings"):
+        load_settings(write(tmp_path, anthropic), {})

@@ -8,7 +8,8 @@ request bodies, Content-Length responses, and chunked `text/event-stream` respon
 which every SSE event is its own chunk, written the moment it is due.
 
 Endpoints: `POST /v1/chat/completions` and `POST /chat/completions` (a cloud base URL
-already ends in `/v1`), `GET /health`, `GET /v1/models` and `GET /models`.
+already ends in `/v1`), `POST /v1/embeddings` and `POST /embeddings` (`embedding()` gives
+the vector it answers for a text), `GET /health`, `GET /v1/models` and `GET /models`.
 
 What a chat request gets is a `Behaviour`: the one-shot behaviours queued with
 `script()` are used first, in order, then `default`. Every request is recorded
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import enum
+import hashlib
 import itertools
 import re
 import signal
@@ -44,6 +46,7 @@ Mode = Literal["ok", "status", "hang", "cut", "truncate", "reset"]
 _MODES = frozenset(("ok", "status", "hang", "cut", "truncate", "reset"))
 _CHAT_PATHS = frozenset(("/v1/chat/completions", "/chat/completions"))
 _MODEL_PATHS = frozenset(("/v1/models", "/models"))
+_EMBEDDING_PATHS = frozenset(("/v1/embeddings", "/embeddings"))
 _MAX_HEAD = 64 * 1024
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _JSON = b"application/json"
@@ -277,6 +280,11 @@ class FakeUpstream:
         return self._chat_count
 
     @property
+    def embedding_count(self) -> int:
+        """Requests to an embeddings path."""
+        return self._embedding_count
+
+    @property
     def in_flight(self) -> int:
         """Chat requests being answered right now."""
         return self._in_flight
@@ -334,6 +342,7 @@ class FakeUpstream:
     def _reset_counters(self) -> None:
         self._requests: list[RecordedRequest] = []
         self._chat_count = 0
+        self._embedding_count = 0
         self._max_in_flight = self._in_flight
         self._health_count = 0
         self._disconnects = 0
@@ -402,12 +411,17 @@ class FakeUpstream:
             if path in _CHAT_PATHS and method == "POST":
                 self._chat_count += 1
                 behaviour = self._script.popleft() if self._script else self.default
+            elif path in _EMBEDDING_PATHS and method == "POST":
+                self._embedding_count += 1
+                behaviour = self._script.popleft() if self._script else self.default
             elif path == "/health":
                 self._health_count += 1
         if path in _CHAT_PATHS:
             if method != "POST":
                 return [_error(405, "use POST")], False
             return self._chat(body, behaviour), True
+        if path in _EMBEDDING_PATHS and method == "POST":
+            return self._embeddings(body, behaviour), True
         if method != "GET":
             status = 405 if path == "/health" or path in _MODEL_PATHS else 404
             return [_error(status, f"no route for {method} {path}")], False
@@ -425,6 +439,31 @@ class FakeUpstream:
             ]
             return [_response(200, orjson.dumps({"object": "list", "data": data}))], False
         return [_error(404, f"no route for {method} {path}")], False
+
+    def _embeddings(self, body: Any, b: Behaviour) -> _Plan:
+        """An OpenAI embeddings answer: `embedding(text)` for each input; the behaviour's
+        modes "status", "hang", "reset" and its delays apply as to chat."""
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            return [_error(400, "the body must be a JSON object with a model")]
+        if b.mode == "reset":
+            return [_Act.RESET]
+        if b.mode == "hang":
+            return [_Act.HANG]
+        plan = _Builder()
+        plan.wait(b.first_delay + b.delay)
+        if b.mode == "status":
+            plan.add(_error(b.status, b.error_message, retry_after=b.retry_after))
+            return plan.steps
+        raw = body.get("input")
+        texts = raw if isinstance(raw, list) else [raw]
+        dims = body.get("dimensions") if isinstance(body.get("dimensions"), int) else 4
+        data = [{"object": "embedding", "index": i, "embedding": embedding(str(t), dims)}
+                for i, t in enumerate(texts)]
+        words = sum(len(str(t).split()) for t in texts)
+        answer = {"object": "list", "data": data, "model": body["model"],
+                  "usage": {"prompt_tokens": words, "total_tokens": words}}
+        plan.add(_response(200, orjson.dumps(answer)))
+        return plan.steps
 
     def _chat(self, body: Any, b: Behaviour) -> _Plan:
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
@@ -884,6 +923,12 @@ def _error(
     )
     extra = b"" if retry_after is None else b"retry-after: %s\r\n" % str(retry_after).encode()
     return _head(status, _JSON, len(payload), extra) + payload
+
+
+def embedding(text: str, dimensions: int = 4) -> list[float]:
+    """The vector the fake answers for `text`: the same text always gets the same one."""
+    digest = hashlib.sha256(text.encode()).digest()
+    return [round(digest[i % len(digest)] / 255, 6) for i in range(dimensions)]
 
 
 def _chunk(data: bytes) -> bytes:

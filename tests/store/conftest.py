@@ -72,7 +72,8 @@ def pg_database() -> Iterator[str]:
 def _empty_tables(store: Store) -> None:
     with store.write_session() as session:
         session.execute(
-            sa.text("TRUNCATE messages, conversations, requests, api_keys RESTART IDENTITY CASCADE")
+            sa.text("TRUNCATE messages, conversations, requests, api_keys, responses "
+                    "RESTART IDENTITY CASCADE")
         )
 
 

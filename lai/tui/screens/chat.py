@@ -206,8 +206,10 @@ class ChatScreen(PaneScreen):
         if pid == AUTO:
             wanted = [Option(Text("auto (router picks)"), id=AUTO)]
         else:
+            # Embedding models cannot chat (lai refuses them on the chat path).
             wanted = [Option(model_prompt(m), id=f"{pid}/{m['id']}")
-                      for m in self.model_list if m.get("provider") == pid]
+                      for m in self.model_list
+                      if m.get("provider") == pid and m.get("kind") != "embedding"]
         current = [mlist.get_option_at_index(i).id for i in range(mlist.option_count)]
         if current == [o.id for o in wanted]:
             for option in wanted:  # warm/cold changed: replace prompts in place
