@@ -104,4 +104,5 @@ def test_every_problem_is_one_line_with_its_yaml_path_and_nothing_is_written(
 
 def test_a_missing_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run("config", "import", str(tmp_path / "nope.yaml")) == 2
-    assert capsys.readouterr().err == f"lai: {tmp_path / 'nope.yaml'}: cannot read: No such file or directory\n"
+    missing = tmp_path / "nope.yaml"
+    assert capsys.readouterr().err == f"lai: {missing}: cannot read: No such file or directory\n"
