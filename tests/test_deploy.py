@@ -328,3 +328,31 @@ def test_every_environment_variable_is_documented() -> None:
     loader = (ROOT / "lai" / "config" / "loader.py").read_text()
     assert all(f'"{suffix}"' in loader for suffix in PROVIDER_SUFFIXES)
     assert "image build itself was not run" in text
+
+
+def test_the_compose_check_catches_what_does_not_exist(tmp_path: Path) -> None:
+    """The checks above can fail: a made-up variable, service, volume or file is named."""
+    bad = tmp_path / "docker-compose.yml"
+    bad.write_text(
+        "services:\n"
+        "  lai:\n"
+        "    image: lai\n"
+        "    depends_on: [db]\n"
+        "    environment:\n"
+        "      LAI_PORT: '9000'\n"
+        "      PROVIDER_GPU_BOX_ENDPOINT: ${BOX_URL}\n"
+        "      PROVIDER_NOPE_API_KEY: x\n"
+        "    volumes:\n"
+        "      - ./deploy/nothing.yml:/etc/nothing.yml\n"
+        "      - undeclared:/data\n"
+    )
+    problems = compose_problems(bad)
+    assert sorted(problems) == sorted([
+        "lai: depends_on unknown service db",
+        "lai: mounts ./deploy/nothing.yml, which is not in the repository",
+        "lai: volume undeclared is not declared",
+        "$BOX_URL: neither lai's nor one the compose files document in .env.example",
+        "$LAI_PORT: lai reads no such LAI_ variable",
+        "$PROVIDER_NOPE_API_KEY: not PROVIDER_{ID}_{ENDPOINT|ENABLED|API_KEY} of an example "
+        "provider",
+    ]), problems
