@@ -1,3 +1,4 @@
+# syntax=docker/dockerfile:1
 # lai proxy image: docker build -t lai .
 #
 # Stage one builds lai's wheel (the migrations are inside it, see pyproject.toml) and the
@@ -24,9 +25,9 @@ RUN groupadd --system --gid 10001 lai \
     && useradd --system --uid 10001 --gid lai --home-dir /data --no-create-home \
        --shell /usr/sbin/nologin lai \
     && mkdir /data && chown lai:lai /data && chmod 0700 /data
-COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links=/wheels /wheels/lai-*.whl \
-    && rm -rf /wheels
+# Mounted from the build stage for this one step, so the wheels are not a layer.
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    pip install --no-cache-dir --no-index --find-links=/wheels /wheels/lai-*.whl
 
 # LAI_CONFIG: the config file; relative paths in it (data_dir, a sqlite:/// URL) are
 # relative to its folder, so `lai config init`'s defaults land in /data/data. Override

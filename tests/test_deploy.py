@@ -106,6 +106,9 @@ def test_the_image_is_a_slim_multi_stage_non_root_build_of_the_wheel() -> None:
 
     copied = {part.rstrip("/") for w, rest in steps if w == "COPY" for part in rest.split()}
     assert set(SOURCES) <= copied, set(SOURCES) - copied
+    kept = {line[1:].rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
+            if line.startswith("!")}
+    assert set(SOURCES) <= kept, set(SOURCES) - kept
     assert "pip wheel" in build and "/wheels/lai-" in build
     final = steps[max(i for i, (w, _) in enumerate(steps) if w == "FROM"):]
     user = [rest for word, rest in final if word == "USER"]
