@@ -19,8 +19,7 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="lai" \
-      org.opencontainers.image.description="Self-hosted router for OpenAI-compatible LLM traffic" \
-      org.opencontainers.image.licenses="MIT"
+      org.opencontainers.image.description="Self-hosted router for OpenAI-compatible LLM traffic"
 RUN groupadd --system --gid 10001 lai \
     && useradd --system --uid 10001 --gid lai --home-dir /data --no-create-home \
        --shell /usr/sbin/nologin lai \

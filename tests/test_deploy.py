@@ -307,6 +307,19 @@ def test_the_systemd_unit_verifies(tmp_path: Path) -> None:
     assert done.returncode == 0 and not about_us, done.stdout + done.stderr
 
 
+def test_the_systemd_unit_exposure_is_ok(tmp_path: Path) -> None:
+    """`systemd-analyze security` scores the sandboxing from 0 (locked down) to 10; the
+    unit must stay at 2.0 or below, what systemd calls "OK"."""
+    analyze = require_tool(*SYSTEMD_ANALYZE)
+    unit = tmp_path / "lai-proxy.service"
+    unit.write_text(UNIT.read_text().replace("/opt/lai/bin/lai proxy",
+                                             f"{sys.executable} -m lai proxy"))
+    done = subprocess.run([analyze, "security", "--offline=yes", "--threshold=20", str(unit)],
+                          capture_output=True, text=True, timeout=60)
+    score = re.search(r"Overall exposure level for lai-proxy\.service: ([\d.]+)", done.stdout)
+    assert score and float(score.group(1)) <= 2.0 and done.returncode == 0, done.stdout[-500:]
+
+
 def test_systemd_analyze_catches_a_mistake(tmp_path: Path) -> None:
     """The check above can fail: a misspelt directive is reported."""
     analyze = require_tool(*SYSTEMD_ANALYZE)
