@@ -30,7 +30,14 @@ from tests.deploy_files import (
     load_yaml,
     unit_directives,
 )
-from tests.tools import ACTIONLINT, HADOLINT, PROMTOOL, SYSTEMD_ANALYZE, require_tool
+from tests.tools import (
+    ACTIONLINT,
+    HADOLINT,
+    PROMTOOL,
+    SHELLCHECK,
+    SYSTEMD_ANALYZE,
+    require_tool,
+)
 
 OPERATIONS = ROOT / "docs" / "operations.md"
 PROVIDER_SUFFIXES = ("ENDPOINT", "ENABLED", "API_KEY")
@@ -232,8 +239,18 @@ def test_workflows_pass_actionlint() -> None:
     actionlint = require_tool(*ACTIONLINT)
     files = sorted(str(p) for p in WORKFLOWS.glob("*.yml"))
     assert len(files) == 2
-    done = subprocess.run([actionlint, "-no-color", *files], capture_output=True, text=True,
-                          timeout=120, cwd=ROOT)
+    # The `run:` scripts are the next test's, so this one needs no shellcheck.
+    done = subprocess.run([actionlint, "-no-color", "-shellcheck=", *files],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_workflow_scripts_pass_shellcheck() -> None:
+    actionlint = require_tool(*ACTIONLINT)
+    shellcheck = require_tool(*SHELLCHECK)
+    files = sorted(str(p) for p in WORKFLOWS.glob("*.yml"))
+    done = subprocess.run([actionlint, "-no-color", f"-shellcheck={shellcheck}", *files],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -246,9 +263,9 @@ def test_ci_runs_the_tests_on_pushes_and_pull_requests_with_the_services() -> No
     assert job["env"]["CI"] == "true"
     script = "\n".join(step.get("run", "") for step in job["steps"])
     assert "python -m pytest" in script and "pip install -e '.[test]'" in script
-    from tests.tools import OPENSSL, SYSTEMD_ANALYZE, TMUX
+    from tests.tools import OPENSSL, TMUX
 
-    for _tool, hint in (PROMTOOL, TMUX, OPENSSL, SYSTEMD_ANALYZE):
+    for _tool, hint in (PROMTOOL, TMUX, OPENSSL, SYSTEMD_ANALYZE, SHELLCHECK):
         assert hint.split()[-1] in script, hint  # the Debian package the test needs
 
 

