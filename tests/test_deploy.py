@@ -142,6 +142,8 @@ def compose_problems(path: Path) -> list[str]:
     services: dict[str, Any] = doc["services"]
     declared = set(doc.get("volumes") or {})
     for name, service in services.items():
+        if "build" in service and not (ROOT / service["build"] / "Dockerfile").is_file():
+            problems.append(f"{name}: builds {service['build']}, which has no Dockerfile")
         for other in service.get("depends_on") or []:
             if other not in services:
                 problems.append(f"{name}: depends_on unknown service {other}")
