@@ -112,8 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                       "into a commented config.toml")
     _common(c)
     c.add_argument("yaml", metavar="PROVIDERS_YAML")
-    c.add_argument("--output", "-o", metavar="PATH", default="config.toml",
-                   help="where to write the config (default ./config.toml; - for stdout)")
+    c.add_argument("--output", "-o", metavar="PATH",
+                   help="where to write the config, - for stdout (default: like `config "
+                   "init`, --config, $LAI_CONFIG, else ./config.toml)")
     c.add_argument("--force", action="store_true", help="overwrite an existing file")
     cfg.set_defaults(handler="config")
 

@@ -30,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     if args.config_command == "reload":
         return _reload(args.config)
     if args.config_command == "import":
-        return _import(Path(args.yaml), args.output, force=args.force)
+        return _import(Path(args.yaml), args.output or _init_target(args.config),
+                       force=args.force)
     raise ValueError(f"unknown config command {args.config_command!r}")
 
 
@@ -93,9 +94,13 @@ def example_config() -> str:
     return files("lai.config").joinpath("example.toml").read_text(encoding="utf-8")
 
 
-def _init(explicit: str | None, *, force: bool) -> int:
+def _init_target(explicit: str | None) -> str:
     # Same precedence as lookup, so that `lai config check` afterwards finds this file.
-    target = Path(explicit or os.environ.get("LAI_CONFIG") or "config.toml").expanduser()
+    return explicit or os.environ.get("LAI_CONFIG") or "config.toml"
+
+
+def _init(explicit: str | None, *, force: bool) -> int:
+    target = Path(_init_target(explicit)).expanduser()
     _write_new(target, example_config(), force=force)
     print(f"wrote {target}; edit it, then run `lai config check`")
     return 0

@@ -57,6 +57,20 @@ def test_the_example_converts_exactly_and_checks(
     assert "# gpu: NVIDIA RTX 3090 24GB\n# location: living room\nid = \"gaming-pc-3090\"" in text
 
 
+def test_without_output_it_writes_where_config_init_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LAI_CONFIG", raising=False)
+    assert run("config", "import", str(EXAMPLE)) == 0
+    assert (tmp_path / "config.toml").read_text() == EXPECTED.read_text()
+    assert run("config", "import", str(EXAMPLE), "--config", "etc/lai.toml") == 0
+    assert (tmp_path / "etc" / "lai.toml").read_text() == EXPECTED.read_text()
+    monkeypatch.setenv("LAI_CONFIG", str(tmp_path / "env.toml"))
+    assert run("config", "import", str(EXAMPLE)) == 0
+    assert (tmp_path / "env.toml").is_file()
+
+
 def test_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
     assert run("config", "import", str(EXAMPLE), "--output", "-") == 0
     assert capsys.readouterr().out == EXPECTED.read_text()
