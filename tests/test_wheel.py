@@ -113,9 +113,14 @@ def test_every_command_works_from_the_installed_wheel(wheel: Path, tmp_path: Pat
             assert r.returncode == 0, f"lai {' '.join(args)}: {r.stdout}{r.stderr}"
         return r
 
-    where = subprocess.run([str(python), "-c", "import lai; print(lai.__file__)"],
-                           capture_output=True, text=True, env=env, cwd=home, check=True)
-    assert Path(where.stdout.strip()).is_relative_to(venv), where.stdout
+    where = subprocess.run(
+        [str(python), "-c", "import importlib.metadata as m, lai; print(lai.__file__); "
+         "print(m.version('lai'))"], capture_output=True, text=True, env=env, cwd=home,
+        check=True)
+    installed_at, metadata_version = where.stdout.split()
+    assert Path(installed_at).is_relative_to(venv), where.stdout
+    # pyproject.toml's version is dynamic, read from lai.__version__: one source.
+    assert metadata_version == lai.__version__
 
     assert run("--version").stdout.strip() == f"lai {lai.__version__}"
     run("config", "init", "--config", str(config))
