@@ -107,6 +107,7 @@ def _init(explicit: str | None, *, force: bool) -> int:
 
 
 def _import(source: Path, output: str, *, force: bool) -> int:
+    # Here, not at the top: only this command needs PyYAML.
     from lai.config.yaml_import import ImportProblems, convert
 
     try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -100,11 +100,13 @@ _TRAILING: dict[str, str] = {
 
 _CAMEL = {snake: camel for table in (PROVIDER_KEYS, MODEL_KEYS, CAPABILITY_KEYS)
           for camel, (snake, _check) in table.items()}
-_ENV_REFERENCE = re.compile(r"^\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?$")
+_ENV_REFERENCE = re.compile(r"^\$(?:\{([A-Za-z_]\w*)\}|([A-Za-z_]\w*))$")
+"""``${NAME}`` or ``$NAME``: a secret the original router read from the environment."""
 
 
 class ImportProblems(ConfigError):
-    """Everything wrong with a providers.yaml; ``problems`` holds one line per problem."""
+    """Everything wrong with a providers.yaml; ``problems`` holds one line per problem
+    (``str`` joins them with newlines, unlike other ConfigErrors' single line)."""
 
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
@@ -119,6 +121,8 @@ def _mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _value in node.value:
         key = loader.construct_object(key_node)
+        if not isinstance(key, Hashable):
+            continue  # construct_mapping below reports it ("found unhashable key")
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r}", key_node.start_mark)
@@ -225,8 +229,8 @@ def convert(text: str, name: str = "providers.yaml") -> str:
             if table == "providers":
                 out, kept = _table(raw, path, PROVIDER_KEYS, PROVIDER_NOTES, problems)
                 secret = out.get("auth_secret", "")
-                if m := _ENV_REFERENCE.match(secret):  # "${ZAI_API_KEY}": read at start-up
-                    out["auth_secret"] = f"env:{m.group(1)}"
+                if m := _ENV_REFERENCE.match(secret):  # read at start-up, as env:NAME
+                    out["auth_secret"] = f"env:{m.group(1) or m.group(2)}"
                 providers.append((out, kept))
             else:
                 out, _none = _table(raw, path, MODEL_KEYS, (), problems)

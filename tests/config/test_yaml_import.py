@@ -120,3 +120,27 @@ def test_a_missing_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert run("config", "import", str(tmp_path / "nope.yaml")) == 2
     missing = tmp_path / "nope.yaml"
     assert capsys.readouterr().err == f"lai: {missing}: cannot read: No such file or directory\n"
+
+
+@pytest.mark.parametrize(("secret", "written"), [
+    ("${BOX_TOKEN}", '"env:BOX_TOKEN"'),
+    ("$BOX_TOKEN", '"env:BOX_TOKEN"'),
+    ("${BOX_TOKEN", '"${BOX_TOKEN"'),  # not a reference: kept as the literal it is
+    ("s3cr3t", '"s3cr3t"'),
+])
+def test_environment_references_become_env_secrets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], secret: str, written: str
+) -> None:
+    src = tmp_path / "providers.yaml"
+    src.write_text(GOOD.replace("    endpoint:", f"    authType: bearer\n    authSecret: "
+                                f"'{secret}'\n    endpoint:"))
+    assert run("config", "import", str(src), "--output", "-") == 0
+    assert f"auth_secret = {written}\n" in capsys.readouterr().out
+
+
+def test_an_unhashable_key_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "providers.yaml"
+    src.write_text("providers:\n  - ? [a, b]\n    : 1\n")
+    assert run("config", "import", str(src), "-o", str(tmp_path / "out.toml")) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and "unhashable" in err[0] and not (tmp_path / "out.toml").exists()
