@@ -167,3 +167,39 @@ def test_every_command_works_from_the_installed_wheel(wheel: Path, tmp_path: Pat
             proxy.wait()
         log.close()
     assert proxy.returncode == 0, (tmp_path / "proxy.log").read_text()
+
+
+def test_the_wheel_requires_every_package_lai_imports(wheel: Path) -> None:
+    """The venv above borrows this machine's packages, so it cannot notice a dependency
+    missing from pyproject.toml; this does: every third-party module lai imports comes
+    from a distribution the wheel's metadata requires."""
+    import ast
+    from importlib.metadata import packages_distributions, requires
+
+    from packaging.requirements import Requirement
+
+    with zipfile.ZipFile(wheel) as z:
+        meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+        lines = z.read(meta).decode().splitlines()
+    required = {Requirement(line.split(":", 1)[1]).name.lower().replace("_", "-")
+                for line in lines if line.startswith("Requires-Dist:")
+                and "extra ==" not in line}
+    imported: set[str] = set()
+    for path in (ROOT / "lai").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    def norm(name: str) -> str:
+        return name.lower().replace("_", "-")
+
+    # What each required distribution brings along (sqlmodel brings SQLAlchemy, quart
+    # Werkzeug): a module from one of those is there whenever lai is installed.
+    brought = {norm(Requirement(r).name) for d in required for r in (requires(d) or [])
+               if "extra ==" not in r}
+    dists = packages_distributions()
+    third_party = {m for m in imported - set(sys.stdlib_module_names) if m != "lai"}
+    missing = {m: dists.get(m) for m in third_party
+               if not {norm(d) for d in dists.get(m, [])} & (required | brought)}
+    assert not missing, f"imported by lai but not in [project] dependencies: {missing}"
