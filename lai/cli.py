@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from lai import __version__
 from lai.errors import ConfigError, LaiError
 
 
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Without a command, opens the terminal UI.",
     )
     _common(parser, top=True)
+    parser.add_argument("--version", action="version", version=f"lai {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("proxy", help="serve the OpenAI-compatible HTTP API")
@@ -105,6 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(cs.add_parser("reload", help="make the running lai proxy read its config again"))
     c = cs.add_parser("init", help="write a commented config.toml")
     _common(c)
+    c.add_argument("--force", action="store_true", help="overwrite an existing file")
+    c = cs.add_parser("import", help="convert the original router's providers.yaml "
+                      "into a commented config.toml")
+    _common(c)
+    c.add_argument("yaml", metavar="PROVIDERS_YAML")
+    c.add_argument("--output", "-o", metavar="PATH",
+                   help="where to write the config, - for stdout (default: like `config "
+                   "init`, --config, $LAI_CONFIG, else ./config.toml)")
     c.add_argument("--force", action="store_true", help="overwrite an existing file")
     cfg.set_defaults(handler="config")
 

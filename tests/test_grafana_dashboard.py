@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.proxy.metrics_helpers import known_mix, scrape, two_providers
+from tests.tools import PROMTOOL, require_tool
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "lai-dashboard.json"
 METRIC = re.compile(r"\b(local_ai_[a-zA-Z0-9_]+)")
@@ -78,8 +78,7 @@ def test_latency_panels_use_histogram_quantile():
 
 
 def test_every_query_is_valid_promql(tmp_path):
-    promtool = shutil.which("promtool")
-    assert promtool, "promtool is not on PATH: apt-get install -y prometheus"
+    promtool = require_tool(*PROMTOOL)
     rules = []
     for i, expr in enumerate(queries(load())):
         for var, value in VARIABLES.items():

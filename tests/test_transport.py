@@ -4,8 +4,6 @@ keep-alive, the pool's limits, timeouts and the httpx errors the engine relies o
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import socket
 import ssl
 import subprocess
@@ -15,6 +13,7 @@ import httpx
 import pytest
 
 from lai.transport import PoolTransport
+from tests.tools import OPENSSL, require_tool
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -235,13 +234,10 @@ async def test_cookies_an_upstream_sets_are_not_sent_on_later_requests(serve) ->
 def tls_files(tmp_path):  # type: ignore[no-untyped-def]
     """A self-signed certificate for localhost (openssl). Without openssl the test is
     skipped on a developer's machine and fails under CI, whose .ci/run installs it."""
-    if shutil.which("openssl") is None:
-        if os.environ.get("CI"):
-            pytest.fail("openssl is not installed (.ci/run installs it)")
-        pytest.skip("openssl is not installed")
+    openssl = require_tool(*OPENSSL)
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
          "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
          "-keyout", str(key), "-out", str(cert)],
         check=True, capture_output=True,

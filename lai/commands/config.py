@@ -1,9 +1,11 @@
-"""``lai config check``, ``lai config init`` and ``lai config reload``."""
+"""``lai config check``, ``lai config init``, ``lai config reload`` and
+``lai config import``."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from importlib.resources import files
 from pathlib import Path
 
@@ -12,12 +14,14 @@ from lai.errors import ConfigError, LaiError
 
 
 def run(args: argparse.Namespace) -> int:
-    """Carry out ``lai config <check|init>`` and return the exit code.
+    """Carry out ``lai config <check|init|reload|import>`` and return the exit code.
 
     Raises:
-        ConfigError: the config is missing or invalid (check), or the target exists and
-            --force was not given (init); ``lai.cli`` prints it and exits 2.
-        LaiError: the new file cannot be written (init); ``lai.cli`` exits 1.
+        ConfigError: the config is missing or invalid (check, reload), the proxy refused
+            the reload, or the target exists and --force was not given (init, import);
+            ``lai.cli`` prints it and exits 2.
+        LaiError: the new file cannot be written (init, import), or no proxy answers
+            (reload); ``lai.cli`` exits 1.
     """
     if args.config_command == "check":
         return _check(args.config)
@@ -25,6 +29,9 @@ def run(args: argparse.Namespace) -> int:
         return _init(args.config, force=args.force)
     if args.config_command == "reload":
         return _reload(args.config)
+    if args.config_command == "import":
+        return _import(Path(args.yaml), args.output or _init_target(args.config),
+                       force=args.force)
     raise ValueError(f"unknown config command {args.config_command!r}")
 
 
@@ -87,10 +94,46 @@ def example_config() -> str:
     return files("lai.config").joinpath("example.toml").read_text(encoding="utf-8")
 
 
-def _init(explicit: str | None, *, force: bool) -> int:
+def _init_target(explicit: str | None) -> str:
     # Same precedence as lookup, so that `lai config check` afterwards finds this file.
-    target = Path(explicit or os.environ.get("LAI_CONFIG") or "config.toml").expanduser()
-    text = example_config()
+    return explicit or os.environ.get("LAI_CONFIG") or "config.toml"
+
+
+def _init(explicit: str | None, *, force: bool) -> int:
+    target = Path(_init_target(explicit)).expanduser()
+    _write_new(target, example_config(), force=force)
+    print(f"wrote {target}; edit it, then run `lai config check`")
+    return 0
+
+
+def _import(source: Path, output: str, *, force: bool) -> int:
+    # Here, not at the top: only this command needs PyYAML.
+    from lai.config.yaml_import import ImportProblems, convert
+
+    try:
+        text = source.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{source}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read: {exc.strerror or exc}") from None
+    try:
+        toml = convert(text, str(source))
+    except ImportProblems as exc:
+        for line in exc.problems:
+            print(f"lai: {line}", file=sys.stderr)
+        print(f"lai: {source}: nothing written", file=sys.stderr)
+        return 2
+    if output == "-":
+        sys.stdout.write(toml)
+        return 0
+    target = Path(output).expanduser()
+    _write_new(target, toml, force=force)
+    print(f"wrote {target}; check it with `lai config check --config {target}`")
+    return 0
+
+
+def _write_new(target: Path, text: str, *, force: bool) -> None:
+    """Write ``text`` to ``target``, refusing an existing file unless ``force``."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         # "x" refuses an existing file atomically, with no window between test and write.
@@ -100,5 +143,3 @@ def _init(explicit: str | None, *, force: bool) -> int:
         raise ConfigError(f"{target}: already exists; use --force to overwrite it") from None
     except OSError as exc:
         raise LaiError(f"{target}: cannot write: {exc.strerror or exc}") from None
-    print(f"wrote {target}; edit it, then run `lai config check`")
-    return 0

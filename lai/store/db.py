@@ -30,8 +30,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lai.store")
 
-ALEMBIC_DIR = Path(lai.__file__).resolve().parent.parent / "alembic"
-"""The migration scripts, at the top of the source tree next to the package."""
+
+@cache
+def alembic_dir() -> Path:
+    """The migration scripts: ``lai/_migrations`` in an installed wheel (pyproject.toml
+    ships the top-level ``alembic/`` folder there), else ``alembic/`` beside the package in
+    a source checkout or an editable install."""
+    package = Path(lai.__file__).resolve().parent
+    installed = package / "_migrations"
+    return installed if installed.is_dir() else package.parent / "alembic"
+
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 _WRITE = "lai_write"
@@ -58,7 +66,7 @@ def script_head() -> str | None:
     head; :meth:`Store.upgrade` then asks Alembic."""
     revisions: set[str] = set()
     parents: set[str] = set()
-    for path in sorted((ALEMBIC_DIR / "versions").glob("*.py")):
+    for path in sorted((alembic_dir() / "versions").glob("*.py")):
         found = dict((m.group(1), m.group(2)) for m in _REVISION_LINE.finditer(path.read_text()))
         if found.get("revision"):
             revisions.add(found["revision"])  # type: ignore[arg-type]
@@ -185,7 +193,7 @@ class Store:
         from alembic.config import Config
 
         cfg = Config()
-        cfg.set_main_option("script_location", str(ALEMBIC_DIR))
+        cfg.set_main_option("script_location", str(alembic_dir()))
         cfg.set_main_option("sqlalchemy.url", self.url.render_as_string(hide_password=False))
         return cfg
 

@@ -4,7 +4,6 @@ live gauges, one registry per runtime, auth, and cost counted as the response st
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 
 import pytest
@@ -25,6 +24,7 @@ from tests.proxy.metrics_helpers import (
     two_providers,
     wait_until,
 )
+from tests.tools import PROMTOOL, require_tool
 
 
 async def test_metrics_show_exactly_the_known_mix(proxy_factory, upstream_factory):
@@ -80,16 +80,8 @@ async def test_metrics_show_exactly_the_known_mix(proxy_factory, upstream_factor
     assert labels() in series(text, "local_ai_recorder_backlog")
 
 
-def test_promtool_is_installed():
-    """CI installs Debian's `prometheus` package for promtool; without it this fails."""
-    assert shutil.which("promtool"), (
-        "promtool is not on PATH: apt-get install -y prometheus (see .ci/run)"
-    )
-
-
 async def test_promtool_accepts_the_metrics(proxy_factory, upstream_factory):
-    promtool = shutil.which("promtool")
-    assert promtool, "promtool is not on PATH: apt-get install -y prometheus"
+    promtool = require_tool(*PROMTOOL)
     proxy, box, _cloud = await two_providers(proxy_factory, upstream_factory)
     await known_mix(proxy, box)
     text = await scrape(proxy)

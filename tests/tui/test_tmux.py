@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -13,10 +11,13 @@ from pathlib import Path
 import pytest
 
 from tests.fakes.upstream import FakeUpstream
+from tests.tools import TMUX, require_tool
 
-# .ci/run installs tmux: under CI a missing tmux is a failure, not a skip.
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None and not os.environ.get("CI"),
-                                reason="needs tmux")
+
+@pytest.fixture(autouse=True)
+def _tmux() -> None:
+    require_tool(*TMUX)
+
 
 CONFIG = """\
 [server]
