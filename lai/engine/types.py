@@ -29,6 +29,10 @@ class RequestContext:
     source: str | None = None
     display_name: str | None = None
     endpoint: str = "chat.completions"
+    max_concurrent: int | None = None
+    """The key's cap on its requests in flight, over every provider."""
+    max_queued: int | None = None
+    """The key's cap on its requests waiting in the queue."""
 
 
 @dataclass(frozen=True, slots=True)
