@@ -1,4 +1,4 @@
-"""``lai keys create | list | revoke | enable | delete | rotate``.
+"""``lai keys create | update | list | revoke | enable | delete | rotate``.
 
 Every action migrates the store to head first, so ``lai keys create`` works on a
 machine where no proxy ever ran. A new key is printed alone on its own line on stdout
@@ -19,6 +19,7 @@ from lai.config.models import Settings
 from lai.durations import parse_duration
 from lai.store import keys as repo
 from lai.store.db import Store
+from lai.store.keyquota import NONE_WORDS, KeyQuota, parse_budget, parse_limit
 from lai.store.keyservice import CACHE_TTL
 from lai.store.keyvalues import KeyRecord
 
@@ -49,6 +50,8 @@ def _dispatch(args: argparse.Namespace, store: Store, settings: Settings) -> int
         return _list(store, as_json=args.json)
     if action == "rotate":
         return _rotate(args, store)
+    if action == "update":
+        return _update(args, store)
     if action == "revoke":
         for record in repo.revoke_keys(store, args.name_or_prefix):
             print(f"revoked {record.prefix} ({record.name})")
@@ -78,12 +81,45 @@ def _known_models(settings: Settings) -> set[str]:
     return known
 
 
+_LIMIT_FLAGS = {"max_concurrent": 1, "max_queued": 0, "rpm": 1, "tpm": 1}
+"""The numeric limits and the least value each takes."""
+
+
+def _limits(args: argparse.Namespace) -> dict[str, int | None]:
+    """The numeric limit flags given (None: 'none'). Raises ValueError."""
+    out: dict[str, int | None] = {}
+    for name, minimum in _LIMIT_FLAGS.items():
+        text = getattr(args, name)
+        if text is not None:
+            flag = "--" + name.replace("_", "-")
+            out[name] = parse_limit(text, flag, minimum=minimum)
+    return out
+
+
+def _budgets(args: argparse.Namespace) -> tuple[bool, dict[str, float | None]]:
+    """(clear every budget first, period -> USD or None) from the --budget flags."""
+    clear = False
+    out: dict[str, float | None] = {}
+    for text in args.budget:
+        if text.strip().lower() in NONE_WORDS:
+            clear, out = True, {}
+            continue
+        period, usd = parse_budget(text)
+        out[period] = usd
+    return clear, out
+
+
 def _create(args: argparse.Namespace, store: Store, settings: Settings) -> int:
     expires = parse_duration(args.expires) if args.expires else None
     models = args.models.split(",") if args.models is not None else None
+    _, budgets = _budgets(args)
+    limits = _limits(args)
+    quota = KeyQuota(limits.get("max_concurrent"), limits.get("max_queued"),
+                     limits.get("rpm"), limits.get("tpm")).with_budgets(
+        {p: usd for p, usd in budgets.items() if usd is not None})
     issued = repo.create_key(
         store, args.name, expires_in=expires, scopes=args.scope, priority=args.priority,
-        models=models,
+        models=models, quota=quota,
     )
     record = issued.record
     print(issued.raw_key, flush=True)
@@ -95,6 +131,19 @@ def _create(args: argparse.Namespace, store: Store, settings: Settings) -> int:
         f"{_NOT_SHOWN_AGAIN}",
         file=sys.stderr,
     )
+    return 0
+
+
+def _update(args: argparse.Namespace, store: Store) -> int:
+    limits = _limits(args)
+    clear, budgets = _budgets(args)
+    if not limits and not budgets and not clear:
+        raise ValueError("nothing to update: give --max-concurrent, --max-queued, --rpm, "
+                         "--tpm or --budget")
+    for record in repo.update_key(store, args.name_or_prefix, limits=limits, budgets=budgets,
+                                  clear_budgets=clear):
+        print(f"updated {record.prefix} ({record.name}): limits {record.quota.describe()}")
+    print(f"A running proxy applies it within {CACHE_TTL:g} s.", file=sys.stderr)
     return 0
 
 
@@ -116,7 +165,8 @@ def _summary(record: KeyRecord) -> str:
     scopes = ", ".join(record.scopes) or "none"
     models = ", ".join(record.models) if record.models is not None else "all"
     expires = f"{_time(record.expires_at)} UTC" if record.expires_at else "never"
-    return f"priority {record.priority}, scopes: {scopes}, models: {models}, expires {expires}"
+    return (f"priority {record.priority}, scopes: {scopes}, models: {models}, "
+            f"limits: {record.quota.describe()}, expires {expires}")
 
 
 def _time(value: datetime | None) -> str:

@@ -66,15 +66,17 @@ def context_for(
     headers: Headers, key: Any, *, source_default: str | None = None
 ) -> RequestContext:
     """The engine context for a request with ``headers`` made with ``key`` (a
-    :class:`~lai.store.keyvalues.KeyInfo`, or None): the key gives the queue priority, the key
-    name and prefix, and the models it may use. Raises InvalidRequest for a bad
-    X-Conversation-ID or an over-long label header.
+    :class:`~lai.store.keyvalues.KeyInfo`, or None): the key gives the queue priority, the
+    key name and prefix, the models it may use and its caps in the queue. Raises
+    InvalidRequest for a bad X-Conversation-ID or an over-long label header.
     """
     return RequestContext(
         priority=key.priority if key is not None else 1,
         key_name=key.name if key is not None else None,
         key_prefix=key.prefix if key is not None else None,
         allowed_models=(frozenset(key.models) if key is not None and key.models else None),
+        max_concurrent=key.quota.max_concurrent if key is not None else None,
+        max_queued=key.quota.max_queued if key is not None else None,
         conversation_id=conversation_id(headers),
         username=_label(headers, "X-Username"),
         source=_label(headers, "X-Source") or source_default,
