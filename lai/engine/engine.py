@@ -44,7 +44,7 @@ from lai.engine.run import (
     Run,
     billed_seconds,
 )
-from lai.engine.slots import KeyLimits, SlotManager, model_capacities, model_key
+from lai.engine.slots import SlotManager, model_capacities, model_key
 from lai.engine.streaming import EngineStream
 from lai.engine.types import (
     Completion,
@@ -110,6 +110,9 @@ class Engine:
         for the requests still in flight on them."""
         self._running: dict[str, Run] = {}
         self._urls: dict[str, httpx.URL] = {}
+        self.admit: Callable[[RequestContext], Awaitable[None]] | None = None
+        """Checked before a request is queued (a key's rpm, tpm and budgets); raises a
+        LaiError to refuse it. Set by the runtime."""
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -242,6 +245,8 @@ class Engine:
             status=lambda pid: self.states[pid].status,
             warm=self.is_warm,
         )
+        if self.admit is not None:
+            await self.admit(ctx)
         upstream_body = body
         messages = body["messages"]
         if any("image_refs" in m for m in messages):
@@ -267,7 +272,7 @@ class Engine:
                 timeout=max(0.001, self.settings.server.queue_timeout - waited),
                 label=(ctx, run.shape.model, self.clock.time(), t),
                 key=ctx.key_name,
-                limits=KeyLimits(ctx.max_concurrent, ctx.max_queued),
+                limits=ctx.quota,
                 models=models,
             )
         finally:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from lai.config.models import Settings
+from lai.engine.quota import KeyQuota
 from lai.errors import CapacityExceeded, KeyQueueFull
 
 
@@ -38,17 +39,7 @@ def model_capacities(settings: Settings) -> dict[str, int]:
             for m in settings.models if m.max_concurrent is not None}
 
 
-@dataclass(frozen=True, slots=True)
-class KeyLimits:
-    """A key's own caps on the queue, from the key's record."""
-
-    max_concurrent: int | None = None
-    """Requests of this key in flight at once, over every provider."""
-    max_queued: int | None = None
-    """Requests of this key waiting at once; one more is refused with 429."""
-
-
-NO_LIMITS = KeyLimits()
+NO_LIMITS = KeyQuota()
 
 
 @dataclass(slots=True, eq=False)
@@ -57,7 +48,7 @@ class _Waiter:
     tag: int
     seq: int
     key: str | None
-    limits: KeyLimits
+    limits: KeyQuota
     providers: tuple[str, ...]
     models: Mapping[str, str]
     """Provider id -> the ``provider/model`` the request would run there."""
@@ -114,7 +105,7 @@ class SlotManager:
 
     def try_acquire(
         self, providers: Sequence[str], *, key: str | None = None,
-        limits: KeyLimits = NO_LIMITS, models: Mapping[str, str] | None = None,
+        limits: KeyQuota = NO_LIMITS, models: Mapping[str, str] | None = None,
     ) -> str | None:
         """Take a slot on the first provider with room (and room for the key and the
         model), without waiting."""
@@ -125,7 +116,7 @@ class SlotManager:
 
     async def acquire(
         self, providers: Sequence[str], *, priority: int, timeout: float,
-        label: object = None, key: str | None = None, limits: KeyLimits = NO_LIMITS,
+        label: object = None, key: str | None = None, limits: KeyQuota = NO_LIMITS,
         models: Mapping[str, str] | None = None,
     ) -> str:
         """Take a slot on one of ``providers``, waiting up to ``timeout`` seconds.
@@ -223,7 +214,7 @@ class SlotManager:
 
     # ----------------------------------------------------------------- internals
 
-    def _free_for(self, providers: Sequence[str], key: str | None, limits: KeyLimits,
+    def _free_for(self, providers: Sequence[str], key: str | None, limits: KeyQuota,
                   models: Mapping[str, str]) -> str | None:
         if limits.max_concurrent is not None and (
             self.key_in_flight.get(key, 0) >= limits.max_concurrent

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from quart import g, request
 
+from lai.engine.quota import KeyQuota
 from lai.engine.types import RequestContext
 from lai.errors import InvalidRequest
 
@@ -75,8 +76,7 @@ def context_for(
         key_name=key.name if key is not None else None,
         key_prefix=key.prefix if key is not None else None,
         allowed_models=(frozenset(key.models) if key is not None and key.models else None),
-        max_concurrent=key.quota.max_concurrent if key is not None else None,
-        max_queued=key.quota.max_queued if key is not None else None,
+        quota=key.quota if key is not None else KeyQuota(),
         conversation_id=conversation_id(headers),
         username=_label(headers, "X-Username"),
         source=_label(headers, "X-Source") or source_default,

@@ -7,7 +7,8 @@ import asyncio
 
 import pytest
 
-from lai.engine.slots import KeyLimits, SlotManager
+from lai.engine.quota import KeyQuota
+from lai.engine.slots import SlotManager
 from lai.engine.types import RequestContext
 from lai.errors import CapacityExceeded, KeyQueueFull
 from tests.fakes.upstream import Behaviour
@@ -107,12 +108,12 @@ async def test_cancelled_and_timed_out_waiters_give_back_their_places() -> None:
 
 async def test_a_key_at_its_max_concurrent_waits_while_another_key_is_served() -> None:
     slots = SlotManager({"a": 2, "b": 2}, queue_max_size=100)
-    capped = KeyLimits(max_concurrent=2)
+    capped = KeyQuota(max_concurrent=2)
     assert slots.try_acquire(["a", "b"], key="batch", limits=capped) == "a"
     assert slots.try_acquire(["a", "b"], key="batch", limits=capped) == "a"
     served: list[str] = []
 
-    async def ask(key: str, limits: KeyLimits) -> str:
+    async def ask(key: str, limits: KeyQuota) -> str:
         pid = await slots.acquire(["a", "b"], priority=1, timeout=5, key=key, limits=limits)
         served.append(key)
         return pid
@@ -120,7 +121,7 @@ async def test_a_key_at_its_max_concurrent_waits_while_another_key_is_served() -
     third = asyncio.create_task(ask("batch", capped))
     await asyncio.sleep(0)
     assert slots.queue_depth == 1  # provider b is free, the key is not
-    assert await ask("alice", KeyLimits()) == "b"
+    assert await ask("alice", KeyQuota()) == "b"
     slots.release("a", key="batch")
     assert await third == "a"
     assert slots.key_in_flight["batch"] == 2
@@ -128,7 +129,7 @@ async def test_a_key_at_its_max_concurrent_waits_while_another_key_is_served() -
 
 async def test_a_key_past_its_max_queued_gets_429_with_retry_after() -> None:
     slots = SlotManager({"box": 1}, queue_max_size=100)
-    limits = KeyLimits(max_concurrent=1, max_queued=2)
+    limits = KeyQuota(max_concurrent=1, max_queued=2)
     slots.try_acquire(["box"], key="k", limits=limits)
     served: list[str] = []
     tasks = [await _queue(slots, "k", f"k{i}", served, limits=limits) for i in range(2)]
