@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 import orjson
@@ -21,6 +21,7 @@ from lai.store import keys as repo
 from lai.store.db import Store
 from lai.store.keyquota import NONE_WORDS, KeyQuota, parse_budget, parse_limit
 from lai.store.keyservice import CACHE_TTL
+from lai.store.keyusage import LimitUse, read_usage
 from lai.store.keyvalues import KeyRecord
 
 _NOT_SHOWN_AGAIN = "Copy it now: it will not be shown again."
@@ -174,10 +175,22 @@ def _time(value: datetime | None) -> str:
 
 
 _COLUMNS = ("PREFIX", "NAME", "SCOPES", "PRIORITY", "MODELS", "CREATED (UTC)",
-            "LAST USED (UTC)", "EXPIRES (UTC)", "STATUS", "REPLACED BY")
+            "LAST USED (UTC)", "EXPIRES (UTC)", "STATUS", "REPLACED BY", "LIMITS (USED)")
 
 
-def _row(record: KeyRecord, now: datetime) -> tuple[str, ...]:
+def limits_text(quota: KeyQuota, uses: Sequence[LimitUse]) -> str:
+    """A key's limits with the use of each: ``max 2 in flight, 12/60 rpm,
+    $1.20/$5.00/day``; ``-`` for none."""
+    parts = []
+    if quota.max_concurrent is not None:
+        parts.append(f"max {quota.max_concurrent} in flight")
+    if quota.max_queued is not None:
+        parts.append(f"{quota.max_queued} queued")
+    parts += [u.text() for u in uses]
+    return ", ".join(parts) or "-"
+
+
+def _row(record: KeyRecord, now: datetime, uses: Sequence[LimitUse] = ()) -> tuple[str, ...]:
     return (
         record.prefix,
         record.name,
@@ -189,12 +202,16 @@ def _row(record: KeyRecord, now: datetime) -> tuple[str, ...]:
         _time(record.expires_at) if record.expires_at else "never",
         record.status_text(now),
         record.replaced_by_prefix or "-",
+        limits_text(record.quota, uses),
     )
 
 
-def format_table(records: Sequence[KeyRecord], now: datetime) -> str:
-    """The ``lai keys list`` table: one aligned row per key, times in UTC."""
-    rows = [_COLUMNS, *(_row(r, now) for r in records)]
+def format_table(records: Sequence[KeyRecord], now: datetime,
+                 uses: Mapping[int, Sequence[LimitUse]] | None = None) -> str:
+    """The ``lai keys list`` table: one aligned row per key, times in UTC; ``uses`` the
+    use of each key's rpm, tpm and budgets, by key id."""
+    uses = uses or {}
+    rows = [_COLUMNS, *(_row(r, now, uses.get(r.id, ())) for r in records)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
              for row in rows]
@@ -204,14 +221,16 @@ def format_table(records: Sequence[KeyRecord], now: datetime) -> str:
 def _list(store: Store, *, as_json: bool) -> int:
     records = repo.list_keys(store)
     now = _now()
+    # Use is counted per name (rotated keys share it): shown on the current key.
+    uses = {r.id: read_usage(store, r.name, r.quota, now)
+            for r in records if r.is_current and r.quota.limits_usage}
     if as_json:
-        sys.stdout.write(
-            orjson.dumps([r.to_dict(now) for r in records], option=orjson.OPT_INDENT_2).decode()
-            + "\n"
-        )
+        rows = [{**r.to_dict(now), "usage": [u.to_dict() for u in uses.get(r.id, ())]}
+                for r in records]
+        sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
     if not records:
         print("no keys yet; create one with `lai keys create NAME`", file=sys.stderr)
         return 0
-    print(format_table(records, now))
+    print(format_table(records, now, uses))
     return 0

@@ -55,6 +55,8 @@ class _Tally:
     """(wall time, tokens) of requests finished in the last minute."""
     spend: dict[str, tuple[float, float]] = field(default_factory=dict)
     """Period -> (its start, epoch seconds; USD spent since)."""
+    open: dict[str, float] = field(default_factory=dict)
+    """Requests admitted and not finished (so not in the store yet): id -> wall time."""
 
     def prune(self, now: float) -> None:
         while self.requests and self.requests[0] <= now - WINDOW:
@@ -135,6 +137,8 @@ class KeyUsage:
         self.clock: Clock = clock or SystemClock()
         self.refresh = refresh
         self._tallies: dict[str, _Tally] = {}
+        self._quotas: dict[str, KeyQuota] = {}
+        """The limits each key came with last (for ``snapshot``)."""
         self._locks: dict[str, asyncio.Lock] = {}
         self.reads = 0
         """Reads from the store (for tests)."""
@@ -151,8 +155,11 @@ class KeyUsage:
             now = datetime.fromtimestamp(self.clock.time(), UTC)
             minute, spend = await asyncio.to_thread(_read, self.store, key_name, now, PERIODS)
             self.reads += 1
-            tally = _Tally(self.clock.monotonic(), deque(t for t, _ in minute),
-                           deque((t, n) for t, n in minute if n), spend)
+            # Requests still running have no row yet: keep counting them.
+            running = dict(tally.open) if tally is not None else {}
+            tally = _Tally(self.clock.monotonic(),
+                           deque(sorted([t for t, _ in minute] + list(running.values()))),
+                           deque((t, n) for t, n in minute if n), spend, running)
             self._tallies[key_name] = tally
             return tally
 
@@ -166,6 +173,7 @@ class KeyUsage:
         quota, name = ctx.quota, ctx.key_name
         if name is None or not quota.limits_usage:
             return
+        self._quotas[name] = quota
         tally = await self._tally(name)
         wall = self.clock.time()
         now = datetime.fromtimestamp(wall, UTC)
@@ -202,6 +210,7 @@ class KeyUsage:
                     retry_after=max(1, math.ceil(wait)),
                 )
         tally.requests.append(wall)
+        tally.open[ctx.request_id] = wall
 
     def observe(self, event: object) -> None:
         """An engine event subscriber: adds a finished request's tokens and cost to its
@@ -210,7 +219,13 @@ class KeyUsage:
             return
         name = event.context.key_name
         tally = self._tallies.get(name) if name is not None else None
-        if tally is None or event.error_code in OWN_CODES:
+        if tally is None:
+            return
+        admitted = tally.open.pop(event.context.request_id, None)
+        if event.error_code in OWN_CODES:
+            # Admitted, then refused by the key's own queue cap: it counts toward nothing.
+            if admitted is not None and admitted in tally.requests:
+                tally.requests.remove(admitted)
             return
         wall = self.clock.time()
         tokens = event.usage.total_tokens
@@ -218,6 +233,21 @@ class KeyUsage:
             tally.tokens.append((wall, tokens))
         if event.cost_usd:
             tally.add_cost(event.cost_usd, datetime.fromtimestamp(wall, UTC))
+
+    def snapshot(self) -> dict[str, list[LimitUse]]:
+        """Every key this process has counted, with its use of each limit now; from
+        memory only (for /metrics at scrape time)."""
+        wall = self.clock.time()
+        now = datetime.fromtimestamp(wall, UTC)
+        out = {}
+        for name, quota in self._quotas.items():
+            tally = self._tallies.get(name)
+            if tally is None:
+                continue
+            tally.prune(wall)
+            out[name] = usage_of(quota, len(tally.requests), sum(n for _, n in tally.tokens),
+                                 {p: tally.spent(p, now) for p, _ in quota.budgets}, now)
+        return out
 
     async def usage(self, key_name: str, quota: KeyQuota) -> list[LimitUse]:
         """How much of each of ``quota``'s rpm, tpm and budgets ``key_name`` uses now
