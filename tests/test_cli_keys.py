@@ -85,7 +85,8 @@ def test_list_shows_an_aligned_table_with_rotation_and_json(config: Path) -> Non
     by_prefix = {line[:8]: line for line in lines[1:]}
     assert set(by_prefix) >= {first[:8], second[:8]} and len(lines) == 4
     assert by_prefix[first[:8]][status_at:].startswith("grace until ")
-    assert by_prefix[first[:8]].rstrip().endswith(second[:8])  # replaced by
+    replaced_at = header.index("REPLACED BY")
+    assert by_prefix[first[:8]][replaced_at:].startswith(second[:8])  # replaced by
     assert by_prefix[second[:8]][status_at:].startswith("active")
     assert all(raw not in r.stdout for raw in (first[8:], second[8:]))
 
