@@ -26,6 +26,19 @@ def _common(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
     )
 
 
+def _limit_flags(p: argparse.ArgumentParser) -> None:
+    """The per-key limits of ``lai keys create`` and ``update`` ('none' removes one)."""
+    p.add_argument("--max-concurrent", metavar="N",
+                   help="requests in flight at once, over every provider")
+    p.add_argument("--max-queued", metavar="N",
+                   help="requests waiting at once; one more gets 429")
+    p.add_argument("--rpm", metavar="N", help="requests per minute")
+    p.add_argument("--tpm", metavar="N", help="tokens per minute")
+    p.add_argument("--budget", metavar="USD/PERIOD", action="append", default=[],
+                   help="spend per UTC day, week or month, e.g. 5.00/day (repeatable; "
+                   "none/day removes one, none all)")
+
+
 def _port(text: str) -> int:
     try:
         port = int(text)
@@ -63,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--scope", action="append", default=[], help="extra scope, e.g. admin")
     k.add_argument("--priority", type=int, choices=[0, 1], help="queue priority (0 first)")
     k.add_argument("--models", metavar="A,B", help="comma-separated model ids it may use")
+    _limit_flags(k)
+    k = ks.add_parser("update", help="change a key's limits (by name: every key of it)")
+    _common(k)
+    k.add_argument("name_or_prefix", metavar="NAME_OR_PREFIX")
+    _limit_flags(k)
     k = ks.add_parser("list", help="list keys")
     _common(k)
     k.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -12,6 +12,10 @@ Every error a user can see maps to an OpenAI-shaped body
     ├── AuthenticationFailed (401, authentication_error / invalid_api_key)
     ├── PermissionDenied (403, permission_error)
     ├── NotFound (404, invalid_request_error / not_found)
+    ├── RateLimited (429, rate_limit_error, Retry-After): a key's own limits
+    │   ├── KeyQueueFull (code key_queue_full: the key's max_queued are waiting)
+    │   ├── RateLimitExceeded (code rate_limit_exceeded: the key's rpm or tpm)
+    │   └── BudgetExceeded (code budget_exceeded: the key's budget for the period)
     ├── ServiceUnavailable (503, service_unavailable)
     │   ├── CapacityExceeded (code provider_capacity_exceeded, Retry-After)
     │   ├── NoHealthyProvider (code no_healthy_provider)
@@ -115,6 +119,26 @@ class PermissionDenied(LaiError):
     status = 403
     type = "permission_error"
     code = "permission_denied"
+
+
+class RateLimited(LaiError):
+    """A key's own limit refused the request; ``retry_after`` says when it may pass."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class KeyQueueFull(RateLimited):
+    code = "key_queue_full"
+
+
+class RateLimitExceeded(RateLimited):
+    code = "rate_limit_exceeded"
+
+
+class BudgetExceeded(RateLimited):
+    code = "budget_exceeded"
 
 
 class ServiceUnavailable(LaiError):

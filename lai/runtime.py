@@ -21,6 +21,7 @@ from lai.reload import Reloader, ReloadResult
 from lai.store.db import Store, open_store
 from lai.store.images import ImageStore
 from lai.store.keyservice import KeyService
+from lai.store.keyusage import KeyUsage
 from lai.store.private import make_private_dir, tighten_tree
 from lai.store.recorder import Recorder
 from lai.store.retention import RetentionSweeper
@@ -71,6 +72,8 @@ class Runtime:
     """Uploaded images (data_dir/images): upload, the engine's image resolver, retention."""
     keys: KeyService | None = None
     """Verifies `lai_` keys (cached) and batches last_used_at; None when server.auth is off."""
+    usage: KeyUsage | None = None
+    """Keys' use against their rpm, tpm and budgets; checked before each request queues."""
     retention: RetentionSweeper | None = None
     """Deletes what ``server.retention_days`` / ``content_retention_days`` no longer keep."""
     extensions: dict[str, Any] = field(default_factory=dict)
@@ -189,7 +192,11 @@ def build_runtime(
     # Without a store, auth has nothing to check keys against: the proxy then refuses
     # every protected request (lai.proxy.auth) rather than opening up.
     keys = KeyService(db, clock=clock) if settings.server.auth and db is not None else None
+    usage = KeyUsage(db, clock=clock) if db is not None else None
+    if usage is not None:
+        engine.admit = usage.admit
+        engine.events.subscribe(usage.observe)
     retention = (RetentionSweeper.from_settings(db, settings.server, clock=clock)
                  if db is not None else None)
     return Runtime(settings=settings, client=client, engine=engine, clock=clock, images=images,
-                   keys=keys, store=db, recorder=recorder, retention=retention)
+                   keys=keys, usage=usage, store=db, recorder=recorder, retention=retention)

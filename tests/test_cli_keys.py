@@ -85,7 +85,8 @@ def test_list_shows_an_aligned_table_with_rotation_and_json(config: Path) -> Non
     by_prefix = {line[:8]: line for line in lines[1:]}
     assert set(by_prefix) >= {first[:8], second[:8]} and len(lines) == 4
     assert by_prefix[first[:8]][status_at:].startswith("grace until ")
-    assert by_prefix[first[:8]].rstrip().endswith(second[:8])  # replaced by
+    replaced_at = header.index("REPLACED BY")
+    assert by_prefix[first[:8]][replaced_at:].startswith(second[:8])  # replaced by
     assert by_prefix[second[:8]][status_at:].startswith("active")
     assert all(raw not in r.stdout for raw in (first[8:], second[8:]))
 
@@ -140,3 +141,25 @@ def test_errors_are_one_line_with_the_right_exit_code(
     assert r.stdout == ""
     assert r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_limits_are_set_at_creation_changed_by_update_and_listed(config: Path) -> None:
+    r = lai(config, "create", "batch", "--max-concurrent", "2", "--max-queued", "5",
+            "--rpm", "60", "--budget", "5.00/day")
+    assert r.returncode == 0, r.stderr
+    assert "max 2 in flight, 5 queued, 60 rpm, $5.00/day" in r.stderr
+    r = lai(config, "update", "batch", "--rpm", "none", "--tpm", "100000",
+            "--budget", "50/month")
+    assert r.returncode == 0, r.stderr
+    assert "max 2 in flight, 5 queued, 100000 tpm, $5.00/day, $50.00/month" in r.stdout
+    listed = orjson.loads(lai(config, "list", "--json").stdout)
+    assert listed[0]["limits"] == {"max_concurrent": 2, "max_queued": 5, "rpm": None,
+                                   "tpm": 100000, "budgets": {"day": 5.0, "month": 50.0}}
+    r = lai(config, "update", "batch", "--budget", "none")
+    assert r.returncode == 0, r.stderr
+    assert orjson.loads(lai(config, "list", "--json").stdout)[0]["limits"]["budgets"] == {}
+    for bad in (["--rpm", "0"], ["--budget", "5/year"], ["--budget=-1/day"],
+                ["--max-concurrent", "two"], []):
+        r = lai(config, "update", "batch", *bad)
+        assert r.returncode == 2, (bad, r.stderr)
+        assert r.stderr.startswith("lai: ") and "Traceback" not in r.stderr

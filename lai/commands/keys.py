@@ -1,4 +1,4 @@
-"""``lai keys create | list | revoke | enable | delete | rotate``.
+"""``lai keys create | update | list | revoke | enable | delete | rotate``.
 
 Every action migrates the store to head first, so ``lai keys create`` works on a
 machine where no proxy ever ran. A new key is printed alone on its own line on stdout
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 import orjson
@@ -19,7 +19,9 @@ from lai.config.models import Settings
 from lai.durations import parse_duration
 from lai.store import keys as repo
 from lai.store.db import Store
+from lai.store.keyquota import NONE_WORDS, KeyQuota, parse_budget, parse_limit
 from lai.store.keyservice import CACHE_TTL
+from lai.store.keyusage import LimitUse, read_usage
 from lai.store.keyvalues import KeyRecord
 
 _NOT_SHOWN_AGAIN = "Copy it now: it will not be shown again."
@@ -49,6 +51,8 @@ def _dispatch(args: argparse.Namespace, store: Store, settings: Settings) -> int
         return _list(store, as_json=args.json)
     if action == "rotate":
         return _rotate(args, store)
+    if action == "update":
+        return _update(args, store)
     if action == "revoke":
         for record in repo.revoke_keys(store, args.name_or_prefix):
             print(f"revoked {record.prefix} ({record.name})")
@@ -78,12 +82,45 @@ def _known_models(settings: Settings) -> set[str]:
     return known
 
 
+_LIMIT_FLAGS = {"max_concurrent": 1, "max_queued": 0, "rpm": 1, "tpm": 1}
+"""The numeric limits and the least value each takes."""
+
+
+def _limits(args: argparse.Namespace) -> dict[str, int | None]:
+    """The numeric limit flags given (None: 'none'). Raises ValueError."""
+    out: dict[str, int | None] = {}
+    for name, minimum in _LIMIT_FLAGS.items():
+        text = getattr(args, name)
+        if text is not None:
+            flag = "--" + name.replace("_", "-")
+            out[name] = parse_limit(text, flag, minimum=minimum)
+    return out
+
+
+def _budgets(args: argparse.Namespace) -> tuple[bool, dict[str, float | None]]:
+    """(clear every budget first, period -> USD or None) from the --budget flags."""
+    clear = False
+    out: dict[str, float | None] = {}
+    for text in args.budget:
+        if text.strip().lower() in NONE_WORDS:
+            clear, out = True, {}
+            continue
+        period, usd = parse_budget(text)
+        out[period] = usd
+    return clear, out
+
+
 def _create(args: argparse.Namespace, store: Store, settings: Settings) -> int:
     expires = parse_duration(args.expires) if args.expires else None
     models = args.models.split(",") if args.models is not None else None
+    _, budgets = _budgets(args)
+    limits = _limits(args)
+    quota = KeyQuota(limits.get("max_concurrent"), limits.get("max_queued"),
+                     limits.get("rpm"), limits.get("tpm")).with_budgets(
+        {p: usd for p, usd in budgets.items() if usd is not None})
     issued = repo.create_key(
         store, args.name, expires_in=expires, scopes=args.scope, priority=args.priority,
-        models=models,
+        models=models, quota=quota,
     )
     record = issued.record
     print(issued.raw_key, flush=True)
@@ -95,6 +132,19 @@ def _create(args: argparse.Namespace, store: Store, settings: Settings) -> int:
         f"{_NOT_SHOWN_AGAIN}",
         file=sys.stderr,
     )
+    return 0
+
+
+def _update(args: argparse.Namespace, store: Store) -> int:
+    limits = _limits(args)
+    clear, budgets = _budgets(args)
+    if not limits and not budgets and not clear:
+        raise ValueError("nothing to update: give --max-concurrent, --max-queued, --rpm, "
+                         "--tpm or --budget")
+    for record in repo.update_key(store, args.name_or_prefix, limits=limits, budgets=budgets,
+                                  clear_budgets=clear):
+        print(f"updated {record.prefix} ({record.name}): limits {record.quota.describe()}")
+    print(f"A running proxy applies it within {CACHE_TTL:g} s.", file=sys.stderr)
     return 0
 
 
@@ -116,7 +166,8 @@ def _summary(record: KeyRecord) -> str:
     scopes = ", ".join(record.scopes) or "none"
     models = ", ".join(record.models) if record.models is not None else "all"
     expires = f"{_time(record.expires_at)} UTC" if record.expires_at else "never"
-    return f"priority {record.priority}, scopes: {scopes}, models: {models}, expires {expires}"
+    return (f"priority {record.priority}, scopes: {scopes}, models: {models}, "
+            f"limits: {record.quota.describe()}, expires {expires}")
 
 
 def _time(value: datetime | None) -> str:
@@ -124,10 +175,22 @@ def _time(value: datetime | None) -> str:
 
 
 _COLUMNS = ("PREFIX", "NAME", "SCOPES", "PRIORITY", "MODELS", "CREATED (UTC)",
-            "LAST USED (UTC)", "EXPIRES (UTC)", "STATUS", "REPLACED BY")
+            "LAST USED (UTC)", "EXPIRES (UTC)", "STATUS", "REPLACED BY", "LIMITS (USED)")
 
 
-def _row(record: KeyRecord, now: datetime) -> tuple[str, ...]:
+def limits_text(quota: KeyQuota, uses: Sequence[LimitUse]) -> str:
+    """A key's limits with the use of each: ``max 2 in flight, 12/60 rpm,
+    $1.20/$5.00/day``; ``-`` for none."""
+    parts = []
+    if quota.max_concurrent is not None:
+        parts.append(f"max {quota.max_concurrent} in flight")
+    if quota.max_queued is not None:
+        parts.append(f"{quota.max_queued} queued")
+    parts += [u.text() for u in uses]
+    return ", ".join(parts) or "-"
+
+
+def _row(record: KeyRecord, now: datetime, uses: Sequence[LimitUse] = ()) -> tuple[str, ...]:
     return (
         record.prefix,
         record.name,
@@ -139,12 +202,16 @@ def _row(record: KeyRecord, now: datetime) -> tuple[str, ...]:
         _time(record.expires_at) if record.expires_at else "never",
         record.status_text(now),
         record.replaced_by_prefix or "-",
+        limits_text(record.quota, uses),
     )
 
 
-def format_table(records: Sequence[KeyRecord], now: datetime) -> str:
-    """The ``lai keys list`` table: one aligned row per key, times in UTC."""
-    rows = [_COLUMNS, *(_row(r, now) for r in records)]
+def format_table(records: Sequence[KeyRecord], now: datetime,
+                 uses: Mapping[int, Sequence[LimitUse]] | None = None) -> str:
+    """The ``lai keys list`` table: one aligned row per key, times in UTC; ``uses`` the
+    use of each key's rpm, tpm and budgets, by key id."""
+    uses = uses or {}
+    rows = [_COLUMNS, *(_row(r, now, uses.get(r.id, ())) for r in records)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
              for row in rows]
@@ -154,14 +221,16 @@ def format_table(records: Sequence[KeyRecord], now: datetime) -> str:
 def _list(store: Store, *, as_json: bool) -> int:
     records = repo.list_keys(store)
     now = _now()
+    # Use is counted per name (rotated keys share it): shown on the current key.
+    uses = {r.id: read_usage(store, r.name, r.quota, now)
+            for r in records if r.is_current and r.quota.limits_usage}
     if as_json:
-        sys.stdout.write(
-            orjson.dumps([r.to_dict(now) for r in records], option=orjson.OPT_INDENT_2).decode()
-            + "\n"
-        )
+        rows = [{**r.to_dict(now), "usage": [u.to_dict() for u in uses.get(r.id, ())]}
+                for r in records]
+        sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
     if not records:
         print("no keys yet; create one with `lai keys create NAME`", file=sys.stderr)
         return 0
-    print(format_table(records, now))
+    print(format_table(records, now, uses))
     return 0

@@ -161,6 +161,9 @@ class ModelConfig(_Frozen):
     aliases: tuple[str, ...] = ()
     """Other names clients may ask for this model by: exact names or glob patterns
     (``*``, ``?``, ``[...]``), e.g. ``["claude-sonnet-*", "gpt-4o"]``."""
+    max_concurrent: int | None = Field(None, ge=1)
+    """Requests to this model in flight at once (a model on a multi-model server);
+    unset: only the provider's max_concurrent applies."""
 
     @model_validator(mode="after")
     def _one_price_form(self) -> ModelConfig:

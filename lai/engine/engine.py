@@ -46,7 +46,7 @@ from lai.engine.run import (
     Run,
     billed_seconds,
 )
-from lai.engine.slots import SlotManager
+from lai.engine.slots import SlotManager, model_capacities, model_key
 from lai.engine.streaming import EngineStream
 from lai.engine.types import (
     Completion,
@@ -103,6 +103,7 @@ class Engine:
         self.slots = SlotManager(
             {p.id: p.max_concurrent for p in settings.providers},
             queue_max_size=settings.server.queue_max_size,
+            model_capacities=model_capacities(settings),
             on_queue_change=lambda depth: self.events.emit(QueueChanged(depth, self.clock.time())),
         )
         self.health = HealthMonitor(self.states, client, self.clock, self.events,
@@ -113,6 +114,9 @@ class Engine:
         for the requests still in flight on them."""
         self._running: dict[str, Run] = {}
         self._urls: dict[str, httpx.URL] = {}
+        self.admit: Callable[[RequestContext], Awaitable[None]] | None = None
+        """Checked before a request is queued (a key's rpm, tpm and budgets); raises a
+        LaiError to refuse it. Set by the runtime."""
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -247,6 +251,8 @@ class Engine:
             status=lambda pid: self.states[pid].status,
             warm=self.is_warm,
         )
+        if self.admit is not None:
+            await self.admit(ctx)
         upstream_body = body
         messages = body["messages"]
         if any("image_refs" in m for m in messages):
@@ -259,17 +265,29 @@ class Engine:
 
     async def _acquire(self, run: Run, remaining: list[Candidate]) -> Candidate:
         pids = list(dict.fromkeys(c.provider.id for c in remaining))
+        # A provider id stands for its first candidate (as returned below).
+        models: dict[str, str] = {}
+        for c in remaining:
+            models.setdefault(c.provider.id, model_key(c.provider.id, c.model.id))
         waited = run.queue_ms / 1000
         t = self.clock.monotonic()
+        ctx = run.ctx
         try:
             pid = await self.slots.acquire(
-                pids, priority=run.ctx.priority,
+                pids, priority=ctx.priority,
                 timeout=max(0.001, self.settings.server.queue_timeout - waited),
-                label=(run.ctx, run.shape.model, self.clock.time(), t),
+                label=(ctx, run.shape.model, self.clock.time(), t),
+                key=ctx.key_name,
+                limits=ctx.quota,
+                models=models,
             )
         finally:
             run.queue_ms += (self.clock.monotonic() - t) * 1000
         return next(c for c in remaining if c.provider.id == pid)
+
+    def _release(self, run: Run, cand: Candidate) -> None:
+        self.slots.release(cand.provider.id, key=run.ctx.key_name,
+                           model=model_key(cand.provider.id, cand.model.id))
 
     async def _serve(self, run: Run, candidates: list[Candidate], attempt: Any) -> Any:
         """Try candidates in order until one answers; the winner keeps its slot."""
@@ -279,7 +297,7 @@ class Engine:
             cand = await self._acquire(run, remaining)
             pid = cand.provider.id
             if not self.states[pid].usable:  # disabled or failed while we queued
-                self.slots.release(pid)
+                self._release(run, cand)
                 remaining = [c for c in remaining if c.provider.id != pid]
                 run.failures.append((pid, self.states[pid].status))
                 continue
@@ -289,7 +307,7 @@ class Engine:
             try:
                 return await attempt(run, cand)
             except ProviderFailed as exc:
-                self.slots.release(pid)
+                self._release(run, cand)
                 run.candidate = None
                 reason = self.redact(exc.reason)
                 self.health.record_failure(pid, reason)
@@ -300,7 +318,7 @@ class Engine:
                             run.ctx.request_id, pid, reason, nxt or "nothing")
                 self.events.emit(Failover(run.ctx, pid, nxt, reason, self.clock.time()))
             except BaseException:
-                self.slots.release(pid)
+                self._release(run, cand)
                 raise
         tried = "; ".join(f"{pid}: {why}" for pid, why in run.failures)
         raise UpstreamError(f"Every eligible provider failed ({tried}).")
@@ -432,7 +450,7 @@ class Engine:
                 usage = parsed.usage or Usage(run.shape.prompt_tokens, 0, True)
                 cost = request_cost(cand.model, cand.provider, self.settings.server, usage,
                                     billed_seconds(run, self.clock.monotonic()))
-                self.slots.release(pid)
+                self._release(run, cand)
                 self.health.record_success(pid)
                 self.states[pid].warm[cand.model.id] = self.clock.monotonic()
                 run.candidate = None

@@ -17,6 +17,7 @@ import httpx
 from lai.config.models import ProviderConfig, Settings
 from lai.engine.health import ProviderState
 from lai.engine.routing import Catalog
+from lai.engine.slots import model_capacities
 
 if TYPE_CHECKING:
     from lai.engine.engine import Engine
@@ -81,6 +82,7 @@ def apply(engine: Engine, new: Settings) -> list[str]:
     engine.settings = new
     engine.catalog = Catalog(new)
     engine.slots.queue_max_size = new.server.queue_max_size
+    engine.slots.set_model_capacities(model_capacities(new))
     for pid in old_ids - new_by_id.keys():
         engine.slots.set_capacity(pid, 0)  # in flight finish; nothing new starts
         engine.health.unwatch(pid)

@@ -20,6 +20,7 @@ from lai.engine.adapters.base import StreamParser
 from lai.engine.health import describe_http_error
 from lai.engine.routing import Candidate
 from lai.engine.run import TIMEOUTS, ProviderFailed, Run
+from lai.engine.slots import model_key
 from lai.engine.sse import SSEDecoder, error_event
 from lai.engine.types import RequestContext, Usage
 from lai.errors import LaiError, UpstreamError
@@ -184,7 +185,8 @@ class EngineStream:
             await self._resp.aclose()
         finally:
             run.upstream_ms += (engine.clock.monotonic() - self._t_sent) * 1000
-            engine.slots.release(pid)
+            engine.slots.release(pid, key=run.ctx.key_name,
+                                 model=model_key(pid, cand.model.id))
             run.candidate = None
             engine._running.pop(run.ctx.request_id, None)
         if self._provider_failed:

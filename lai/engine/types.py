@@ -6,6 +6,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from lai.engine.quota import KeyQuota
+
 ProviderStatus = Literal["unknown", "healthy", "degraded", "unhealthy", "disabled"]
 
 
@@ -29,6 +31,9 @@ class RequestContext:
     source: str | None = None
     display_name: str | None = None
     endpoint: str = "chat.completions"
+    quota: KeyQuota = KeyQuota()
+    """The key's own limits: in flight and queued (the slots), rpm, tpm and budgets
+    (checked by ``Engine.admit`` before queueing)."""
 
 
 @dataclass(frozen=True, slots=True)

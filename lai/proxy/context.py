@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from quart import g, request
 
+from lai.engine.quota import KeyQuota
 from lai.engine.types import RequestContext, new_request_id
 from lai.errors import InvalidRequest
 from lai.proxy.access import request_info
@@ -73,11 +74,11 @@ def context_for(
     request_id: str | None = None,
 ) -> RequestContext:
     """The engine context for a request with ``headers`` made with ``key`` (a
-    :class:`~lai.store.keyvalues.KeyInfo`, or None): the key gives the queue priority, the key
-    name and prefix, and the models it may use. ``request_id`` is the id the response's
-    ``x-request-id`` carries (``lai.proxy.access.request_info(scope).request_id``); a new
-    one is made without it. Raises InvalidRequest for a bad X-Conversation-ID or an
-    over-long label header.
+    :class:`~lai.store.keyvalues.KeyInfo`, or None): the key gives the queue priority, the
+    key name and prefix, the models it may use and its caps in the queue. ``request_id``
+    is the id the response's ``x-request-id`` carries
+    (``lai.proxy.access.request_info(scope).request_id``); a new one is made without it.
+    Raises InvalidRequest for a bad X-Conversation-ID or an over-long label header.
     """
     return RequestContext(
         request_id=request_id or new_request_id(),
@@ -85,6 +86,7 @@ def context_for(
         key_name=key.name if key is not None else None,
         key_prefix=key.prefix if key is not None else None,
         allowed_models=(frozenset(key.models) if key is not None and key.models else None),
+        quota=key.quota if key is not None else KeyQuota(),
         conversation_id=conversation_id(headers),
         username=_label(headers, "X-Username"),
         source=_label(headers, "X-Source") or source_default,

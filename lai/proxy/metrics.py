@@ -308,6 +308,26 @@ class _LiveCollector(Collector):
             "local_ai_queue_depth", "Requests waiting for a provider slot.",
             value=engine.slots.queue_depth)
         yield from _recorder_metrics(self.runtime)
+        yield from _key_limit_metrics(self.runtime)
+
+
+def _key_limit_metrics(runtime: Runtime) -> Iterator[Metric]:
+    # Key names as labels: bounded, since only the operator creates keys, and only keys
+    # with an rpm, tpm or budget that this process has served appear.
+    usage = runtime.usage
+    if usage is None:
+        return
+    allowed = GaugeMetricFamily(
+        "local_ai_key_limit", "A key's limit: rpm, tpm, or USD of a budget period.",
+        labels=["key", "limit"])
+    used = GaugeMetricFamily(
+        "local_ai_key_limit_used", "How much of the limit the key uses now (requests or "
+        "tokens in the last minute, USD spent in the period).", labels=["key", "limit"])
+    for key, uses in sorted(usage.snapshot().items()):
+        for u in uses:
+            allowed.add_metric([key, u.limit], u.allowed)
+            used.add_metric([key, u.limit], u.used)
+    yield from (allowed, used)
 
 
 class _DatabaseSizeCollector(Collector):

@@ -37,6 +37,7 @@ from sqlmodel import col, select
 
 from lai.errors import InvalidRequest, NotFound
 from lai.store.db import Store
+from lai.store.keyquota import PERIODS, KeyQuota, quota_from_row
 from lai.store.keyvalues import (
     KEY_PREFIX,
     PREFIX_LENGTH,
@@ -131,9 +132,34 @@ def _records(session: Any, rows: Sequence[ApiKey]) -> list[KeyRecord]:
                 ),
                 replaced_by=succ[0] if succ else None,
                 replaced_by_prefix=succ[1] if succ else None,
+                quota=_quota(r),
             )
         )
     return out
+
+
+def _quota(row: ApiKey) -> KeyQuota:
+    return quota_from_row(row.max_concurrent, row.max_queued, row.rpm, row.tpm, row.budgets)
+
+
+def _apply_quota(row: ApiKey, quota: KeyQuota) -> None:
+    row.max_concurrent = quota.max_concurrent
+    row.max_queued = quota.max_queued
+    row.rpm = quota.rpm
+    row.tpm = quota.tpm
+    row.budgets = dict(quota.budgets) or None
+
+
+def _check_quota(quota: KeyQuota) -> None:
+    for name in ("max_concurrent", "rpm", "tpm"):
+        value = getattr(quota, name)
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be >= 1, not {value}")
+    if quota.max_queued is not None and quota.max_queued < 0:
+        raise ValueError(f"max_queued must be >= 0, not {quota.max_queued}")
+    for period, usd in quota.budgets:
+        if period not in PERIODS or not usd > 0:
+            raise ValueError(f"a budget must be more than 0 USD per {', '.join(PERIODS)}")
 
 
 def _clean_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
@@ -190,16 +216,19 @@ def create_key(
     scopes: Iterable[str] = (),
     priority: int | None = None,
     models: Iterable[str] | None = None,
+    quota: KeyQuota | None = None,
     now: datetime | None = None,
 ) -> IssuedKey:
     """Issue a key named ``name``; the returned ``raw_key`` is the only copy of it.
 
     ``priority`` defaults to 0 for names starting ``agent-`` and 1 otherwise; ``models``
-    None allows every model; ``expires_in`` None never expires.
-    Raises ValueError (bad name, scope, priority, model list or a non-positive
+    None allows every model; ``expires_in`` None never expires; ``quota`` its limits.
+    Raises ValueError (bad name, scope, priority, model list, limit or a non-positive
     ``expires_in``) and KeyConflict when a key of that name exists already.
     """
     validate_name(name)
+    quota = quota or KeyQuota()
+    _check_quota(quota)
     clean_scopes = _clean_scopes(scopes)
     if priority is None:
         priority = default_priority(name)
@@ -220,6 +249,7 @@ def create_key(
             )
         row = _new_row(raw, name=name, now=now, expires_at=expires_at, scopes=clean_scopes,
                        priority=priority, models=clean_models)
+        _apply_quota(row, quota)
         session.add(row)
         session.flush()
         (record,) = _records(session, [row])
@@ -345,6 +375,54 @@ def enable_key(store: Store, name_or_prefix: str, *, now: datetime | None = None
     return record
 
 
+def update_key(
+    store: Store,
+    name_or_prefix: str,
+    *,
+    limits: dict[str, int | None] | None = None,
+    budgets: dict[str, float | None] | None = None,
+    clear_budgets: bool = False,
+    now: datetime | None = None,
+) -> list[KeyRecord]:
+    """Change the limits of the designated keys (by name: every key of it, so a key in
+    its grace period keeps the same limits as its successor); returns them as they are
+    now. ``limits`` sets ``max_concurrent``, ``max_queued``, ``rpm`` or ``tpm`` (None
+    removes one); ``budgets`` sets a period's USD (None removes it), after
+    ``clear_budgets`` removed them all. Keys left out keep their values.
+
+    Raises KeyNotFound, AmbiguousKey and ValueError (an unknown or invalid limit).
+    """
+    limits = dict(limits or {})
+    unknown = set(limits) - {"max_concurrent", "max_queued", "rpm", "tpm"}
+    if unknown:
+        raise ValueError(f"unknown key limit(s): {', '.join(sorted(unknown))}")
+    now = _now(now)
+    with store.write_session() as session:
+        _, rows = _select(session, name_or_prefix, now)
+        for row in rows:
+            quota = _quota(row)
+            spend = {} if clear_budgets else dict(quota.budgets)
+            for period, usd in (budgets or {}).items():
+                if usd is None:
+                    spend.pop(period, None)
+                else:
+                    spend[period] = usd
+            new = KeyQuota(
+                limits.get("max_concurrent", quota.max_concurrent),
+                limits.get("max_queued", quota.max_queued),
+                limits.get("rpm", quota.rpm),
+                limits.get("tpm", quota.tpm),
+            ).with_budgets(spend)
+            _check_quota(new)
+            _apply_quota(row, new)
+            session.add(row)
+        session.flush()
+        records = _records(session, rows)
+    for r in records:
+        log.info("updated API key %r (%s): limits %s", r.name, r.prefix, r.quota.describe())
+    return records
+
+
 def delete_keys(
     store: Store, name_or_prefix: str, *, now: datetime | None = None
 ) -> list[KeyRecord]:
@@ -376,7 +454,8 @@ def rotate_key(
 ) -> IssuedKey:
     """Issue a new key under the same name; the old one works until ``now + grace``.
 
-    The new key keeps the old one's scopes, priority and model list, and its lifetime:
+    The new key keeps the old one's scopes, priority, model list and limits, and its
+    lifetime:
     a key that expired 30 days after creation expires 30 days after the rotation.
     The returned ``raw_key`` is the only copy of the new key; ``replaced`` is the old one.
     Raises KeyNotFound, AmbiguousKey, KeyConflict (the key is revoked, or was rotated
@@ -405,6 +484,7 @@ def rotate_key(
                        scopes=tuple(old.scopes or ()), priority=old.priority,
                        models=None if old.models is None else list(old.models),
                        rotated_from=old.id)
+        _apply_quota(new, _quota(old))
         old.grace_until = now + grace
         session.add(old)
         session.add(new)
@@ -458,6 +538,7 @@ def lookup_key(store: Store, key_hash: str) -> KeyLookup:
         models=None if row.models is None else tuple(row.models),
         expires_at=row.expires_at,
         grace_until=row.grace_until,
+        quota=_quota(row),
     )
     if not row.enabled:
         return KeyLookup(info, f"API key {info.label()} has been revoked.")

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from lai.errors import AuthenticationFailed
+from lai.store.keyquota import KeyQuota
 
 KEY_PREFIX = "lai_"
 PREFIX_LENGTH = 8
@@ -91,7 +92,8 @@ def utc_text(value: datetime | None) -> str:
 class KeyInfo:
     """A verified key as the proxy uses it: who, how urgent, what it may do. No secret.
 
-    ``build_context()`` reads ``priority``, ``name``, ``prefix`` and ``models``.
+    ``build_context()`` reads ``priority``, ``name``, ``prefix``, ``models`` and the
+    queue caps of ``quota``.
     """
 
     id: int
@@ -103,6 +105,8 @@ class KeyInfo:
     """Model ids (or provider ids, or ``provider/model``) it may use; None for all."""
     expires_at: datetime | None
     grace_until: datetime | None
+    quota: KeyQuota = KeyQuota()
+    """Its own caps: in flight, queued, rpm, tpm, budgets."""
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
@@ -144,6 +148,7 @@ class KeyRecord:
     replaced_by: int | None
     """The id of the key that rotation issued to replace this one."""
     replaced_by_prefix: str | None
+    quota: KeyQuota = KeyQuota()
 
     @property
     def is_current(self) -> bool:
@@ -191,6 +196,7 @@ class KeyRecord:
             "status": self.status(now),
             "rotated_from": self.rotated_from_prefix,
             "replaced_by": self.replaced_by_prefix,
+            "limits": self.quota.to_dict(),
         }
 
 

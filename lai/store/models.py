@@ -187,6 +187,16 @@ class ApiKey(SQLModel, table=True):
     grace_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
     """For a rotated-out key: when it stops working."""
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    max_concurrent: int | None = None
+    """Requests of this key in flight at once, over every provider; None: no cap."""
+    max_queued: int | None = None
+    """Requests of this key waiting in the queue at once; None: no cap."""
+    rpm: int | None = None
+    """Requests per minute; None: no limit."""
+    tpm: int | None = None
+    """Tokens (prompt and completion) per minute; None: no limit."""
+    budgets: dict[str, float] | None = Field(default=None, sa_type=_json())
+    """USD per period (``day``, ``week``, ``month``, UTC calendar periods); None: none."""
 
 
 class StoredResponse(SQLModel, table=True):

@@ -7,7 +7,7 @@ waits on the database. Store and validation errors become :class:`ClientError`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,6 +22,7 @@ from lai.store import conversations as repo
 from lai.store import keys as keyrepo
 from lai.store.db import Store
 from lai.store.images import ImageStore
+from lai.store.keyusage import LimitUse, read_usage
 from lai.store.stats import UsageReport, usage_stats
 from lai.tui.attach import read_attachment
 from lai.tui.client import Attachment, ClientError, ConversationList, NewKey
@@ -46,10 +47,13 @@ def client_error(exc: BaseException) -> ClientError:
     return ClientError(str(exc), type="invalid_request_error")
 
 
-def key_dict(record: keyrepo.KeyRecord, now: datetime) -> dict[str, Any]:
-    """A key as the keys pane shows it: ``to_dict`` plus a status for people."""
+def key_dict(record: keyrepo.KeyRecord, now: datetime,
+             usage: Sequence[LimitUse] = ()) -> dict[str, Any]:
+    """A key as the keys pane shows it: ``to_dict`` plus a status for people and the use
+    of its rpm, tpm and budgets (``usage``)."""
     out = record.to_dict(now)
     out["status_text"] = record.status_text(now)
+    out["usage"] = [u.to_dict() for u in usage]
     return out
 
 
@@ -131,8 +135,15 @@ class StoreAccess:
 
     async def keys(self) -> list[dict[str, Any]]:
         now = datetime.now(UTC)
-        records = await self._call(keyrepo.list_keys, self.store)
-        return [key_dict(r, now) for r in records]
+
+        def read() -> list[dict[str, Any]]:
+            records = keyrepo.list_keys(self.store)
+            # Use is counted per name (rotated keys share it): shown on the current key.
+            return [key_dict(r, now, read_usage(self.store, r.name, r.quota, now)
+                             if r.is_current else ())
+                    for r in records]
+
+        return await self._call(read)
 
     async def create_key(
         self, name: str, *, expires: str | None, scopes: list[str], priority: int | None

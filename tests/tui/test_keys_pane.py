@@ -135,3 +135,28 @@ async def test_copy_a_new_key_and_filter_the_table(embedded_app: Any, upstream: 
         assert table.has_focus and table.row_count == 2  # the filter stays until cleared
         box.value = ""
         await wait_for(pilot, lambda: table.row_count == 4, what="every key again")
+
+
+async def test_the_keys_pane_shows_each_limit_with_its_use(embedded_app: Any, upstream: Any
+                                                           ) -> None:
+    from datetime import UTC, datetime
+
+    from lai.engine.quota import KeyQuota
+    from lai.store.models import RequestRecord
+
+    app, runtime = embedded_app([provider("box", upstream.url)], [model("m1", "box")])
+    store = runtime.store
+    store.upgrade()  # the app would migrate it on start; the key is made before
+    keyrepo.create_key(store, "batch", quota=KeyQuota(max_concurrent=2, rpm=60,
+                                                      budgets=(("day", 5.0),)))
+    with store.write_session() as session:
+        session.add(RequestRecord(request_id="req_spent", key_name="batch",
+                                  model_requested="m1", status="success", cost_usd=1.25,
+                                  started_at=datetime.now(UTC)))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("3")
+        table = app.screen.query_one("#keys", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 1, what="the key's row")
+        detail = app.screen.query_one("#keys-detail")
+        await wait_for(pilot, lambda: "limits" in str(detail.render()), what="the detail")
+        assert str(detail.render()).endswith("limits: ≤2 in flight · 1/60 rpm · $1.25/$5.00 day")

@@ -162,7 +162,10 @@ class TestConversations:
 class TestKeys:
     def keys(self) -> list[dict[str, Any]]:
         return [
-            key(1, "agent-ci", priority=0, last_used_at="2025-12-31T23:58:00+00:00"),
+            key(1, "agent-ci", priority=0, last_used_at="2025-12-31T23:58:00+00:00",
+                limits={"max_concurrent": 2, "max_queued": None, "rpm": 60, "tpm": None,
+                        "budgets": {"day": 5.0}},
+                usage=[{"limit": "rpm", "used": 12}, {"limit": "day", "used": 1.2}]),
             key(2, "laptop", "grace", status_text="grace until 2026-01-01 12:00 UTC",
                 grace_until="2026-01-01T12:00:00+00:00", replaced_by="lai_0003"),
             key(3, "laptop", rotated_from="lai_0002", scopes=["admin"],

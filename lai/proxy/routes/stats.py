@@ -10,6 +10,7 @@ usage, so it needs scope ``admin`` (or the admin socket).
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 from quart import Blueprint, Response, g, request
@@ -19,6 +20,8 @@ from lai.proxy.auth import ADMIN_SCOPE, over_unix_socket
 from lai.proxy.deps import json_response, runtime
 from lai.runtime import Runtime
 from lai.store.db import Store, open_store
+from lai.store.keys import list_keys
+from lai.store.keyusage import LimitUse, read_usage
 from lai.store.stats import GROUPINGS, GroupBy, usage_stats
 
 bp = Blueprint("stats", __name__)
@@ -74,4 +77,22 @@ async def stats() -> Response:
                 "'admin' (or the admin socket).", param="by")
     store = await _store(rt)
     report = await asyncio.to_thread(usage_stats, store, rt.settings, days=days, by=by)
-    return json_response(report.to_dict())
+    answer = report.to_dict()
+    if by == "key":
+        await _add_limits(rt, store, answer)
+    return json_response(answer)
+
+
+async def _add_limits(rt: Runtime, store: Store, answer: dict[str, Any]) -> None:
+    """Each key group gets ``limits``: its use of its rpm, tpm and budgets now."""
+    records = await asyncio.to_thread(list_keys, store)
+    quotas = {r.name: r.quota for r in records if r.is_current}
+    now = datetime.fromtimestamp(rt.clock.time(), UTC)
+    for group in answer["groups"]:
+        name, quota = group["group"], quotas.get(group["group"])
+        uses: list[LimitUse] = []
+        if quota is not None and rt.usage is not None:
+            uses = await rt.usage.usage(name, quota)
+        elif quota is not None:
+            uses = await asyncio.to_thread(read_usage, store, name, quota, now)
+        group["limits"] = [u.to_dict() for u in uses]

@@ -73,6 +73,23 @@ def key_cells(k: dict[str, Any], now: float) -> tuple[Any, ...]:
             iso_local(k.get("created_at"))[:10], used, expires, rotation)
 
 
+def limits_text(k: dict[str, Any]) -> str:
+    """``≤2 in flight · 12/60 rpm · $1.20/$5.00 day``: the key's limits and their use."""
+    limits = k.get("limits") or {}
+    parts = []
+    if limits.get("max_concurrent") is not None:
+        parts.append(f"≤{limits['max_concurrent']} in flight")
+    if limits.get("max_queued") is not None:
+        parts.append(f"≤{limits['max_queued']} queued")
+    used = {u["limit"]: u["used"] for u in k.get("usage") or ()}
+    for name in ("rpm", "tpm"):
+        if limits.get(name) is not None:
+            parts.append(f"{used.get(name, 0):g}/{limits[name]} {name}")
+    for period, usd in (limits.get("budgets") or {}).items():
+        parts.append(f"${used.get(period, 0.0):.2f}/${usd:.2f} {period}")
+    return " · ".join(parts) or "–"
+
+
 def matches(k: dict[str, Any], needle: str) -> bool:
     """The filter box: a case-insensitive substring of name, prefix, status or scopes."""
     if not needle:
@@ -106,6 +123,7 @@ class KeysScreen(PaneScreen):
         yield Input(placeholder="Filter by name, prefix, status or scope (escape: back)",
                     id="keys-filter")
         yield DataTable(id="keys", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="keys-detail", classes="detail")
         yield Static("No API keys yet. Press n to create one.", id="keys-empty",
                      classes="empty")
         yield Footer()
@@ -138,6 +156,7 @@ class KeysScreen(PaneScreen):
         if self.rows and not (box.display and box.has_focus):
             # Focus may have fallen elsewhere while the table was hidden (no keys yet).
             table.focus()
+        self._show_detail()
         empty = self.query_one("#keys-empty", Static)
         empty.display = not self.rows
         empty.update(f"No key matches “{self.needle}”." if self.needle and self.all_keys
@@ -168,6 +187,15 @@ class KeysScreen(PaneScreen):
     @on(Input.Submitted, "#keys-filter")
     def _filter_submitted(self) -> None:
         self.action_leave_filter()
+
+    @on(DataTable.RowHighlighted, "#keys")
+    def _show_detail(self) -> None:
+        """The detail line: the selected key's limits and their use now."""
+        k = self.selected()
+        detail = self.query_one("#keys-detail", Static)
+        detail.display = k is not None
+        if k is not None:
+            detail.update(f"{k['name']} ({k['prefix']}…) limits: {limits_text(k)}")
 
     def selected(self) -> dict[str, Any] | None:
         kid = selected_key(self.query_one("#keys", DataTable))
