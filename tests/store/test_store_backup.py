@@ -12,7 +12,6 @@ import sys
 from contextlib import closing
 from pathlib import Path
 
-import pytest
 from sqlalchemy.engine import make_url
 
 from lai.store.conversations import get_conversation
@@ -23,6 +22,7 @@ from tests.fakes.upstream import FakeUpstream
 from tests.harness import RunningProxy, make_settings, model, provider, start_proxy
 from tests.store.conftest import create_pg_database, drop_pg_database
 from tests.store.helpers import finished
+from tests.tools import require_tool
 
 
 async def _ask(proxy: RunningProxy, cid: str, text: str) -> None:
@@ -122,12 +122,8 @@ async def test_a_backup_taken_under_load_restores_every_answered_request(  # typ
 
 
 def test_postgresql_backup_and_restore_with_pg_dump_as_documented(tmp_path: Path) -> None:
-    tools = [shutil.which("pg_dump"), shutil.which("pg_restore")]
-    if None in tools:
-        reason = "pg_dump/pg_restore not on PATH (apt-get install postgresql-client)"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+    tools = [require_tool(tool, "apt-get install postgresql-client")
+             for tool in ("pg_dump", "pg_restore")]
     source_url, target_url = create_pg_database(), create_pg_database()
     try:
         source = open_store(source_url)
