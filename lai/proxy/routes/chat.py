@@ -16,8 +16,9 @@ are freed).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -122,6 +123,51 @@ async def _send_json(send: Send, status: int, body: bytes,
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
+class Exchange:
+    """One request's state at the error boundary: whether its answer has begun, and the
+    watch that cancels it when the client goes away."""
+
+    __slots__ = ("started", "watch")
+
+    def __init__(self) -> None:
+        self.started = False
+        self.watch: _Disconnect | None = None
+
+
+@contextlib.asynccontextmanager
+async def answer_errors(send: Send) -> AsyncIterator[Exchange]:
+    """The one place an OpenAI-shaped endpoint turns what ends a request into its answer:
+    a client gone (nothing to send; the engine has let go of everything), a LaiError or
+    an HTTP-level refusal (their JSON), anything else (a logged 500). Once the answer has
+    begun, an error propagates and the server closes the connection."""
+    ex = Exchange()
+    try:
+        yield ex
+    except asyncio.CancelledError:
+        if ex.watch is None or not ex.watch.gone:
+            raise
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+    except _ClientGone:
+        pass
+    except LaiError as err:
+        if ex.started:
+            raise
+        await _send_json(send, err.status, orjson.dumps(err.to_dict()),
+                         [(k.lower().encode(), v.encode()) for k, v in err.headers().items()])
+    except _HTTPError as err:
+        await _send_json(send, err.status, http_error_body(err.status, err.message))
+    except Exception as err:
+        if ex.started:
+            raise  # the response is under way: the server closes the connection
+        log.exception("unhandled error")
+        await _send_json(send, 500, internal_error_body(err))
+    finally:
+        if ex.watch is not None:
+            ex.watch.done()
+
+
 class ChatEndpoint:
     """The ASGI app: POST /v1/chat/completions here, everything else to ``app``.
 
@@ -159,11 +205,9 @@ class ChatEndpoint:
         if not self._is_chat(scope):
             await self.app(scope, receive, send)
             return
-        started = False
-        watch: _Disconnect | None = None
         info = request_info(scope)
         info.route = PATH
-        try:
+        async with answer_errors(send) as ex:
             headers = _Headers(scope["headers"])
             key = await check_key(self.runtime, "POST", PATH, headers, scope)
             if key is not None:
@@ -171,13 +215,13 @@ class ChatEndpoint:
             raw = await self._body(headers, receive)
             ctx = context_for(headers, key, request_id=info.request_id)
             body = parse_body(raw)
-            watch = _Disconnect(receive)
+            watch = ex.watch = _Disconnect(receive)
             conversation = (ctx.conversation_id or "").encode("latin-1")
             if isinstance(body, dict) and body.get("stream") is True:
                 stream = await self.runtime.engine.stream(body, ctx)
                 info.provider = stream.provider_id
                 try:
-                    started = True
+                    ex.started = True
                     await send({"type": "http.response.start", "status": 200, "headers": [
                         (b"content-type", b"text/event-stream"),
                         (b"cache-control", b"no-cache"),
@@ -199,36 +243,12 @@ class ChatEndpoint:
             done = await self.runtime.engine.complete(body, ctx)
             info.provider = done.provider_id
             watch.done()
-            started = True
+            ex.started = True
             await _send_json(send, 200, done.body, (
                 (b"x-conversation-id", conversation),
                 (b"x-provider", done.provider_id.encode("latin-1")),
                 (b"x-model", done.model_id.encode("latin-1")),
             ))
-        except asyncio.CancelledError:
-            if watch is None or not watch.gone:
-                raise
-            # The client went away: the engine has let go of everything; nothing to send.
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-        except _ClientGone:
-            pass
-        except LaiError as err:
-            if started:
-                raise
-            await _send_json(send, err.status, orjson.dumps(err.to_dict()),
-                             [(k.lower().encode(), v.encode()) for k, v in err.headers().items()])
-        except _HTTPError as err:
-            await _send_json(send, err.status, http_error_body(err.status, err.message))
-        except Exception as err:
-            if started:
-                raise  # the response is under way: the server closes the connection
-            log.exception("unhandled error")
-            await _send_json(send, 500, internal_error_body(err))
-        finally:
-            if watch is not None:
-                watch.done()
 
     async def _body(self, headers: _Headers, receive: Receive) -> bytes:
         """The request body. Raises _HTTPError (413, 408) and _ClientGone."""

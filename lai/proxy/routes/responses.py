@@ -27,12 +27,11 @@ from urllib.parse import urlsplit
 import orjson
 from quart import Blueprint, Response, g
 
-from lai.errors import InvalidRequest, LaiError, NotFound
+from lai.errors import InvalidRequest, NotFound
 from lai.proxy.access import request_info
 from lai.proxy.auth import ADMIN_SCOPE, check_key
 from lai.proxy.context import CONVERSATION_ID, context_for
 from lai.proxy.deps import json_response, runtime
-from lai.proxy.errors import http_error_body, internal_error_body
 from lai.proxy.jsonbody import parse_body as _parse
 from lai.proxy.responses_output import assistant_message, new_id, response_from_completion
 from lai.proxy.responses_request import ResponsesRequest, to_chat
@@ -42,11 +41,10 @@ from lai.proxy.routes.chat import (
     Receive,
     Scope,
     Send,
-    _ClientGone,
     _Disconnect,
     _Headers,
-    _HTTPError,
     _send_json,
+    answer_errors,
 )
 from lai.store import responses as repo
 
@@ -150,18 +148,16 @@ class ResponsesEndpoint(ChatEndpoint):
         if not _is_post(scope):
             await self.app(scope, receive, send)
             return
-        started = False
-        watch: _Disconnect | None = None
         info = request_info(scope)  # the id x-request-id and the access log carry
         info.route = PATH
-        try:
+        async with answer_errors(send) as ex:
             headers = _Headers(scope["headers"])
             key = await check_key(self.runtime, "POST", PATH, headers, scope)
             if key is not None:
                 info.key_name = key.name
             raw = await self._body(headers, receive)
             body = _parse(raw)
-            watch = _Disconnect(receive)
+            watch = ex.watch = _Disconnect(receive)
             previous = await self._previous(body, key)
             req = to_chat(body, previous.history if previous else None)
             ctx = replace(context_for(headers, key, request_id=info.request_id),
@@ -173,34 +169,11 @@ class ResponsesEndpoint(ChatEndpoint):
             if req.stream:
                 stream = await self.runtime.engine.stream(req.chat, ctx)
                 info.provider = stream.provider_id
-                started = True
+                ex.started = True
                 await self._relay(stream, req, ctx, key, history, send, watch)
                 return
             await self._complete(req, ctx, key, history, send, watch)
-            started = True
-        except asyncio.CancelledError:
-            if watch is None or not watch.gone:
-                raise
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-        except _ClientGone:
-            pass
-        except LaiError as err:
-            if started:
-                raise
-            await _send_json(send, err.status, orjson.dumps(err.to_dict()),
-                             [(k.lower().encode(), v.encode()) for k, v in err.headers().items()])
-        except _HTTPError as err:
-            await _send_json(send, err.status, http_error_body(err.status, err.message))
-        except Exception as err:
-            if started:
-                raise
-            log.exception("unhandled error")
-            await _send_json(send, 500, internal_error_body(err))
-        finally:
-            if watch is not None:
-                watch.done()
+            ex.started = True
 
     async def _previous(self, body: object, key: KeyInfo | None) -> repo.ResponseRow | None:
         """The stored response ``previous_response_id`` names. Raises NotFound (404)."""
