@@ -38,6 +38,11 @@ class ServerSettings(_Frozen):
     """Requests that may wait at once; one more is refused at once with 503."""
     cloud_fallback: bool = True
     """May `auto` traffic spill over to cloud providers (types openai, anthropic)."""
+    scheduling: Literal["fair", "fifo"] = "fair"
+    """`fair`: keys take turns in the queue, and the choice among providers weighs each
+    one's expected time to first token (loaded models, queue, recent service times).
+    `fifo`: priority, then arrival order and config order, as before issue 14; for
+    comparison (bench/scheduling.py) and as an escape hatch."""
     warm_timeout: float = Field(300.0, ge=0)
     """A model that served a request this many seconds ago still counts as warm."""
     max_body_size: int = Field(20 * 1024 * 1024, ge=1024)
