@@ -263,3 +263,21 @@ def test_parsers_survive_anything() -> None:
     odd = discovery.parse_vllm({"/metrics": samples[-4]})
     assert odd.loaded == frozenset({"a"}) and odd.load is not None
     assert odd.load.running is None and odd.load.kv_cache_usage == 0.0
+
+
+async def test_a_reload_that_changes_the_server_forgets_what_the_old_one_had_loaded(
+        fakes: list[FakeUpstream]) -> None:
+    fake = boxes.box("ollama", ["m"])
+    fakes.append(fake)
+    providers = [{"id": "box", "endpoint": fake.url, "server": "ollama"}]
+    models = [{"id": "m", "provider_id": "box"}]
+    engine = make_engine(providers, models)
+    await engine.check("box")
+    same = Settings.model_validate({"providers": providers, "models": models})
+    engine.reload(same)
+    assert engine.is_loaded("box", "m") is True  # nothing changed: kept
+    moved = Settings.model_validate(
+        {"providers": [{**providers[0], "server": "lmstudio"}], "models": models})
+    engine.reload(moved)
+    assert engine.is_loaded("box", "m") is None
+    await engine.client.aclose()
