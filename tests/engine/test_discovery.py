@@ -281,3 +281,35 @@ async def test_a_reload_that_changes_the_server_forgets_what_the_old_one_had_loa
     engine.reload(moved)
     assert engine.is_loaded("box", "m") is None
     await engine.client.aclose()
+
+
+def test_parsers_never_raise_on_mutated_real_answers() -> None:
+    """A seeded fuzz over each server's real answer shape, one member made odd at a time."""
+    import random
+
+    import orjson
+
+    from tests.engine.test_parsers_never_raise import mutate
+
+    real = {
+        "/api/ps": boxes.ollama_ps(["a:1", "b"]),
+        "/running": boxes.llama_swap_running(["a"], ["b"]),
+        "/props": boxes.llama_cpp_props("/m/a.gguf", alias="a", slots=2),
+        "/slots": boxes.llama_cpp_slots(2, 1),
+        "/api/v0/models": boxes.lmstudio_models(["a"], ["b"]),
+    }
+    rng = random.Random(14)
+    for kind in discovery.KINDS.values():
+        for _ in range(300):
+            answers: dict[str, bytes | None] = {}
+            for path in kind.paths:
+                if path == "/metrics":
+                    text = boxes.vllm_metrics("a", running=1, kv=0.5).decode().splitlines()
+                    i = rng.randrange(len(text))
+                    text[i] = text[i][: rng.randrange(len(text[i]) + 1)] + rng.choice(
+                        ["", "{", '"', " NaN", " x", "}", "\\"])
+                    answers[path] = "\n".join(text).encode()
+                else:
+                    answers[path] = orjson.dumps(mutate(rng, orjson.loads(real[path])))
+            found = kind.parse(answers)
+            assert found.loaded is None or all(isinstance(n, str) for n in found.loaded)
