@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 ProviderType = Literal["local", "openai", "anthropic"]
 ModelKind = Literal["chat", "embedding"]
 AuthType = Literal["none", "bearer", "api_key"]
+ServerKind = Literal["ollama", "llama.cpp", "llama-swap", "vllm", "lmstudio",
+                     "openai-compatible"]
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
@@ -113,6 +115,12 @@ class ProviderConfig(_Frozen):
     """The server speaks the Anthropic Messages API itself at {endpoint}/v1/messages
     (llama.cpp's server, vLLM): /v1/messages requests are passed through to it instead
     of translated to chat completions. Always so for type anthropic."""
+    server: ServerKind | None = None
+    """What software answers at ``endpoint``, so lai can ask it which models it has
+    loaded and how busy it is, with each health check (``lai.engine.discovery``):
+    ollama (GET /api/ps), llama.cpp (GET /props and /slots), llama-swap (GET /running),
+    vllm (GET /metrics), lmstudio (GET /api/v0/models). openai-compatible, or unset:
+    nothing beyond the health check."""
 
     @property
     def is_cloud(self) -> bool:

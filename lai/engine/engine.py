@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, cast
 
 import httpx
 
 from lai.config.models import Settings
-from lai.engine import reconfigure
+from lai.engine import discovery, reconfigure
 from lai.engine.adapters import adapter_for
 from lai.engine.adapters.base import Adapter, UpstreamRequest
 from lai.engine.clock import Clock, SystemClock
@@ -146,10 +146,31 @@ class Engine:
         return changes
 
     def is_warm(self, provider_id: str, model_id: str) -> bool:
-        used = self.states[provider_id].warm.get(model_id)
+        """Whether the model is ready to answer without loading first. When the server
+        reports what it has loaded (a ``server`` hint), that decides, except that a model
+        that served a request since the last poll is warm at once (the next poll
+        corrects it); otherwise a model is warm for ``warm_timeout`` s after it served."""
+        state = self.states[provider_id]
+        used = state.warm.get(model_id)
+        loaded = self.is_loaded(provider_id, model_id)
+        if loaded is not None:
+            return loaded or (used is not None and state.loaded_at is not None
+                              and used >= state.loaded_at)
         return used is not None and (
             self.clock.monotonic() - used <= self.settings.server.warm_timeout
         )
+
+    def is_loaded(self, provider_id: str, model_id: str) -> bool | None:
+        """Whether the provider's server reports the model loaded; None when it does
+        not say (no ``server`` hint that discovers, no answer yet, a bad answer)."""
+        state = self.states[provider_id]
+        if state.loaded is None or discovery.kind_of(state.config) is None:
+            return None
+        model = next((m for m in self.catalog.by_provider.get(provider_id, [])
+                      if m.id == model_id), None)
+        if model is None:
+            return None
+        return discovery.is_loaded(state.config, state.loaded, model.upstream_name)
 
     def provider(self, provider_id: str) -> ProviderSnapshot:
         """One provider's live state. Raises NotFound."""
@@ -165,6 +186,9 @@ class Engine:
             last_check=s.last_check, consecutive_failures=s.consecutive_failures,
             last_error=s.last_error, models=models,
             warm_models=tuple(m for m in models if self.is_warm(provider_id, m)),
+            server=s.config.server,
+            loaded_models=None if s.loaded is None else tuple(sorted(s.loaded)),
+            load=s.load,
         )
 
     def providers(self) -> list[ProviderSnapshot]:
@@ -182,7 +206,9 @@ class Engine:
         out: list[dict[str, Any]] = [{
             "id": "auto", "object": "model", "created": now, "owned_by": "lai",
             "provider": None, "status": auto,
-            "warm": any(self.is_warm(p, m) for p, s in self.states.items() for m in s.warm),
+            "warm": any(self.is_warm(m.provider_id, m.id) for m in self.settings.models),
+            "loaded": _any_known(self.is_loaded(m.provider_id, m.id)
+                                 for m in self.settings.models),
         }]
         for m in self.settings.models:
             if not may_use(m.provider_id, m.id, allowed):
@@ -193,6 +219,7 @@ class Engine:
                 "name": m.display_name, "provider": m.provider_id, "kind": m.kind,
                 "status": state.status,
                 "warm": self.is_warm(m.provider_id, m.id),
+                "loaded": self.is_loaded(m.provider_id, m.id),
                 "context_window": m.context_window, "max_tokens": m.max_tokens,
                 "capabilities": m.capabilities.model_dump(), "tags": list(m.tags),
                 "aliases": list(m.aliases),
@@ -609,3 +636,13 @@ class Engine:
             response_message=message,
             finish_reason=finish_reason,
         ))
+
+
+def _any_known(values: Iterable[bool | None]) -> bool | None:
+    """True if any is True, else False if any is known, else None."""
+    seen = False
+    for value in values:
+        if value:
+            return True
+        seen = seen or value is not None
+    return False if seen else None

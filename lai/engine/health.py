@@ -11,6 +11,11 @@ health and is not probed; enabling it probes it at once. Probes are skipped whil
 healthy provider has requests in flight: the live traffic already tells whether it is
 alive, and some servers (llama.cpp) serialise a probe behind a generation or cut a
 stream short for it.
+
+A provider with a ``server`` hint is also asked what it has loaded and how busy it is
+(``lai.engine.discovery``) right after each passing probe, and, for the kinds whose
+endpoint does not wait behind a generation, at each interval while it is busy too. What
+it answers never changes the provider's health; a failing probe makes it unknown.
 """
 
 from __future__ import annotations
@@ -23,11 +28,12 @@ from dataclasses import dataclass, field
 import httpx
 
 from lai.config.models import ProviderConfig
+from lai.engine import discovery
 from lai.engine.adapters import adapter_for
 from lai.engine.clock import Clock
 from lai.engine.events import EventBus, HealthChanged, HealthChecked
 from lai.engine.redact import Redactor
-from lai.engine.types import ProviderStatus
+from lai.engine.types import ProviderStatus, ServerLoad
 
 log = logging.getLogger("lai.engine.health")
 
@@ -53,6 +59,13 @@ class ProviderState:
     last_error: str | None = None
     warm: dict[str, float] = field(default_factory=dict)
     """model id -> monotonic time it last served a request."""
+    loaded: frozenset[str] | None = None
+    """The names the server reports loaded (``lai.engine.discovery``); None: not known
+    (no ``server`` hint, no poll yet, or the last one failed or made no sense)."""
+    load: ServerLoad | None = None
+    """How busy the server says it is; None: not known."""
+    loaded_at: float | None = None
+    """Monotonic time of the poll that set ``loaded`` and ``load``."""
 
     @property
     def status(self) -> ProviderStatus:
@@ -166,12 +179,26 @@ class HealthMonitor:
         state.last_check = self._clock.time()
         if error is None:
             self.record_success(provider_id, latency_ms)
+            busy = self._in_flight.get(provider_id, 0) > 0
+            if discovery.may_poll(cfg, busy):
+                await self.discover(provider_id)
         else:
             self.record_failure(provider_id, error)
+            state.loaded = state.load = None  # it did not answer: what it holds is unknown
         self._events.emit(
             HealthChecked(provider_id, state.status, state.last_check,
                           latency_ms if error is None else None, error)
         )
+
+    async def discover(self, provider_id: str) -> None:
+        """Ask the provider's server what it has loaded and how busy it is; sets the
+        state's ``loaded`` and ``load``. Never raises; does not touch health."""
+        state = self._states[provider_id]
+        cfg = state.config
+        _, headers = adapter_for(cfg).probe(cfg)
+        found = await discovery.poll(self._client, cfg, headers)
+        state.loaded, state.load = found.loaded, found.load
+        state.loaded_at = self._clock.monotonic()
 
     async def _loop(self, provider_id: str) -> None:
         backoff = 0.0
@@ -181,8 +208,11 @@ class HealthMonitor:
             state = self._states[provider_id]
             interval = state.config.health_check_interval
             busy = self._in_flight.get(provider_id, 0) > 0
-            if probe and state.enabled and (not busy or state.health == "unhealthy"):
-                await self.probe(provider_id)
+            if probe and state.enabled:
+                if not busy or state.health == "unhealthy":
+                    await self.probe(provider_id)
+                elif discovery.may_poll(state.config, busy):
+                    await self.discover(provider_id)  # the load figures matter most now
             if state.health == "unhealthy" and state.enabled:
                 backoff = min(interval, backoff * 2 if backoff else REPROBE_FIRST_S)
                 wait = backoff

@@ -3,7 +3,8 @@
 New requests use the new providers, models, prices, timeouts, priorities and limits at
 once; requests in flight finish on the provider and model objects they started with
 (frozen config values they hold). For a provider that stays, its slots, queue places,
-health and warm models carry over and ``max_concurrent`` changes in place (a lower one
+health and warm models carry over (what its server reported loaded too, unless its
+``server`` or ``endpoint`` changed) and ``max_concurrent`` changes in place (a lower one
 applies as requests finish, a higher one serves waiters at once). A removed provider
 takes no new requests and drains; an added one is probed at once.
 """
@@ -77,6 +78,9 @@ def apply(engine: Engine, new: Settings) -> list[str]:
             if cfg.enabled != before.enabled:
                 # The file changed it: the file wins over a runtime toggle.
                 state.enabled = cfg.enabled
+            if (cfg.server, cfg.endpoint) != (before.server, before.endpoint):
+                # Another server (or kind) now: what the old one had loaded says nothing.
+                state.loaded = state.load = state.loaded_at = None
         engine.timeouts[pid] = provider_timeout(cfg, engine.pool_timeout)
         engine.slots.set_capacity(pid, cfg.max_concurrent)
     engine.settings = new

@@ -60,6 +60,43 @@ class Completion:
 
 
 @dataclass(frozen=True, slots=True)
+class ServerLoad:
+    """How busy a model server says it is (``lai.engine.discovery``); each figure is
+    None when that kind of server does not report it."""
+
+    running: int | None = None
+    """Requests the server is working on now (all clients, not only lai's)."""
+    waiting: int | None = None
+    """Requests queued inside the server."""
+    kv_cache_usage: float | None = None
+    """Fraction of the KV cache in use, 0.0 to 1.0."""
+    slots_total: int | None = None
+    """Parallel slots (llama.cpp's ``--parallel``)."""
+    slots_idle: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"running": self.running, "waiting": self.waiting,
+                "kv_cache_usage": self.kv_cache_usage, "slots_total": self.slots_total,
+                "slots_idle": self.slots_idle}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ServerLoad | None:
+        """The inverse of ``to_dict`` (for clients of the API); None for anything else.
+        A member of the wrong type becomes None."""
+        if not isinstance(data, dict):
+            return None
+
+        def count(name: str) -> int | None:
+            v = data.get(name)
+            return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+        kv = data.get("kv_cache_usage")
+        return cls(count("running"), count("waiting"),
+                   float(kv) if isinstance(kv, (int, float)) and not isinstance(kv, bool)
+                   else None, count("slots_total"), count("slots_idle"))
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderSnapshot:
     """A provider's live state, as /v1/providers and the TUI board show it."""
 
@@ -79,6 +116,11 @@ class ProviderSnapshot:
     last_error: str | None
     models: tuple[str, ...]
     warm_models: tuple[str, ...]
+    server: str | None = None
+    """The provider's ``server`` hint: which kind of server lai asks what is loaded."""
+    loaded_models: tuple[str, ...] | None = None
+    """The names the server reports loaded (its own names, sorted); None: not known."""
+    load: ServerLoad | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -97,6 +139,9 @@ class ProviderSnapshot:
             "last_error": self.last_error,
             "models": list(self.models),
             "warm_models": list(self.warm_models),
+            "server": self.server,
+            "loaded_models": None if self.loaded_models is None else list(self.loaded_models),
+            "load": None if self.load is None else self.load.to_dict(),
         }
 
 

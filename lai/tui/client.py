@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from lai.engine.types import Failure, InFlight, ProviderSnapshot, Queued
+from lai.engine.types import Failure, InFlight, ProviderSnapshot, Queued, ServerLoad
 from lai.errors import LaiError
 
 if TYPE_CHECKING:
@@ -74,6 +74,10 @@ def provider_from_dict(data: dict[str, Any]) -> ProviderSnapshot:
         last_error=data.get("last_error"),
         models=tuple(data.get("models") or ()),
         warm_models=tuple(data.get("warm_models") or ()),
+        server=data.get("server") if isinstance(data.get("server"), str) else None,
+        loaded_models=(tuple(str(n) for n in data["loaded_models"])
+                       if isinstance(data.get("loaded_models"), list) else None),
+        load=ServerLoad.from_dict(data.get("load")),
     )
 
 

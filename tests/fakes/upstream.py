@@ -9,7 +9,9 @@ which every SSE event is its own chunk, written the moment it is due.
 
 Endpoints: `POST /v1/chat/completions` and `POST /chat/completions` (a cloud base URL
 already ends in `/v1`), `POST /v1/embeddings` and `POST /embeddings` (`embedding()` gives
-the vector it answers for a text), `GET /health`, `GET /v1/models` and `GET /models`.
+the vector it answers for a text), `GET /health`, `GET /v1/models` and `GET /models`, and
+any other `GET` path given a fixed answer with `serve()` (a model server's own endpoints,
+such as Ollama's `/api/ps`; see `tests/fakes/boxes.py`).
 
 What a chat request gets is a `Behaviour`: the one-shot behaviours queued with
 `script()` are used first, in order, then `default`. Every request is recorded
@@ -189,6 +191,7 @@ class FakeUpstream:
         self._conns: set[_Connection] = set()
         self._port: int | None = None
         self._in_flight = 0
+        self._pages: dict[str, tuple[int, bytes, bytes]] = {}
         self._reset_counters()
 
     # lifecycle ------------------------------------------------------------------------
@@ -268,6 +271,19 @@ class FakeUpstream:
         with self._lock:
             self._script.extend(behaviours)
 
+    def serve(self, path: str, body: bytes | str, *, status: int = 200,
+              content_type: str = "application/json") -> None:
+        """Answer every `GET path` with `body` from now on (replacing an earlier one)."""
+        payload = body.encode() if isinstance(body, str) else body
+        with self._lock:
+            self._pages[path] = (status, payload, content_type.encode())
+
+    def hits(self, path: str, *, while_busy: bool = False) -> int:
+        """`GET path` requests answered by `serve()`; with `while_busy`, only those that
+        arrived while a chat request was being answered."""
+        with self._lock:
+            return (self._busy_hits if while_busy else self._hits).get(path, 0)
+
     @property
     def requests(self) -> list[RecordedRequest]:
         """A copy of every request received since the last `reset_stats()`."""
@@ -345,6 +361,8 @@ class FakeUpstream:
         self._embedding_count = 0
         self._max_in_flight = self._in_flight
         self._health_count = 0
+        self._hits: dict[str, int] = {}
+        self._busy_hits: dict[str, int] = {}
         self._disconnects = 0
         self._bytes_sent = 0
 
@@ -416,6 +434,14 @@ class FakeUpstream:
                 behaviour = self._script.popleft() if self._script else self.default
             elif path == "/health":
                 self._health_count += 1
+            page = self._pages.get(path) if method == "GET" else None
+            if page is not None:
+                self._hits[path] = self._hits.get(path, 0) + 1
+                if self._in_flight:
+                    self._busy_hits[path] = self._busy_hits.get(path, 0) + 1
+        if page is not None:
+            status, payload, content_type = page
+            return [_head(status, content_type, len(payload)) + payload], False
         if path in _CHAT_PATHS:
             if method != "POST":
                 return [_error(405, "use POST")], False

@@ -132,3 +132,20 @@ async def test_a_persistent_toggle_and_the_edit_form_change_only_their_lines(
     assert changed_lines(after_toggle, config.read_text()) == [
         ("max_concurrent = 2    # VRAM allows two", "max_concurrent = 3    # VRAM allows two")]
     assert load_settings(config)[0].providers[0].enabled is False
+
+
+def test_the_detail_line_says_what_the_server_reports() -> None:
+    from lai.engine.types import ServerLoad
+    from lai.tui.client import provider_from_dict
+    from lai.tui.screens.board import server_summary
+
+    base = {"id": "nuc", "models": ["coder"], "warm_models": ["coder"]}
+    assert server_summary(provider_from_dict(base)) == ""
+    nuc = provider_from_dict({**base, "server": "llama.cpp", "loaded_models": ["coder.gguf"],
+                              "load": ServerLoad(running=1, slots_total=4,
+                                                 slots_idle=3).to_dict()})
+    assert server_summary(nuc) == "llama.cpp: 1 loaded · slots 3/4 idle"
+    # A garbled answer from an older or foreign proxy is shown as unknown, not an error.
+    odd = provider_from_dict({**base, "server": "ollama", "loaded_models": "x",
+                              "load": {"running": "many", "kv_cache_usage": True}})
+    assert server_summary(odd) == "ollama: loaded unknown"

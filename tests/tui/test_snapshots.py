@@ -11,7 +11,7 @@ from typing import Any
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from lai.engine.types import Failure, Queued
+from lai.engine.types import Failure, Queued, ServerLoad
 from lai.tui.app import LaiApp
 from tests.tui.conftest import SIZE
 from tests.tui.fakes import (
@@ -101,6 +101,21 @@ class TestBoard:
             await settle(pilot, "s", "s", "slash", list("local"), "enter")
 
         assert snap_compare(app_for(FakeClient()), terminal_size=SIZE, run_before=run_before)
+
+    def test_what_the_servers_report_loaded(self, snap_compare: Any) -> None:
+        """The selected provider's detail line says what its server reports."""
+        providers = [
+            provider("gaming-pc", "Gaming PC (RTX 3090)", active_requests=2, max_concurrent=4,
+                     models=("qwen2.5-14b", "llava-13b"), warm_models=("qwen2.5-14b",),
+                     server="vllm", loaded_models=("Qwen/Qwen2.5-14B-Instruct-AWQ",),
+                     load=ServerLoad(running=3, waiting=1, kv_cache_usage=0.37)),
+            provider("nuc", "NUC (llama.cpp)", priority=2, models=("phi-3-mini",),
+                     warm_models=("phi-3-mini",), server="llama.cpp",
+                     loaded_models=("phi-3-mini",),
+                     load=ServerLoad(running=1, slots_total=2, slots_idle=1)),
+        ]
+        client = FakeClient(provider_list=providers)
+        assert snap_compare(app_for(client), terminal_size=SIZE, run_before=settle)
 
     def test_disable_confirmation(self, snap_compare: Any) -> None:
         async def run_before(pilot: Pilot[Any]) -> None:

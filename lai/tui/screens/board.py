@@ -21,7 +21,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Input, Sparkline, Static
 
-from lai.engine.types import Failure, ProviderSnapshot, Queued
+from lai.engine.types import Failure, ProviderSnapshot, Queued, ServerLoad
 from lai.tui.board_state import BUCKET_SECONDS, BUCKETS, BoardState, FlightRow
 from lai.tui.client import ClientError
 from lai.tui.notify import notify_error
@@ -111,6 +111,30 @@ def provider_cells(p: ProviderSnapshot, now: float, *, stale: bool = False) -> t
     return (Text(f"● {p.status}", style=STATUS_STYLE.get(p.status, "")), p.name, p.type,
             f"{p.active_requests}/{p.max_concurrent}", str(p.queue_depth), latency,
             checked, fails, models)
+
+
+def load_summary(load: ServerLoad) -> str:
+    """``2 running · 1 waiting · KV 37%``, ``slots 3/4 idle``: what the server reports."""
+    parts = []
+    if load.running is not None and load.slots_total is None:
+        parts.append(f"{load.running} running")
+    if load.waiting is not None:
+        parts.append(f"{load.waiting} waiting")
+    if load.kv_cache_usage is not None:
+        parts.append(f"KV {load.kv_cache_usage:.0%}")
+    if load.slots_total is not None:
+        idle = "?" if load.slots_idle is None else str(load.slots_idle)
+        parts.append(f"slots {idle}/{load.slots_total} idle")
+    return " · ".join(parts)
+
+
+def server_summary(p: ProviderSnapshot) -> str:
+    """``ollama: 2 loaded · 1 running``; empty without a ``server`` hint."""
+    if not p.server:
+        return ""
+    known = "loaded unknown" if p.loaded_models is None else f"{len(p.loaded_models)} loaded"
+    load = load_summary(p.load) if p.load is not None else ""
+    return f"{p.server}: {known}" + (f" · {load}" if load else "")
 
 
 def flight_cells(f: FlightRow, now: float, *, stale: bool = False) -> tuple[Any, ...]:
@@ -335,6 +359,9 @@ class BoardScreen(PaneScreen):
                           if self.loaded else "Connecting…")
             return
         text = Text.assemble((p.name, "bold"), f" ({p.id}) · priority {p.priority}")
+        server = server_summary(p)
+        if server:
+            text.append(f" · {server}")
         if p.last_error:
             text.append(f" · last error: {p.last_error}", style="red")
         detail.update(text)
