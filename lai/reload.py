@@ -107,11 +107,13 @@ class Reloader:
     def start_watching(self) -> None:
         """With ``server.watch_config``, reload whenever the file's contents change."""
         if self.runtime.settings.server.watch_config and self.path is not None:
-            self._watch = asyncio.get_running_loop().create_task(self._watch_file(self.path),
-                                                                 name="config-watch")
+            # The file as it is now, not when the task first runs: a change made in
+            # between must count as a change.
+            first = _fingerprint(self.path)
+            self._watch = asyncio.get_running_loop().create_task(
+                self._watch_file(self.path, first), name="config-watch")
 
-    async def _watch_file(self, path: Path) -> None:
-        last = await asyncio.to_thread(_fingerprint, path)
+    async def _watch_file(self, path: Path, last: tuple[int, int, bytes] | None) -> None:
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
             now = await asyncio.to_thread(_fingerprint, path)

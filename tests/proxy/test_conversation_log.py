@@ -134,8 +134,10 @@ def _config(tmp_path: Path, upstream_url: str) -> Path:
 
 def test_sigterm_with_requests_in_flight_keeps_every_completed_one(tmp_path: Path) -> None:
     with FakeUpstream() as upstream:
-        # Slow answers, so that SIGTERM lands while all of them are being served.
-        upstream.default = Behaviour(chunks=5, delay=0.1)
+        # Slow answers, so that SIGTERM lands while all of them are being served: each
+        # holds its first byte 4 s, so all 20 are in flight together even when a loaded
+        # machine takes seconds to send them.
+        upstream.default = Behaviour(chunks=5, delay=0.1, first_delay=4.0)
         proc = subprocess.Popen(
             [sys.executable, "-m", "lai.cli", "proxy", "--config",
              str(_config(tmp_path, upstream.url)), "--port", "0"],
