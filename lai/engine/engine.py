@@ -105,6 +105,7 @@ class Engine:
             queue_max_size=settings.server.queue_max_size,
             model_capacities=model_capacities(settings),
             on_queue_change=lambda depth: self.events.emit(QueueChanged(depth, self.clock.time())),
+            scheduling=settings.server.scheduling,
         )
         self.health = HealthMonitor(self.states, client, self.clock, self.events,
                                     self.slots.in_flight)
