@@ -258,6 +258,8 @@ class Result:
     """Real seconds from sending to the first token."""
     duration: float | None = None
     queue_ms: float = 0.0
+    queued: bool = False
+    """The answer carried X-Queue-Wait-Ms: it waited in lai's queue."""
     provider: str | None = None
     error: str = ""
 
@@ -294,6 +296,7 @@ class Runner:
             async with self.http.stream("POST", "/v1/chat/completions", json=body,
                                         headers=headers) as r:
                 res.status = r.status_code
+                res.queued = "x-queue-wait-ms" in r.headers
                 res.queue_ms = float(r.headers.get("x-queue-wait-ms") or 0)
                 res.provider = r.headers.get("x-provider")
                 if r.status_code != 200:
@@ -381,7 +384,8 @@ def summarize(mode: str, runner: Runner, boxes: dict[str, Box], cloud_cost_lai: 
         ttfts = [r.ttft / scale for r in mine if r.ttft is not None]
         p50, p95 = percentile(ttfts, 50), percentile(ttfts, 95)
         per_class[cls] = {
-            "requests": len(mine), "ttft_p50_s": None if p50 is None else round(p50, 2),
+            "requests": len(mine), "queued": sum(r.queued for r in mine),
+            "ttft_p50_s": None if p50 is None else round(p50, 2),
             "ttft_p95_s": None if p95 is None else round(p95, 2),
             "longest_queue_wait_s": round(max((r.queue_ms for r in mine), default=0)
                                           / 1000 / scale, 1),
@@ -516,6 +520,8 @@ def report(runs: list[dict[str, Any]], scale: float, notes: list[str]) -> str:
         lines.append(f"{label:22}" + "".join(f"{fmt(get(r)):>14}" for r in runs))
 
     for cls in ("people", "agent", "batch", "private"):
+        row(f"{cls} requests/queued", lambda r, c=cls: "{requests}/{queued}".format(
+            **r["classes"][c]))
         row(f"{cls} ttft p50 s", lambda r, c=cls: r["classes"][c]["ttft_p50_s"])
         row(f"{cls} ttft p95 s", lambda r, c=cls: r["classes"][c]["ttft_p95_s"])
     row("model swaps", lambda r: sum(r["swaps"].values()))
