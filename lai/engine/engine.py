@@ -104,7 +104,8 @@ class Engine:
             {p.id: p.max_concurrent for p in settings.providers},
             queue_max_size=settings.server.queue_max_size,
             model_capacities=model_capacities(settings),
-            on_queue_change=lambda depth: self.events.emit(QueueChanged(depth, self.clock.time())),
+            on_queue_change=self._queue_changed,
+            scheduling=settings.server.scheduling,
         )
         self.health = HealthMonitor(self.states, client, self.clock, self.events,
                                     self.slots.in_flight)
@@ -248,6 +249,11 @@ class Engine:
                               (now - t) * 1000, ctx.conversation_id))
         return out
 
+    def _queue_changed(self, depth: int) -> None:
+        waiting = tuple(cast(tuple[RequestContext, str, float, float], label)[0].request_id
+                        for label, _, _ in self.slots.waiting())
+        self.events.emit(QueueChanged(depth, self.clock.time(), waiting))
+
     def set_enabled(self, provider_id: str, enabled: bool) -> ProviderSnapshot:
         """Enable or disable a provider at run time (not written to the config file).
 
@@ -300,14 +306,18 @@ class Engine:
         t = self.clock.monotonic()
         ctx = run.ctx
         try:
-            pid = await self.slots.acquire(
-                pids, priority=ctx.priority,
-                timeout=max(0.001, self.settings.server.queue_timeout - waited),
-                label=(ctx, run.shape.model, self.clock.time(), t),
-                key=ctx.key_name,
-                limits=ctx.quota,
-                models=models,
-            )
+            pid = self.slots.try_acquire(pids, key=ctx.key_name, limits=ctx.quota,
+                                         models=models)
+            if pid is None:
+                run.queued = True
+                pid = await self.slots.acquire(
+                    pids, priority=ctx.priority,
+                    timeout=max(0.001, self.settings.server.queue_timeout - waited),
+                    label=(ctx, run.shape.model, self.clock.time(), t),
+                    key=ctx.key_name,
+                    limits=ctx.quota,
+                    models=models,
+                )
         finally:
             run.queue_ms += (self.clock.monotonic() - t) * 1000
         return next(c for c in remaining if c.provider.id == pid)
@@ -485,7 +495,8 @@ class Engine:
                 self._finish(run, run.body, run.ctx, cand=cand, usage=usage, cost=cost,
                              message=parsed.message, finish_reason=parsed.finish_reason)
                 body = splice(parsed.body, members({"cost_usd": cost}))
-                return Completion(body, pid, cand.model.id, usage, cost)
+                return Completion(body, pid, cand.model.id, usage, cost,
+                                  run.queue_ms if run.queued else None)
             if status == 429 or status >= 500:
                 if attempt == 1:
                     await self._retry_wait(run, resp)

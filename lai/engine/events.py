@@ -102,8 +102,13 @@ class HealthChecked:
 
 @dataclass(frozen=True, slots=True)
 class QueueChanged:
+    """A request joined or left the queue; ``waiting`` is every waiting request's id in
+    the order they will be served (position 1 first), so a live view can show each one's
+    place without asking ``GET /admin/queue``."""
+
     depth: int
     at: float
+    waiting: tuple[str, ...] = ()
     kind: Literal["queue_changed"] = "queue_changed"
 
 

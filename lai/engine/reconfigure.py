@@ -5,7 +5,8 @@ once; requests in flight finish on the provider and model objects they started w
 (frozen config values they hold). For a provider that stays, its slots, queue places,
 health and warm models carry over (what its server reported loaded too, unless its
 ``server`` or ``endpoint`` changed) and ``max_concurrent`` changes in place (a lower one
-applies as requests finish, a higher one serves waiters at once). A removed provider
+applies as requests finish, a higher one serves waiters at once). A change of
+``server.scheduling`` re-sorts the requests already queued. A removed provider
 takes no new requests and drains; an added one is probed at once.
 """
 
@@ -87,6 +88,7 @@ def apply(engine: Engine, new: Settings) -> list[str]:
     engine.catalog = Catalog(new)
     engine.slots.queue_max_size = new.server.queue_max_size
     engine.slots.set_model_capacities(model_capacities(new))
+    engine.slots.set_scheduling(new.server.scheduling)
     for pid in old_ids - new_by_id.keys():
         engine.slots.set_capacity(pid, 0)  # in flight finish; nothing new starts
         engine.health.unwatch(pid)

@@ -51,6 +51,8 @@ class Run:
     started_at: float
     t0: float
     queue_ms: float = 0.0
+    queued: bool = False
+    """It waited in the queue (found no free slot at once) on some attempt."""
     upstream_ms: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)
     candidate: Candidate | None = None

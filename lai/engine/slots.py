@@ -12,6 +12,11 @@ of its key's previous tag and the tag last served, and the smallest tag goes fir
 in arrival order. So a key's twenty queued requests take turns with another key's one:
 that one is served after at most one of the twenty. Within a key it is first come first
 served. Requests without a key share one turn.
+
+With ``scheduling="fifo"`` (``server.scheduling``, the behaviour before keys took turns)
+the queue serves each priority in arrival order alone, whoever's key it is; the caps on
+providers, models and keys hold the same. Tags are kept in both modes, so a switch (a
+config reload) re-sorts the waiters already queued and never loses one.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from lai.config.models import Settings
 from lai.engine.quota import KeyQuota
@@ -56,8 +62,14 @@ class _Waiter:
     label: object = None
     """What the caller said about the request, for listing the queue."""
 
-    def order(self) -> tuple[int, int, int]:
+    def fair_order(self) -> tuple[int, int, int]:
         return (self.priority, self.tag, self.seq)
+
+    def fifo_order(self) -> tuple[int, int, int]:
+        return (self.priority, self.seq, 0)
+
+
+Scheduling = Literal["fair", "fifo"]
 
 
 class SlotManager:
@@ -71,6 +83,7 @@ class SlotManager:
         queue_max_size: int,
         model_capacities: dict[str, int] | None = None,
         on_queue_change: Callable[[int], None] | None = None,
+        scheduling: Scheduling = "fair",
     ) -> None:
         self.capacity = dict(capacities)
         self.in_flight = {pid: 0 for pid in capacities}
@@ -86,6 +99,9 @@ class SlotManager:
         self._last_tag: dict[tuple[int, str | None], int] = {}
         """Per (priority, key) with waiters, the tag of its newest waiter."""
         self._on_queue_change = on_queue_change or (lambda depth: None)
+        self.scheduling: Scheduling = scheduling
+        """``fair``: keys take turns within a priority; ``fifo``: arrival order."""
+        self._order = _Waiter.fair_order if scheduling == "fair" else _Waiter.fifo_order
 
     @property
     def queue_depth(self) -> int:
@@ -155,7 +171,7 @@ class SlotManager:
         self._last_tag[turn] = tag
         waiter = _Waiter(priority, tag, next(self._seq), key, limits, tuple(providers),
                          models, future, label)
-        bisect.insort(self._waiters, waiter, key=_Waiter.order)
+        bisect.insort(self._waiters, waiter, key=self._order)
         self._on_queue_change(len(self._waiters))
         try:
             await asyncio.wait({future}, timeout=timeout)
@@ -210,6 +226,16 @@ class SlotManager:
         """Replace the per-model caps (``provider/model`` -> max_concurrent), as a
         reload does; a model left out is uncapped from now on."""
         self.model_capacity = dict(capacities)
+        self._dispatch()
+
+    def set_scheduling(self, scheduling: Scheduling) -> None:
+        """Serve the queue ``fair`` (keys in turn) or ``fifo`` (arrival order) from now
+        on, as a reload does; the waiters already queued are put in the new order."""
+        if scheduling == self.scheduling:
+            return
+        self.scheduling = scheduling
+        self._order = _Waiter.fair_order if scheduling == "fair" else _Waiter.fifo_order
+        self._waiters.sort(key=self._order)
         self._dispatch()
 
     # ----------------------------------------------------------------- internals

@@ -64,6 +64,12 @@ class EngineStream:
     def context(self) -> RequestContext:
         return self._run.ctx
 
+    @property
+    def queue_wait_ms(self) -> float | None:
+        """How long the request waited in the queue for a slot; None when it found one
+        at once."""
+        return self._run.queue_ms if self._run.queued else None
+
     async def _next_chunk(self) -> bytes | None:
         try:
             return await self._chunks.__anext__()

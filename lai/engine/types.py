@@ -57,6 +57,8 @@ class Completion:
     model_id: str
     usage: Usage
     cost_usd: float
+    queue_wait_ms: float | None = None
+    """How long it waited in the queue for a slot; None when it found one at once."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from lai.engine.types import InFlight, ProviderSnapshot
+from lai.engine.types import InFlight, ProviderSnapshot, Queued
 from lai.tui.client import provider_from_dict
 
 BUCKET_SECONDS = 5.0
@@ -30,6 +30,21 @@ class FlightRow:
     started_at: float
     tokens: int | None
     """Tokens streamed so far; None when only events are known (attached mode)."""
+
+
+def queue_after(queue: list[Queued], waiting: Any) -> list[Queued]:
+    """The polled ``queue`` brought up to a ``queue_changed`` event's ``waiting`` (request
+    ids in serving order): requests no longer waiting are dropped and the rest take their
+    new positions at once. One the poll has not listed yet appears with the next poll."""
+    if not isinstance(waiting, list):
+        return queue
+    known = {q.request_id: q for q in queue}
+    out = []
+    for position, rid in enumerate(waiting, start=1):
+        q = known.get(str(rid))
+        if q is not None:
+            out.append(dataclasses.replace(q, position=position))
+    return out
 
 
 @dataclass(slots=True)

@@ -183,3 +183,100 @@ async def test_through_the_engine_a_person_is_not_stuck_behind_a_batch(
     assert served.index("alice") <= 2
     assert upstream.max_in_flight == 1
     assert engine.slots.in_flight["box"] == 0 and engine.slots.key_in_flight == {}
+
+
+# ------------------------------------------------------------------ fifo (server.scheduling)
+
+
+async def test_fifo_serves_a_priority_in_arrival_order_whoever_the_key() -> None:
+    slots = SlotManager({"box": 1}, queue_max_size=100, scheduling="fifo")
+    slots.try_acquire(["box"], key="x")
+    served: list[str] = []
+    tasks = [await _queue(slots, "batch", f"b{i}", served) for i in range(5)]
+    tasks.append(await _queue(slots, "alice", "alice", served))
+    tasks.append(await _queue(slots, "agent", "agent", served, priority=0))
+    holder = "x"
+    for _ in range(7):
+        slots.release("box", key=holder)
+        await _settle()
+        holder = {"a": "alice", "b": "batch"}.get(served[-1][0], "agent")
+    await asyncio.gather(*tasks)
+    # priority 0 first; then alice only after the whole batch that came before her
+    assert served == ["agent", "b0", "b1", "b2", "b3", "b4", "alice"]
+
+
+async def test_fifo_still_holds_key_and_model_caps() -> None:
+    slots = SlotManager({"box": 4}, queue_max_size=100, scheduling="fifo",
+                        model_capacities={"box/big": 1})
+    big, small = {"box": "box/big"}, {"box": "box/small"}
+    capped = KeyQuota(max_concurrent=1)
+    assert slots.try_acquire(["box"], key="batch", limits=capped, models=small) == "box"
+    assert slots.try_acquire(["box"], key="a", models=big) == "box"
+    served: list[str] = []
+    first = await _queue(slots, "batch", "batch", served, limits=capped, models=small)
+    second = await _queue(slots, "b", "big", served, models=big)
+    # the box has room, but the key's and the model's caps hold: both wait
+    assert slots.queue_depth == 2
+    third = await _queue(slots, "c", "small", served, models=small)
+    await _settle()
+    assert served == ["small"]
+    slots.release("box", key="a", model="box/big")
+    await _settle()
+    assert served == ["small", "big"]
+    slots.release("box", key="batch", model="box/small")
+    await asyncio.gather(first, second, third)
+    assert served == ["small", "big", "batch"]
+
+
+async def test_switching_scheduling_re_sorts_the_waiters_already_queued() -> None:
+    slots = SlotManager({"box": 1}, queue_max_size=100, scheduling="fifo")
+    slots.try_acquire(["box"], key="x")
+    served: list[str] = []
+    tasks = [await _queue(slots, "batch", f"b{i}", served) for i in range(3)]
+    tasks.append(await _queue(slots, "alice", "alice", served))
+    assert [label for label, _, _ in slots.waiting()] == [None] * 4
+    slots.set_scheduling("fair")
+    slots.release("box", key="x")
+    await _settle()
+    slots.release("box", key="batch")
+    await _settle()
+    assert served == ["b0", "alice"]
+    slots.set_scheduling("fifo")
+    slots.release("box", key="alice")
+    await _settle()
+    slots.release("box", key="batch")
+    await asyncio.gather(*tasks)
+    assert served == ["b0", "alice", "b1", "b2"]
+    assert slots.queue_depth == 0 and slots.in_flight["box"] == 1
+
+
+async def test_through_the_engine_fifo_keeps_a_person_behind_the_batch_and_a_reload_switches(
+        engine_factory, upstream) -> None:
+    upstream.default = Behaviour(delay=0.03)
+    engine = engine_factory([provider("box", upstream.url, max_concurrent=1)],
+                            [model("m", "box")], scheduling="fifo")
+
+    def body(tag: str) -> dict[str, object]:
+        return {"model": "m", "messages": [{"role": "user", "content": tag}]}
+
+    async def round_(tag: str) -> list[str]:
+        upstream.reset_stats()
+        batch = [asyncio.create_task(engine.complete(body(f"{tag}{i}"),
+                                                     RequestContext(key_name="batch")))
+                 for i in range(6)]
+        await upstream.wait_for_async(lambda: upstream.in_flight == 1)
+        await asyncio.sleep(0.01)
+        person = asyncio.create_task(engine.complete(body("alice"),
+                                                     RequestContext(key_name="alice")))
+        await asyncio.gather(*batch, person)
+        return [r.body["messages"][0]["content"] for r in upstream.requests]
+
+    served = await round_("b")
+    assert served.index("alice") == 6  # behind every batch request that came first
+    settings = engine.settings.model_copy(
+        update={"server": engine.settings.server.model_copy(update={"scheduling": "fair"})})
+    assert "server: scheduling" in engine.reload(settings)
+    served = await round_("c")
+    assert served.index("alice") <= 2
+    assert upstream.max_in_flight == 1
+    assert engine.slots.in_flight["box"] == 0 and engine.slots.queue_depth == 0

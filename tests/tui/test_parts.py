@@ -11,9 +11,9 @@ from typing import Any
 import orjson
 import pytest
 
-from lai.engine.types import InFlight
+from lai.engine.types import InFlight, Queued
 from lai.tui.app import LaiApp
-from lai.tui.board_state import BoardState
+from lai.tui.board_state import BoardState, queue_after
 from lai.tui.chatstream import ChatStreamReader
 from lai.tui.client import ChatDelta, ClientError
 from lai.tui.deferred import DeferredClient
@@ -73,6 +73,14 @@ def test_board_state_follows_events_and_buckets_by_event_time() -> None:
     state.apply({"kind": "request_finished", "request_id": "r3", "provider_id": "gpu",
                  "status": "success", "started_at": 1000.0, "duration_ms": 1.0})
     assert len(state._history) == 1
+
+
+def test_a_queue_event_moves_the_waiting_requests_up_at_once() -> None:
+    polled = [Queued(f"r{i}", "k", "auto", 1, i, 100.0, 50.0) for i in (1, 2, 3)]
+    after = queue_after(polled, ["r2", "r3", "r9"])  # r1 served, r9 not polled yet
+    assert [(q.request_id, q.position) for q in after] == [("r2", 1), ("r3", 2)]
+    assert queue_after(polled, None) == polled  # an event from an older proxy
+    assert queue_after(polled, []) == []
 
 
 def test_complete_path(tmp_path: Path) -> None:

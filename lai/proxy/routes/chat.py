@@ -8,7 +8,8 @@ path and method goes to the Quart app, which answers OPTIONS and 405 here too.
 
 It keeps the contract of the Quart routes: the key check of ``lai.proxy.auth``, the
 ``server.max_body_size`` limit (413), OpenAI-shaped errors (``lai.proxy.errors``), the
-X-Conversation-ID / X-Provider / X-Model headers, and a client that goes away, while
+X-Conversation-ID / X-Provider / X-Model headers (and X-Queue-Wait-Ms for a request that
+waited for a slot), and a client that goes away, while
 queued or streaming, cancels its request (its queue place, slot and upstream request
 are freed).
 """
@@ -108,6 +109,12 @@ class _Disconnect:
     def done(self) -> None:
         self._done = True
         self._watch.cancel()
+
+
+def queue_wait_header(waited_ms: float | None) -> list[tuple[bytes, bytes]]:
+    """``X-Queue-Wait-Ms`` (whole milliseconds) for a request that waited in the queue
+    for a slot; nothing for one that found a slot at once."""
+    return [] if waited_ms is None else [(b"x-queue-wait-ms", b"%d" % round(waited_ms))]
 
 
 def _json_start(status: int, body: bytes, extra: Iterable[tuple[bytes, bytes]] = ()) -> Scope:
@@ -229,6 +236,7 @@ class ChatEndpoint:
                         (b"x-conversation-id", conversation),
                         (b"x-provider", stream.provider_id.encode("latin-1")),
                         (b"x-model", stream.model_id.encode("latin-1")),
+                        *queue_wait_header(stream.queue_wait_ms),
                     ]})
                     async for chunk in stream:
                         await send({"type": "http.response.body", "body": chunk,
@@ -248,6 +256,7 @@ class ChatEndpoint:
                 (b"x-conversation-id", conversation),
                 (b"x-provider", done.provider_id.encode("latin-1")),
                 (b"x-model", done.model_id.encode("latin-1")),
+                *queue_wait_header(done.queue_wait_ms),
             ))
 
     async def _body(self, headers: _Headers, receive: Receive) -> bytes:

@@ -51,6 +51,7 @@ from lai.proxy.routes.chat import (
     _Headers,
     _HTTPError,
     _send_json,
+    queue_wait_header,
 )
 
 if TYPE_CHECKING:
@@ -173,10 +174,11 @@ class MessagesEndpoint:
         return model_id if chat["model"] == "auto" else chat["model"]
 
     @staticmethod
-    def _headers(ctx: RequestContext, provider_id: str, model_id: str) -> list[tuple[bytes, bytes]]:
+    def _headers(ctx: RequestContext, provider_id: str, model_id: str,
+                 queue_wait_ms: float | None) -> list[tuple[bytes, bytes]]:
         return [(b"x-conversation-id", _latin1(ctx.conversation_id or "")),
                 (b"x-provider", _latin1(provider_id)), (b"x-model", _latin1(model_id)),
-                (b"request-id", _latin1(ctx.request_id))]
+                (b"request-id", _latin1(ctx.request_id)), *queue_wait_header(queue_wait_ms)]
 
     async def _count(self, send: Send, body: Any) -> None:
         """lai's estimate of the prompt (about four characters a token, images and
@@ -211,7 +213,8 @@ class MessagesEndpoint:
                                 f"message: {exc}.") from None
         progress.started = True
         await _send_json(send, 200, orjson.dumps(answer),
-                         self._headers(ctx, done.provider_id, done.model_id))
+                         self._headers(ctx, done.provider_id, done.model_id,
+                                       done.queue_wait_ms))
 
     async def _stream(self, send: Send, chat: dict[str, Any], ctx: RequestContext,
                       watch: _Disconnect, progress: _Progress, adapters: Any) -> None:
@@ -234,7 +237,8 @@ class MessagesEndpoint:
                 (b"content-type", b"text/event-stream"),
                 (b"cache-control", b"no-cache"),
                 (b"x-accel-buffering", b"no"),
-                *self._headers(ctx, stream.provider_id, stream.model_id),
+                *self._headers(ctx, stream.provider_id, stream.model_id,
+                              stream.queue_wait_ms),
             ]})
             decoder = SSEDecoder()
             async for chunk in stream:

@@ -45,6 +45,7 @@ from lai.proxy.routes.chat import (
     _Headers,
     _send_json,
     answer_errors,
+    queue_wait_header,
 )
 from lai.store import responses as repo
 
@@ -227,6 +228,7 @@ class ResponsesEndpoint(ChatEndpoint):
             (b"x-conversation-id", (ctx.conversation_id or "").encode("latin-1")),
             (b"x-provider", done.provider_id.encode("latin-1")),
             (b"x-model", done.model_id.encode("latin-1")),
+            *queue_wait_header(done.queue_wait_ms),
         ))
 
     async def _relay(self, stream: EngineStream, req: ResponsesRequest, ctx: RequestContext,
@@ -241,6 +243,7 @@ class ResponsesEndpoint(ChatEndpoint):
                 (b"x-conversation-id", (ctx.conversation_id or "").encode("latin-1")),
                 (b"x-provider", stream.provider_id.encode("latin-1")),
                 (b"x-model", stream.model_id.encode("latin-1")),
+                *queue_wait_header(stream.queue_wait_ms),
             ]})
             await send({"type": "http.response.body", "body": events.start(),
                         "more_body": True})

@@ -2,7 +2,8 @@
 waiting, and the last failures.
 
 Events redraw it at once; a one-second poll corrects counts the events cannot know
-(queue depths per provider, tokens so far) and fetches the queue and the failure list.
+(queue depths per provider, tokens so far) and fetches the queue and the failure list;
+between polls the queue's events move each waiting request up to its new position.
 Rows are keyed and only changed cells are updated, so nothing flickers. When the poll
 cannot reach the proxy the board goes stale: greyed, a header badge saying since when,
 and no live ages, until the proxy answers again.
@@ -22,7 +23,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Input, Sparkline, Static
 
 from lai.engine.types import Failure, ProviderSnapshot, Queued, ServerLoad
-from lai.tui.board_state import BUCKET_SECONDS, BUCKETS, BoardState, FlightRow
+from lai.tui.board_state import BUCKET_SECONDS, BUCKETS, BoardState, FlightRow, queue_after
 from lai.tui.client import ClientError
 from lai.tui.notify import notify_error
 from lai.tui.screens.base import PaneScreen
@@ -284,6 +285,8 @@ class BoardScreen(PaneScreen):
                         self.notify("Live events are back.", title="Live events")
                     if event.get("kind") == "config_reloaded":
                         self._config_reloaded(event)
+                    elif event.get("kind") == "queue_changed":
+                        self.queue = queue_after(self.queue, event.get("waiting"))
                     self.state.apply(event)
                     self.redraw()
             except ClientError as exc:
