@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from lai.engine.types import Failure, InFlight, ProviderSnapshot, Queued
 
 if TYPE_CHECKING:
+    from lai.store.keyusage import KeyLimits
     from lai.store.stats import UsageReport
 from lai.tui.client import (
     Attachment,
@@ -24,6 +25,7 @@ from lai.tui.client import (
     ClientError,
     ConversationList,
     LaiClient,
+    LimitsEdit,
     Mode,
     NewKey,
 )
@@ -154,3 +156,10 @@ class DeferredClient:
 
     async def delete_key(self, prefix: str) -> None:
         await (await self._real()).delete_key(prefix)
+
+    async def key_limits(self) -> list[KeyLimits]:
+        return await (await self._real()).key_limits()
+
+    async def update_key_limits(self, name_or_prefix: str, edit: LimitsEdit
+                                ) -> list[dict[str, Any]]:
+        return await (await self._real()).update_key_limits(name_or_prefix, edit)
