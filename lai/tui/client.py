@@ -182,6 +182,21 @@ class LaiClient(Protocol):
     async def close(self) -> None:
         """Release everything ``start`` took."""
 
+    # -- hand-over (an embedded TUI asked by a starting proxy)
+    async def handover_request(self) -> int | None:
+        """The pid of a ``lai proxy`` waiting for this embedded TUI to hand its engine
+        over, else None (always None attached)."""
+
+    async def decline_handover(self) -> None:
+        """Say no to the waiting proxy: it exits with its one-line refusal."""
+
+    async def hand_over(self) -> LaiClient:
+        """Stop routing (requests in flight finish, the recorder writes what it holds, the
+        engine lock is released, so the waiting proxy starts), wait until that proxy
+        answers on its admin socket, and answer a started client attached to it. When
+        it does not answer in time, the answer is a new embedded client (this TUI routes
+        again). Raises ClientError when neither can start."""
+
     # -- board
     async def providers(self) -> list[ProviderSnapshot]:
         """Every provider's live state, by priority."""

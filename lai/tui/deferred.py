@@ -66,6 +66,17 @@ class DeferredClient:
         if self._client is not None:
             await self._client.close()
 
+    async def handover_request(self) -> int | None:
+        # Before the real client is up this TUI holds no engine: nothing to hand over.
+        return None if self._client is None else await self._client.handover_request()
+
+    async def decline_handover(self) -> None:
+        if self._client is not None:
+            await self._client.decline_handover()
+
+    async def hand_over(self) -> LaiClient:
+        return await (await self._real()).hand_over()
+
     async def discard_attachments(self, conversation_id: str, message_id: str) -> None:
         await (await self._real()).discard_attachments(conversation_id, message_id)
 

@@ -155,6 +155,8 @@ class FakeClient:
     polls: int = 0
     failure_list: list[Failure] = field(default_factory=list)
     limit_list: list[KeyLimits] = field(default_factory=list)
+    handover_pid: int | None = None
+    """A proxy asking this (embedded) fake to hand over."""
 
     def _maybe_fail(self, name: str) -> None:
         if name in self.fail:
@@ -165,6 +167,15 @@ class FakeClient:
 
     async def close(self) -> None:
         pass
+
+    async def handover_request(self) -> int | None:
+        return self.handover_pid
+
+    async def decline_handover(self) -> None:
+        self.handover_pid = None
+
+    async def hand_over(self) -> Any:
+        raise ClientError("not in the fake")
 
     async def providers(self) -> list[ProviderSnapshot]:
         self._maybe_fail("providers")

@@ -97,6 +97,16 @@ class TestBoard:
                             flights=flights, unreachable_after=1)
         assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
 
+    def test_a_proxy_asks_for_the_engine(self, snap_compare: Any) -> None:
+        async def run_before(pilot: Pilot[Any]) -> None:
+            app = pilot.app
+            assert isinstance(app, LaiApp)
+            await app.check_handover().wait()
+            await settle(pilot)
+
+        client = FakeClient(past=history_events(), handover_pid=4242)
+        assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
+
     def test_sorted_and_filtered(self, snap_compare: Any) -> None:
         async def run_before(pilot: Pilot[Any]) -> None:
             await settle(pilot, "s", "s", "slash", list("local"), "enter")

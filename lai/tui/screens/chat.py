@@ -116,6 +116,9 @@ class ChatScreen(PaneScreen):
         self.set_interval(REFRESH_SECONDS, self.load_choices)
         self.take_pending_conversation()
 
+    def client_replaced(self) -> None:
+        self.load_choices()
+
     def on_screen_resume(self) -> None:
         self.load_choices()
         self.take_pending_conversation()

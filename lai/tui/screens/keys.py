@@ -149,6 +149,9 @@ class KeysScreen(PaneScreen):
         self.query_one("#keys-filter").display = False
         self.load()
 
+    def client_replaced(self) -> None:
+        self.load()
+
     def on_screen_resume(self) -> None:
         self.load()
 

@@ -187,6 +187,9 @@ class UsageScreen(PaneScreen):
         self.load()
         self.set_interval(REFRESH_SECONDS, self._refresh_if_shown)
 
+    def client_replaced(self) -> None:
+        self.load()
+
     def on_screen_resume(self) -> None:
         self.load()
 
