@@ -69,6 +69,8 @@ class LaiApp(App[None]):
 
     client_epoch: reactive[int] = reactive(0, init=False)
     """Counts client replacements (a hand-over); panes watch it to read again."""
+    handing_over: reactive[bool] = reactive(False, init=False)
+    """True while the engine is handed to a proxy (the chat pane stops its answer)."""
 
     def __init__(self, client: LaiClient, *, clock: Callable[[], float] = time.time) -> None:
         super().__init__()
@@ -80,7 +82,6 @@ class LaiApp(App[None]):
         """A conversation the chat pane is to continue (set by pane 2, taken by pane 4)."""
         self.handover_dialog: ConfirmScreen | None = None
         """The question put to the operator while a proxy waits for the engine."""
-        self.handing_over = False
         self.declined_at: float | None = None
         """time.monotonic() of the operator's last no."""
 
@@ -133,10 +134,10 @@ class LaiApp(App[None]):
         self.handover_dialog = ConfirmScreen(
             "A proxy wants to start for this config: hand over and attach?",
             f"`lai proxy` (pid {pid}) is waiting for the engine this TUI runs (one engine "
-            f"per data dir).\n\nHand over: this TUI stops routing (requests in flight "
-            f"finish; an answer still streaming in the chat pane is cut), the proxy starts, "
-            f"and this TUI attaches to it.\nCancel: the proxy exits with its error and "
-            f"this TUI keeps its engine.", yes="Hand over and attach")
+            f"per data dir).\n\nHand over: this TUI stops routing (an answer still "
+            f"streaming in the chat pane is stopped), the proxy starts, and this TUI "
+            f"attaches to it.\nCancel: the proxy exits with its error and this TUI keeps "
+            f"its engine.", yes="Hand over and attach")
         self.push_screen(self.handover_dialog, self._handover_answered)
 
     def _handover_answered(self, yes: bool | None) -> None:

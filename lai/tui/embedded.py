@@ -25,6 +25,8 @@ EVENT_QUEUE_SIZE = 1000
 HANDOVER_ATTACH_TIMEOUT = 60.0
 """Seconds a TUI that handed over waits for the proxy to answer before routing again."""
 HANDOVER_POLL = 0.2
+HANDOVER_DRAIN = 5.0
+"""Seconds a hand-over waits for stopped chat answers to free their slots."""
 
 
 class EmbeddedClient(StoreAccess):
@@ -83,10 +85,16 @@ class EmbeddedClient(StoreAccess):
         from lai.tui.attached import AttachedClient
 
         settings = self.runtime.settings
+        loop = asyncio.get_running_loop()
+        # The chat pane stops its answer (LaiApp.handing_over); let it close its slot and
+        # reach the recorder before the engine goes.
+        for _ in range(round(HANDOVER_DRAIN / HANDOVER_POLL)):
+            if not self.runtime.engine.in_flight():
+                break
+            await asyncio.sleep(HANDOVER_POLL)
         # The request stays: the proxy takes the lock, then removes it.
         await self.close()
         sock = socket_path(settings)
-        loop = asyncio.get_running_loop()
         deadline = loop.time() + HANDOVER_ATTACH_TIMEOUT
         while loop.time() < deadline:
             if await asyncio.to_thread(proxy_answers, sock):

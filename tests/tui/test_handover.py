@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Markdown
 
 from lai import enginelock
 from lai.config.loader import load_settings
@@ -22,7 +22,7 @@ from lai.tui.client import ChatFinished
 from lai.tui.embedded import EmbeddedClient
 from lai.tui.screens.confirm import ConfirmScreen
 from lai.tui.widgets.header import PaneHeader
-from tests.fakes.upstream import FakeUpstream
+from tests.fakes.upstream import Behaviour, FakeUpstream
 from tests.test_engine_lock import _config, _listening, _proxy, _stop
 from tests.tui.conftest import SIZE, wait_for
 
@@ -79,6 +79,45 @@ async def test_yes_hands_the_engine_to_the_proxy_and_attaches(config: Path) -> N
         finally:
             await _stop(proc)
     assert proc.returncode == 0
+
+
+async def test_an_answer_streaming_at_the_hand_over_is_stopped_and_recorded(
+    config: Path, upstream: FakeUpstream,
+) -> None:
+    from sqlmodel import select
+
+    from lai.store.db import open_store
+    from lai.store.models import RequestRecord
+    from tests.tui.test_chat_pane import open_chat, say
+
+    upstream.default = Behaviour(chunks=400, delay=0.05)
+    app, data_dir = embedded(config)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("4")
+        chat = await open_chat(pilot)
+        await say(pilot, chat, "count to 400")
+        await wait_for(pilot, lambda: "tok3" in chat.query(Markdown).last().source,
+                       what="some tokens")
+        proc = await _proxy(config)
+        try:
+            await _asked(pilot, app)
+            await pilot.press("y")
+            await wait_for(pilot, lambda: app.client.mode == "attached", timeout=90,
+                           what="attached to the proxy")
+            assert not chat.streaming
+            await wait_for(pilot, lambda: upstream.disconnects == 1, what="upstream closed")
+        finally:
+            await _stop(proc)
+    settings, _ = load_settings(config)
+    store = open_store(settings.server.database_url)
+    try:
+        with store.session() as session:
+            rows = session.exec(select(RequestRecord).where(
+                RequestRecord.conversation_id == chat.conversation_id)).all()
+    finally:
+        store.dispose()
+    assert len(rows) == 1 and rows[0].status != "success", rows
+    assert rows[0].completion_tokens > 0
 
 
 async def test_no_keeps_the_engine_and_the_proxy_exits_with_one_line(config: Path) -> None:
