@@ -1,9 +1,10 @@
-"""Key limits in the TUI over a real SQLite store and the embedded engine: pane 5 shows
-each limit with the use `lai keys list` prints; the limits form of pane 3 changes what
-`lai keys list` shows, and a bad value stores nothing."""
+"""Key limits in the TUI over a real SQLite store, the embedded engine and a real
+`lai proxy`: pane 5 shows each limit with the use `lai keys list` prints; the limits form
+of pane 3 changes what `lai keys list` shows, and a bad value stores nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from textual.widgets import DataTable, Input
 
 from lai.config.loader import load_settings
@@ -20,9 +22,14 @@ from lai.store import keys as keyrepo
 from lai.store.db import open_store
 from lai.store.models import RequestRecord
 from lai.tui.app import LaiApp
+from lai.tui.attached import AttachedClient
+from lai.tui.client import ClientError, LimitsEdit
 from lai.tui.embedded import EmbeddedClient
+from lai.tui.probe import proxy_answers, socket_path
 from lai.tui.screens.key_limits_form import KeyLimitsFormScreen
+from tests.fakes.upstream import FakeUpstream
 from tests.test_cli_stats import write_config
+from tests.test_engine_lock import _config, _listening, _proxy, _stop
 from tests.tui.conftest import SIZE, wait_for
 
 
@@ -145,3 +152,39 @@ async def test_a_bad_value_is_a_notification_and_stores_nothing(tmp_path: Path) 
             "max_queued must be >= 0 (or 'none' for no limit), not -1")
         await pilot.press("escape")
     assert listed(config)["batch"]["limits"] == before
+
+
+async def test_attached_the_form_writes_what_lai_keys_list_shows(tmp_path: Path) -> None:
+    """Attached to a real proxy, the TUI writes key limits through the shared store as
+    `lai keys update` does, and pane 5 reads the same figures."""
+    with FakeUpstream() as upstream:
+        config = _config(tmp_path, upstream.url)
+        assert lai_keys(config, "create", "batch", "--rpm", "60").returncode == 0
+        settings, _ = load_settings(config)
+        proc = await _proxy(config)
+        try:
+            await _listening(proc)
+            sock = socket_path(settings)
+            for _ in range(200):
+                if await asyncio.to_thread(proxy_answers, sock):
+                    break
+                await asyncio.sleep(0.05)
+            client = AttachedClient(settings, open_store(settings.server.database_url), sock=sock)
+            try:
+                await client.update_key_limits("batch", LimitsEdit(
+                    limits={"rpm": "", "max_queued": "3"}, budgets={"month": "12.5"}))
+                with pytest.raises(ClientError) as bad:
+                    await client.update_key_limits("batch", LimitsEdit(limits={"tpm": "0"}))
+                assert bad.value.message == "tpm must be >= 1 (or 'none' for no limit), not 0"
+                (shown,) = await client.key_limits()
+            finally:
+                await client.close()
+                client.store.dispose()
+        finally:
+            await _stop(proc)
+    limits = listed(config)["batch"]["limits"]
+    assert limits == {"max_concurrent": None, "max_queued": 3, "rpm": None, "tpm": None,
+                      "budgets": {"month": 12.5}}
+    assert shown.quota.max_queued == 3 and shown.quota.budgets == (("month", 12.5),)
+    assert [u.to_dict()["used"] for u in shown.uses] == [
+        u["used"] for u in listed(config)["batch"]["usage"]] == [0.0]
