@@ -39,6 +39,16 @@ def _limit_flags(p: argparse.ArgumentParser) -> None:
                    "none/day removes one, none all)")
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 3600 seconds: {text!r}")
+    return value
+
+
 def _port(text: str) -> int:
     try:
         port = int(text)
@@ -64,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="listen address (default: server.host)")
     p.add_argument("--port", type=_port, help="listen port, 0 for a free one "
                    "(default: server.port)")
+    p.add_argument("--handover-wait", type=_seconds, default=30.0, metavar="SECONDS",
+                   help="when an embedded lai TUI runs the engine, ask it to hand over and "
+                   "wait this long for its operator's answer; 0 refuses at once "
+                   "(default: 30)")
     p.set_defaults(handler="proxy")
 
     keys = sub.add_parser("keys", help="create, list, rotate and revoke API keys")

@@ -5,6 +5,13 @@ embedded TUI and a proxy) would each allow a box its ``max_concurrent``, so whic
 runs an engine — ``lai proxy`` or ``lai`` in embedded mode — holds ``data_dir/engine.lock``
 (``flock``, so the kernel releases it when the process ends, crash included: nothing
 stale is left). The file names the holder (pid and role) for the refusal's message.
+
+Hand-over: a ``lai proxy`` that finds an embedded TUI holding the lock may ask it to
+hand over by writing its pid into ``data_dir/engine.handover`` (:func:`request_handover`).
+The TUI sees the request (:func:`handover_request`), asks its operator, and either
+releases the lock (the proxy takes it and removes the request) or removes the request
+(:func:`withdraw_handover`: declined, the proxy exits with its refusal). A request whose
+pid is gone (a proxy killed while waiting) counts as none.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ except ImportError:  # pragma: no cover - not POSIX: no lock, as before
     fcntl = None  # type: ignore[assignment]
 
 LOCK_NAME = "engine.lock"
+HANDOVER_NAME = "engine.handover"
 Role = Literal["proxy", "tui"]
 _WHAT = {"proxy": "a lai proxy", "tui": "a lai TUI with its own engine"}
 
@@ -50,6 +58,51 @@ class EngineLock:
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, 0)
             os.close(fd)  # closing releases the flock
+
+
+def holder_role(holder: str) -> str:
+    """The role in a lock file's text (``"12345 tui"`` -> ``"tui"``), or ``""``."""
+    return holder.partition(" ")[2].strip()
+
+
+def request_handover(data_dir: Path) -> Path:
+    """Ask the embedded TUI holding ``data_dir``'s lock to hand over to this process
+    (the file is written 0600 with this pid). Answers the request file's path. Raises
+    OSError when it cannot be written."""
+    path = data_dir / HANDOVER_NAME
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, f"{os.getpid()}\n".encode())
+    finally:
+        os.close(fd)
+    return path
+
+
+def handover_request(data_dir: Path) -> int | None:
+    """The pid of a live process asking for ``data_dir``'s engine, else None."""
+    try:
+        text = (data_dir / HANDOVER_NAME).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    pid = text.strip()
+    if not pid.isdigit():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return None  # it was killed while waiting
+    except PermissionError:
+        pass  # alive, another user's: still a request
+    return int(pid)
+
+
+def withdraw_handover(data_dir: Path, pid: int | None = None) -> None:
+    """Remove the hand-over request (only if ``pid`` made it, when given). Idempotent."""
+    path = data_dir / HANDOVER_NAME
+    if pid is not None and handover_request(data_dir) not in (pid, None):
+        return  # another process asks now: its request stays
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
 
 
 def holder_text(holder: str) -> str:

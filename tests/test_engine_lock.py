@@ -43,9 +43,10 @@ def _config(tmp_path: Path, url: str) -> Path:
     return config
 
 
-async def _proxy(config: Path) -> asyncio.subprocess.Process:
+async def _proxy(config: Path, *args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "lai.cli", "proxy", "--config", str(config), "--port", "0",
+        *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
@@ -75,7 +76,8 @@ async def test_a_proxy_refuses_to_start_while_an_embedded_tui_runs_the_engine(
     tui = EmbeddedClient(build_runtime(settings), config_path=config)
     await tui.start()
     try:
-        proc = await _proxy(config)
+        # 0: no hand-over asked (tests/tui/test_handover.py has the TUI that answers).
+        proc = await _proxy(config, "--handover-wait", "0")
         _out, err = await asyncio.wait_for(proc.communicate(), timeout=30)
         assert proc.returncode == 1
         lines = err.decode().strip().splitlines()

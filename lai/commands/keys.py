@@ -21,7 +21,7 @@ from lai.store import keys as repo
 from lai.store.db import Store
 from lai.store.keyquota import NONE_WORDS, KeyQuota, parse_budget, parse_limit
 from lai.store.keyservice import CACHE_TTL
-from lai.store.keyusage import LimitUse, read_usage
+from lai.store.keyusage import LimitUse, keys_usage
 from lai.store.keyvalues import KeyRecord
 
 _NOT_SHOWN_AGAIN = "Copy it now: it will not be shown again."
@@ -222,8 +222,7 @@ def _list(store: Store, *, as_json: bool) -> int:
     records = repo.list_keys(store)
     now = _now()
     # Use is counted per name (rotated keys share it): shown on the current key.
-    uses = {r.id: read_usage(store, r.name, r.quota, now)
-            for r in records if r.is_current and r.quota.limits_usage}
+    uses = keys_usage(store, records, now)
     if as_json:
         rows = [{**r.to_dict(now), "usage": [u.to_dict() for u in uses.get(r.id, ())]}
                 for r in records]

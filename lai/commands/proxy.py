@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -62,13 +63,56 @@ async def _serve(args: argparse.Namespace) -> int:
     host = args.host or server.host
     port = server.port if args.port is None else args.port
     data_dir = server.data_dir
-    # Before binding anything: refused with one line (exit 1) while an embedded TUI runs.
-    lock = enginelock.acquire(data_dir, "proxy", hint="; close it, start the proxy, then "
-                              "open `lai` again: it attaches to the proxy.")
+    # Before binding anything: an embedded TUI is asked to hand over; refused with one
+    # line (exit 1) when it declines, does not answer, or another proxy runs.
+    lock = await take_engine_lock(data_dir, wait=getattr(args, "handover_wait", 0.0))
     try:
         return await _serve_locked(settings, path, host, port)
     finally:
         lock.release()
+
+
+HANDOVER_POLL = 0.2
+"""Seconds between tries of the engine lock while an embedded TUI is asked to hand over."""
+_HINT = "; close it, start the proxy, then open `lai` again: it attaches to the proxy."
+
+
+async def take_engine_lock(data_dir: Path, *, wait: float) -> enginelock.EngineLock:
+    """The engine lock of ``data_dir`` for this proxy. When an embedded TUI holds it and
+    ``wait`` > 0, ask that TUI to hand over (its operator answers in a dialog) and wait up
+    to ``wait`` seconds for it to release the lock. Raises EngineLocked (one line: who
+    holds it, and whether it declined or did not answer) and OSError."""
+    try:
+        return enginelock.acquire(data_dir, "proxy", hint=_HINT)
+    except enginelock.EngineLocked as exc:
+        if wait <= 0 or enginelock.holder_role(exc.holder) != "tui":
+            raise
+        holder = enginelock.holder_text(exc.holder)
+    enginelock.request_handover(data_dir)
+    print(f"lai: {holder} runs the engine for {data_dir}; asked it to hand over "
+          f"(answer in that TUI; waiting up to {wait:g} s)", file=sys.stderr, flush=True)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    try:
+        while True:
+            await asyncio.sleep(HANDOVER_POLL)
+            try:
+                lock = enginelock.acquire(data_dir, "proxy", hint=_HINT)
+            except enginelock.EngineLocked:
+                pass
+            else:
+                log.info("the embedded TUI handed the engine over; starting")
+                return lock
+            if enginelock.handover_request(data_dir) != os.getpid():
+                raise enginelock.EngineLocked(
+                    f"{holder} runs the engine for {data_dir} and declined to hand "
+                    f"over{_HINT}", "")
+            if loop.time() >= deadline:
+                raise enginelock.EngineLocked(
+                    f"{holder} runs the engine for {data_dir} and did not hand over "
+                    f"within {wait:g} s{_HINT}", "")
+    finally:
+        enginelock.withdraw_handover(data_dir, os.getpid())
 
 
 async def _serve_locked(settings: Settings, path: Path, host: str, port: int) -> int:

@@ -46,8 +46,9 @@ def parse_limit(text: str, flag: str, *, minimum: int = 1) -> int | None:
     return number
 
 
-def parse_budget(text: str) -> tuple[str, float | None]:
-    """``5.00/day`` -> ("day", 5.0); ``none/day`` -> ("day", None). Raises ValueError."""
+def parse_budget(text: str, *, label: str = "--budget amount") -> tuple[str, float | None]:
+    """``5.00/day`` -> ("day", 5.0); ``none/day`` -> ("day", None). Raises ValueError
+    (its message names ``label``)."""
     amount, sep, period = text.strip().lower().partition("/")
     amount = amount.strip().lstrip("$")
     period = period.strip()
@@ -60,9 +61,9 @@ def parse_budget(text: str) -> tuple[str, float | None]:
     try:
         usd = float(amount)
     except ValueError:
-        raise ValueError(f"--budget amount must be a number of USD, not {amount!r}") from None
+        raise ValueError(f"{label} must be a number of USD, not {amount!r}") from None
     if not math.isfinite(usd) or usd <= 0:
-        raise ValueError(f"--budget amount must be more than 0 USD, not {amount!r}")
+        raise ValueError(f"{label} must be more than 0 USD, not {amount!r}")
     return period, usd
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,7 +35,7 @@ from lai.engine.types import RequestContext
 from lai.errors import BudgetExceeded, RateLimitExceeded
 from lai.store.db import Store
 from lai.store.keyquota import PERIODS, budget_text, period_end, period_start
-from lai.store.keyvalues import utc_text
+from lai.store.keyvalues import KeyRecord, utc_text
 from lai.store.models import RequestRecord
 
 WINDOW = 60.0
@@ -273,6 +274,38 @@ def usage_of(quota: KeyQuota, requests: int, tokens: int, spend: dict[str, float
     for period, usd in quota.budgets:
         out.append(LimitUse(period, usd, spend.get(period, 0.0), period_end(period, now)))
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class KeyLimits:
+    """A current key that has limits, with the use of each now (pane 5 draws these)."""
+
+    name: str
+    prefix: str
+    quota: KeyQuota
+    uses: tuple[LimitUse, ...]
+
+    def use(self, limit: str) -> LimitUse | None:
+        """The use of ``rpm``, ``tpm`` or a budget period, if the key has that limit."""
+        return next((u for u in self.uses if u.limit == limit), None)
+
+
+def keys_usage(store: Store, records: Sequence[KeyRecord], now: datetime
+               ) -> dict[int, list[LimitUse]]:
+    """The use of each current key's rpm, tpm and budgets, by key id: the figures of
+    ``lai keys list``, pane 3 and pane 5 alike (use is counted per name, so a rotated
+    key's predecessor gets none)."""
+    return {r.id: read_usage(store, r.name, r.quota, now)
+            for r in records if r.is_current and r.quota.limits_usage}
+
+
+def key_limits(store: Store, records: Sequence[KeyRecord], now: datetime
+               ) -> list[KeyLimits]:
+    """Every current key with any limit, by name, with its use now (from
+    :func:`keys_usage`)."""
+    uses = keys_usage(store, records, now)
+    return [KeyLimits(r.name, r.prefix, r.quota, tuple(uses.get(r.id, ())))
+            for r in records if r.is_current and not r.quota.is_empty]
 
 
 def read_usage(store: Store, key_name: str, quota: KeyQuota, now: datetime

@@ -23,6 +23,7 @@ from lai.tui.client import (
     ChatEvent,
     ChatStarted,
     ClientError,
+    LaiClient,
     Mode,
     failure_from_dict,
     provider_from_dict,
@@ -60,6 +61,15 @@ class AttachedClient(StoreAccess):
 
     async def close(self) -> None:
         await self.http.aclose()
+
+    async def handover_request(self) -> int | None:
+        return None  # the proxy runs the engine: there is nothing to hand over
+
+    async def decline_handover(self) -> None:
+        pass
+
+    async def hand_over(self) -> LaiClient:
+        raise ClientError("This TUI is attached to the proxy already.")
 
     # -- HTTP
 

@@ -23,6 +23,7 @@ from lai.engine.types import Failure, InFlight, ProviderSnapshot, Queued, Server
 from lai.errors import LaiError
 
 if TYPE_CHECKING:
+    from lai.store.keyusage import KeyLimits
     from lai.store.stats import UsageReport
 
 Mode = Literal["attached", "embedded"]
@@ -158,6 +159,17 @@ class NewKey:
     secret: str
 
 
+@dataclass(frozen=True, slots=True)
+class LimitsEdit:
+    """A change to a key's limits, as typed in the limits form: only the fields changed,
+    each a text (empty or ``none`` removes the limit). ``limits`` by ``max_concurrent``,
+    ``max_queued``, ``rpm``, ``tpm``; ``budgets`` by period (``day``, ``week``,
+    ``month``), in USD. The client checks them as ``lai keys update`` does."""
+
+    limits: dict[str, str] = field(default_factory=dict)
+    budgets: dict[str, str] = field(default_factory=dict)
+
+
 # ---------------------------------------------------------------------- the protocol
 
 
@@ -173,6 +185,21 @@ class LaiClient(Protocol):
 
     async def close(self) -> None:
         """Release everything ``start`` took."""
+
+    # -- hand-over (an embedded TUI asked by a starting proxy)
+    async def handover_request(self) -> int | None:
+        """The pid of a ``lai proxy`` waiting for this embedded TUI to hand its engine
+        over, else None (always None attached)."""
+
+    async def decline_handover(self) -> None:
+        """Say no to the waiting proxy: it exits with its one-line refusal."""
+
+    async def hand_over(self) -> LaiClient:
+        """Stop routing (requests in flight finish, the recorder writes what it holds, the
+        engine lock is released, so the waiting proxy starts), wait until that proxy
+        answers on its admin socket, and answer a started client attached to it. When
+        it does not answer in time, the answer is a new embedded client (this TUI routes
+        again). Raises ClientError when neither can start."""
 
     # -- board
     async def providers(self) -> list[ProviderSnapshot]:
@@ -271,3 +298,13 @@ class LaiClient(Protocol):
 
     async def delete_key(self, prefix: str) -> None:
         """Delete the key with this prefix for good."""
+
+    async def key_limits(self) -> list[KeyLimits]:
+        """Every current key with limits, with the use of each now: the figures of
+        ``lai keys list`` (the same function)."""
+
+    async def update_key_limits(self, name_or_prefix: str, edit: LimitsEdit
+                                ) -> list[dict[str, Any]]:
+        """Change a key's limits as ``lai keys update`` does (by name: every key of it);
+        answers the keys as they are now. A bad value is a ClientError and nothing is
+        stored."""

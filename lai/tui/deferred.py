@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from lai.engine.types import Failure, InFlight, ProviderSnapshot, Queued
 
 if TYPE_CHECKING:
+    from lai.store.keyusage import KeyLimits
     from lai.store.stats import UsageReport
 from lai.tui.client import (
     Attachment,
@@ -24,6 +25,7 @@ from lai.tui.client import (
     ClientError,
     ConversationList,
     LaiClient,
+    LimitsEdit,
     Mode,
     NewKey,
 )
@@ -63,6 +65,17 @@ class DeferredClient:
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
+
+    async def handover_request(self) -> int | None:
+        # Before the real client is up this TUI holds no engine: nothing to hand over.
+        return None if self._client is None else await self._client.handover_request()
+
+    async def decline_handover(self) -> None:
+        if self._client is not None:
+            await self._client.decline_handover()
+
+    async def hand_over(self) -> LaiClient:
+        return await (await self._real()).hand_over()
 
     async def discard_attachments(self, conversation_id: str, message_id: str) -> None:
         await (await self._real()).discard_attachments(conversation_id, message_id)
@@ -154,3 +167,10 @@ class DeferredClient:
 
     async def delete_key(self, prefix: str) -> None:
         await (await self._real()).delete_key(prefix)
+
+    async def key_limits(self) -> list[KeyLimits]:
+        return await (await self._real()).key_limits()
+
+    async def update_key_limits(self, name_or_prefix: str, edit: LimitsEdit
+                                ) -> list[dict[str, Any]]:
+        return await (await self._real()).update_key_limits(name_or_prefix, edit)

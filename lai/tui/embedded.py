@@ -15,12 +15,18 @@ from lai import enginelock
 from lai.engine.events import follow
 from lai.engine.types import Failure, InFlight, ProviderSnapshot, Queued, RequestContext
 from lai.errors import LaiError
-from lai.runtime import Runtime
+from lai.runtime import Runtime, build_runtime
 from lai.tui.chatstream import ChatStreamReader
-from lai.tui.client import ChatEvent, ChatStarted, ClientError, Mode
+from lai.tui.client import ChatEvent, ChatStarted, ClientError, LaiClient, Mode
+from lai.tui.probe import proxy_answers, socket_path
 from lai.tui.storeclient import STORE_ERRORS, StoreAccess, client_error
 
 EVENT_QUEUE_SIZE = 1000
+HANDOVER_ATTACH_TIMEOUT = 60.0
+"""Seconds a TUI that handed over waits for the proxy to answer before routing again."""
+HANDOVER_POLL = 0.2
+HANDOVER_DRAIN = 5.0
+"""Seconds a hand-over waits for stopped chat answers to free their slots."""
 
 
 class EmbeddedClient(StoreAccess):
@@ -36,6 +42,7 @@ class EmbeddedClient(StoreAccess):
         self.location = str(config_path)
         self._start_lock = asyncio.Lock()
         self._started = False
+        self._closed = False
         self._lock: enginelock.EngineLock | None = None
 
     async def start(self) -> None:
@@ -61,6 +68,48 @@ class EmbeddedClient(StoreAccess):
                 raise
             self._started = True
 
+    # -- hand-over
+
+    async def handover_request(self) -> int | None:
+        if not self._started or self._closed:
+            return None
+        return await asyncio.to_thread(enginelock.handover_request,
+                                       self.runtime.settings.server.data_dir)
+
+    async def decline_handover(self) -> None:
+        await asyncio.to_thread(enginelock.withdraw_handover,
+                                self.runtime.settings.server.data_dir)
+
+    async def hand_over(self) -> LaiClient:
+        from lai.store.db import open_store
+        from lai.tui.attached import AttachedClient
+
+        settings = self.runtime.settings
+        loop = asyncio.get_running_loop()
+        # The chat pane stops its answer (LaiApp.handing_over); let it close its slot and
+        # reach the recorder before the engine goes.
+        for _ in range(round(HANDOVER_DRAIN / HANDOVER_POLL)):
+            if not self.runtime.engine.in_flight():
+                break
+            await asyncio.sleep(HANDOVER_POLL)
+        # The request stays: the proxy takes the lock, then removes it.
+        await self.close()
+        sock = socket_path(settings)
+        deadline = loop.time() + HANDOVER_ATTACH_TIMEOUT
+        while loop.time() < deadline:
+            if await asyncio.to_thread(proxy_answers, sock):
+                client = AttachedClient(settings, open_store(settings.server.database_url),
+                                        sock=sock, config_path=self.config_path)
+                await client.start()
+                return client
+            await asyncio.sleep(HANDOVER_POLL)
+        # The proxy did not come up (a port in use, a crash): route here again rather than
+        # leave the boxes unserved. Refused (a ClientError) if the proxy holds the lock.
+        again = EmbeddedClient(build_runtime(settings),
+                               config_path=self.config_path or self.location)
+        await again.start()
+        return again
+
     async def _ready(self) -> None:
         await self.start()
 
@@ -72,6 +121,7 @@ class EmbeddedClient(StoreAccess):
     async def close(self) -> None:
         """Stop the runtime; the recorder writes what it holds first. Then the engine
         lock is given up (a proxy may start)."""
+        self._closed = True
         try:
             await self.runtime.close()
         finally:

@@ -22,10 +22,11 @@ from lai.store import conversations as repo
 from lai.store import keys as keyrepo
 from lai.store.db import Store
 from lai.store.images import ImageStore
-from lai.store.keyusage import LimitUse, read_usage
+from lai.store.keyquota import PERIODS, parse_budget, parse_limit
+from lai.store.keyusage import KeyLimits, LimitUse, key_limits, keys_usage
 from lai.store.stats import UsageReport, usage_stats
 from lai.tui.attach import read_attachment
-from lai.tui.client import Attachment, ClientError, ConversationList, NewKey
+from lai.tui.client import Attachment, ClientError, ConversationList, LimitsEdit, NewKey
 
 T = TypeVar("T")
 
@@ -55,6 +56,29 @@ def key_dict(record: keyrepo.KeyRecord, now: datetime,
     out["status_text"] = record.status_text(now)
     out["usage"] = [u.to_dict() for u in usage]
     return out
+
+
+LIMIT_MINIMUM = {"max_concurrent": 1, "max_queued": 0, "rpm": 1, "tpm": 1}
+"""The least value each numeric key limit takes (as ``lai keys update`` checks)."""
+
+
+def parse_limits_edit(edit: LimitsEdit) -> tuple[dict[str, int | None],
+                                                 dict[str, float | None]]:
+    """The form's texts as ``update_key``'s limits and budgets, with the parsers of
+    ``lai keys update`` (empty or ``none``: no limit). Raises ValueError naming the
+    field, so a bad value stores nothing."""
+    limits: dict[str, int | None] = {}
+    for name, text in edit.limits.items():
+        if name not in LIMIT_MINIMUM:
+            raise ValueError(f"unknown key limit {name!r}")
+        limits[name] = parse_limit(text or "none", name, minimum=LIMIT_MINIMUM[name])
+    budgets: dict[str, float | None] = {}
+    for period, text in edit.budgets.items():
+        if period not in PERIODS:
+            raise ValueError(f"unknown budget period {period!r}")
+        _, budgets[period] = parse_budget(f"{text.strip() or 'none'}/{period}",
+                                          label=f"budget per {period}")
+    return limits, budgets
 
 
 class StoreAccess:
@@ -138,12 +162,34 @@ class StoreAccess:
 
         def read() -> list[dict[str, Any]]:
             records = keyrepo.list_keys(self.store)
-            # Use is counted per name (rotated keys share it): shown on the current key.
-            return [key_dict(r, now, read_usage(self.store, r.name, r.quota, now)
-                             if r.is_current else ())
-                    for r in records]
+            uses = keys_usage(self.store, records, now)
+            return [key_dict(r, now, uses.get(r.id, ())) for r in records]
 
+        await self._settle(None)
         return await self._call(read)
+
+    async def key_limits(self) -> list[KeyLimits]:
+        now = datetime.now(UTC)
+
+        def read() -> list[KeyLimits]:
+            return key_limits(self.store, keyrepo.list_keys(self.store), now)
+
+        # The requests already answered count: the recorder stores them first.
+        await self._settle(None)
+        return await self._call(read)
+
+    async def update_key_limits(self, name_or_prefix: str, edit: LimitsEdit
+                                ) -> list[dict[str, Any]]:
+        def update() -> list[dict[str, Any]]:
+            limits, budgets = parse_limits_edit(edit)
+            if not limits and not budgets:
+                raise ValueError("Nothing changed.")
+            records = keyrepo.update_key(self.store, name_or_prefix, limits=limits,
+                                         budgets=budgets)
+            now = datetime.now(UTC)
+            return [key_dict(r, now) for r in records]
+
+        return await self._call(update)
 
     async def create_key(
         self, name: str, *, expires: str | None, scopes: list[str], priority: int | None

@@ -14,7 +14,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from lai.engine.quota import KeyQuota
 from lai.engine.types import Failure, InFlight, ProviderSnapshot, Queued
+from lai.store.keyusage import KeyLimits, LimitUse
 from lai.store.stats import Row, UsageReport, compute, window
 from lai.tui.client import (
     Attachment,
@@ -24,6 +26,7 @@ from lai.tui.client import (
     ChatStarted,
     ClientError,
     ConversationList,
+    LimitsEdit,
     Mode,
     NewKey,
 )
@@ -111,6 +114,22 @@ def usage_rows() -> list[Row]:
     return rows
 
 
+def key_limit_rows() -> list[KeyLimits]:
+    """Three keys with limits: one comfortable, one near its tpm, one over its budget."""
+    now = datetime.fromtimestamp(NOW, UTC)
+    day, month = now + timedelta(days=1), now + timedelta(days=31)
+    return [
+        KeyLimits("agent-ci", "lai_0001",
+                  KeyQuota(max_concurrent=2, max_queued=5, rpm=60, budgets=(("day", 5.0),)),
+                  (LimitUse("rpm", 60, 12, None), LimitUse("day", 5.0, 1.2, day))),
+        KeyLimits("ana-laptop", "lai_0002", KeyQuota(max_concurrent=1), ()),
+        KeyLimits("nightly-batch", "lai_0003",
+                  KeyQuota(tpm=100_000, budgets=(("week", 20.0), ("month", 50.0))),
+                  (LimitUse("tpm", 100_000, 91_234, None), LimitUse("week", 20.0, 9.5, day),
+                   LimitUse("month", 50.0, 50.4, month))),
+    ]
+
+
 @dataclass
 class FakeClient:
     """Fixed providers, conversations and keys; a scripted chat."""
@@ -135,6 +154,9 @@ class FakeClient:
     """Answer this many provider polls, then fail every one (the proxy went away)."""
     polls: int = 0
     failure_list: list[Failure] = field(default_factory=list)
+    limit_list: list[KeyLimits] = field(default_factory=list)
+    handover_pid: int | None = None
+    """A proxy asking this (embedded) fake to hand over."""
 
     def _maybe_fail(self, name: str) -> None:
         if name in self.fail:
@@ -145,6 +167,15 @@ class FakeClient:
 
     async def close(self) -> None:
         pass
+
+    async def handover_request(self) -> int | None:
+        return self.handover_pid
+
+    async def decline_handover(self) -> None:
+        self.handover_pid = None
+
+    async def hand_over(self) -> Any:
+        raise ClientError("not in the fake")
 
     async def providers(self) -> list[ProviderSnapshot]:
         self._maybe_fail("providers")
@@ -262,4 +293,12 @@ class FakeClient:
         raise ClientError("not in the fake")
 
     async def delete_key(self, prefix: str) -> None:
+        raise ClientError("not in the fake")
+
+    async def key_limits(self) -> list[KeyLimits]:
+        self._maybe_fail("key_limits")
+        return list(self.limit_list)
+
+    async def update_key_limits(self, name_or_prefix: str, edit: LimitsEdit
+                                ) -> list[dict[str, Any]]:
         raise ClientError("not in the fake")

@@ -21,6 +21,7 @@ from tests.tui.fakes import (
     conversation,
     history_events,
     key,
+    key_limit_rows,
     provider,
     usage_rows,
 )
@@ -94,6 +95,16 @@ class TestBoard:
 
         client = FakeClient(mode="attached", location="/srv/lai/data/lai.sock",
                             flights=flights, unreachable_after=1)
+        assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
+
+    def test_a_proxy_asks_for_the_engine(self, snap_compare: Any) -> None:
+        async def run_before(pilot: Pilot[Any]) -> None:
+            app = pilot.app
+            assert isinstance(app, LaiApp)
+            await app.check_handover().wait()
+            await settle(pilot)
+
+        client = FakeClient(past=history_events(), handover_pid=4242)
         assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
 
     def test_sorted_and_filtered(self, snap_compare: Any) -> None:
@@ -215,6 +226,13 @@ class TestKeys:
         client = FakeClient(key_list=self.keys())
         assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
 
+    def test_limits_form(self, snap_compare: Any) -> None:
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await settle(pilot, "3", "l")
+
+        client = FakeClient(key_list=self.keys())
+        assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
+
     def test_database_error(self, snap_compare: Any) -> None:
         async def run_before(pilot: Pilot[Any]) -> None:
             await settle(pilot, "3")
@@ -297,6 +315,17 @@ class TestUsage:
             await settle(pilot, "5", "d", "g")
 
         client = FakeClient(usage_data=usage_rows())
+        assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
+
+    def test_key_limits_and_their_use(self, snap_compare: Any) -> None:
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await settle(pilot, "5")
+
+        flights = [InFlight("req_1", "agent-ci", "qwen2.5-14b", "gaming-pc", NOW - 3.4, True, 57),
+                   InFlight("req_2", "ana-laptop", "glm-4.6", "zai", NOW - 0.8, False, 0)]
+        queue = [Queued("req_3", "agent-ci", "qwen2.5-14b", 0, 1, NOW - 2.0, 2000.0, None)]
+        client = FakeClient(usage_data=usage_rows(), limit_list=key_limit_rows(),
+                            flights=flights, queue=queue)
         assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
 
     def test_empty(self, snap_compare: Any) -> None:

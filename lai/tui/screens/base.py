@@ -8,6 +8,7 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from lai.tui.notify import notify_error
+from lai.tui.widgets.header import PaneHeader
 
 if TYPE_CHECKING:
     from lai.tui.app import LaiApp
@@ -27,6 +28,19 @@ class PaneScreen(Screen[None]):
     @property
     def client(self) -> LaiClient:
         return self.lai.client
+
+    def on_mount(self) -> None:
+        # Textual calls this as well as a pane's own on_mount.
+        self.watch(self.lai, "client_epoch", self._client_replaced, init=False)
+
+    def _client_replaced(self) -> None:
+        for header in self.query(PaneHeader):
+            header.set_where(self.client.mode, self.client.location)
+        self.client_replaced()
+
+    def client_replaced(self) -> None:
+        """The app talks to another client now (an embedded TUI attached to the proxy it
+        handed over to): read what the pane shows again."""
 
     def now(self) -> float:
         """The app's clock (fixed in snapshot tests)."""

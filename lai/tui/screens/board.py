@@ -231,6 +231,17 @@ class BoardScreen(PaneScreen):
         self.follow_events()
         self.set_interval(1.0, self.poll)
 
+    def client_replaced(self) -> None:
+        """Attached now: the proxy's state and events replace the embedded engine's."""
+        self.state = BoardState()
+        self._stream_failed = False
+        if self.disconnected_since is not None:
+            self.disconnected_since = None
+            self.query_one(PaneHeader).set_badge(None)
+            self.query_one("#board").remove_class("stale")
+        self.follow_events()  # exclusive: the old stream's worker is cancelled
+        self.poll()
+
     # -- data
 
     @work(group="poll", exclusive=True, exit_on_error=False, description="Loading providers")

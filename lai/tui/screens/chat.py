@@ -115,6 +115,16 @@ class ChatScreen(PaneScreen):
         self.load_choices()
         self.set_interval(REFRESH_SECONDS, self.load_choices)
         self.take_pending_conversation()
+        self.watch(self.lai, "handing_over", self._handing_over, init=False)
+
+    def _handing_over(self, handing: bool) -> None:
+        """The engine goes to a proxy: stop the answer now, so it is recorded as stopped
+        rather than cut when the engine closes."""
+        if handing and self.streaming:
+            self.workers.cancel_group(self, "chat")
+
+    def client_replaced(self) -> None:
+        self.load_choices()
 
     def on_screen_resume(self) -> None:
         self.load_choices()

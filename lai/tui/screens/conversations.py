@@ -117,6 +117,9 @@ class ConversationsScreen(PaneScreen):
         table.focus()
         self.load()
 
+    def client_replaced(self) -> None:
+        self.load()
+
     def on_screen_resume(self) -> None:
         self.load()
 

@@ -1,4 +1,5 @@
-"""Pane 3, keys: the table of ``lai keys list``; new, rotate, revoke/enable, delete.
+"""Pane 3, keys: the table of ``lai keys list``; new, rotate, revoke/enable, delete, and
+the limits form (``lai keys update``).
 
 After creation nothing about a key but its prefix is ever shown.
 """
@@ -14,10 +15,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Input, Static
 
+from lai.engine.quota import KeyQuota
 from lai.tui.screens.base import PaneScreen
 from lai.tui.screens.confirm import ConfirmScreen
 from lai.tui.screens.key_created import KeyCreatedScreen
 from lai.tui.screens.key_form import KeyFormScreen, KeyRequest
+from lai.tui.screens.key_limits_form import KeyLimitsFormScreen
 from lai.tui.screens.prompt import PromptScreen
 from lai.tui.widgets.header import PaneHeader
 from lai.tui.widgets.tables import selected_key, sync_rows
@@ -90,6 +93,14 @@ def limits_text(k: dict[str, Any]) -> str:
     return " · ".join(parts) or "–"
 
 
+def quota_of(k: dict[str, Any]) -> KeyQuota:
+    """The limits of a key dict (``lai keys list --json``'s ``limits``)."""
+    limits = k.get("limits") or {}
+    return KeyQuota(limits.get("max_concurrent"), limits.get("max_queued"),
+                    limits.get("rpm"), limits.get("tpm")).with_budgets(
+        limits.get("budgets") or {})
+
+
 def matches(k: dict[str, Any], needle: str) -> bool:
     """The filter box: a case-insensitive substring of name, prefix, status or scopes."""
     if not needle:
@@ -107,6 +118,7 @@ class KeysScreen(PaneScreen):
         Binding("r", "rotate_key", "Rotate", id="keys-rotate"),
         Binding("x", "toggle_key", "Revoke/enable", id="keys-toggle"),
         Binding("d", "delete_key", "Delete", id="keys-delete"),
+        Binding("l", "edit_limits", "Limits", id="keys-limits"),
         Binding("slash", "filter", "Filter", id="keys-filter"),
         Binding("escape", "leave_filter", "Back to table", id="keys-leave", show=False),
     ]
@@ -135,6 +147,9 @@ class KeysScreen(PaneScreen):
         table.focus()
         self.query_one("#keys-empty").display = False  # until the first answer
         self.query_one("#keys-filter").display = False
+        self.load()
+
+    def client_replaced(self) -> None:
         self.load()
 
     def on_screen_resume(self) -> None:
@@ -292,3 +307,19 @@ class KeysScreen(PaneScreen):
         await self.client.delete_key(key["prefix"])
         self.notify(f"Deleted {key['name']} ({key['prefix']}…).", title="Keys", timeout=3)
         self.load()
+
+    # -- limits
+
+    def action_edit_limits(self) -> None:
+        key = self.selected()
+        if key is None:
+            return
+
+        def saved(records: list[dict[str, Any]] | None) -> None:
+            if records:
+                limits = quota_of(records[-1]).describe()
+                self.notify(f"{key['name']}: limits {limits}. A running proxy applies them "
+                            "within 5 s.", title="Key limits", timeout=5)
+                self.load()
+
+        self.app.push_screen(KeyLimitsFormScreen(key, self.client), saved)

@@ -4,6 +4,11 @@ The figures are ``lai.store.stats.usage_stats``, the same function ``lai stats``
 ``GET /v1/stats`` print, so the pane and the command never disagree. ``d`` switches the
 window (1, 7, 30 days), ``g`` the grouping (day, model, provider, key); bars are scaled
 to the largest group and the scale is written above the table.
+
+Below, every key with limits shows each limit and its use now: requests in flight and
+queued (the engine's, as the board counts them), rpm and tpm over the last minute and
+spend against each budget (``lai.store.keyusage.key_limits``, what ``lai keys list``
+prints in its LIMITS (USED) column).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from lai.tui.widgets.header import PaneHeader
 from lai.tui.widgets.tables import sync_rows
 
 if TYPE_CHECKING:
+    from lai.engine.types import InFlight, Queued
+    from lai.store.keyusage import KeyLimits, LimitUse
     from lai.store.stats import GroupStats, UsageReport
 
 WINDOWS = (1, 7, 30)
@@ -31,6 +38,11 @@ COLUMNS = (("group", "Group"), ("requests", "Requests"), ("bar", "Share of reque
            ("errors", "Errors"), ("tokens", "Tokens"), ("cost", "Cost (USD)"),
            ("cost_bar", "Share of cost"), ("local", "Local"), ("p50", "p50"),
            ("p95", "p95"), ("failovers", "Failovers"))
+LIMIT_COLUMNS = (("key", "Key"), ("in_flight", "In flight"), ("queued", "Queued"),
+                 ("rpm", "Requests/min"), ("tpm", "Tokens/min"), ("day", "Today (USD)"),
+                 ("week", "This week"), ("month", "This month"))
+NO_LIMITS = ("No key has limits. Set them with l on pane 3, or "
+             "`lai keys update NAME --rpm 60 --budget 5/day`.")
 
 
 def bar(value: float, full: float, width: int = BAR_WIDTH) -> Text:
@@ -94,6 +106,43 @@ def summary(report: UsageReport) -> Text:
     )
 
 
+def _level(used: float, allowed: float, *, hard: bool = True) -> str:
+    """Yellow from 80 % of a limit; at it, red for a limit that refuses (rpm, tpm, a
+    budget), yellow for a cap that makes requests wait (in flight)."""
+    if allowed <= 0 or used < 0.8 * allowed:
+        return ""
+    return "bold red" if used >= allowed and hard else "yellow"
+
+
+def _of(used: int | None, allowed: int | None, *, hard: bool) -> Text:
+    """``1/2`` for a cap and what holds it now; ``≤2`` when the use is unknown."""
+    if allowed is None:
+        return Text("–", style="dim", justify="right")
+    if used is None:
+        return _num(f"≤{allowed}")
+    return _num(f"{used}/{allowed}", _level(used, allowed, hard=hard))
+
+
+def _use(u: LimitUse | None, money: bool = False) -> Text:
+    """``12/60`` or ``$1.20/$5.00 24%``: a limit's use now, "–" without the limit."""
+    if u is None:
+        return Text("–", style="dim", justify="right")
+    style = _level(u.used, u.allowed)
+    if money:
+        return _num(f"${u.used:.2f}/${u.allowed:.2f} {u.used / u.allowed:4.0%}", style)
+    return _num(f"{count(int(u.used))}/{count(int(u.allowed))}", style)
+
+
+def limit_cells(k: KeyLimits, flights: list[InFlight] | None,
+                queue: list[Queued] | None) -> tuple[Any, ...]:
+    in_flight = None if flights is None else sum(f.key_name == k.name for f in flights)
+    queued = None if queue is None else sum(q.key_name == k.name for q in queue)
+    return (k.name, _of(in_flight, k.quota.max_concurrent, hard=False),
+            _of(queued, k.quota.max_queued, hard=True),
+            _use(k.use("rpm")), _use(k.use("tpm")), _use(k.use("day"), True),
+            _use(k.use("week"), True), _use(k.use("month"), True))
+
+
 class UsageScreen(PaneScreen):
     """Usage and cost at a glance, refreshed every 10 s while shown."""
 
@@ -117,6 +166,11 @@ class UsageScreen(PaneScreen):
         yield Static("", id="usage-scale")
         yield DataTable(id="usage", cursor_type="row", zebra_stripes=True)
         yield Static("No requests in this window.", id="usage-empty", classes="empty")
+        yield Static("Key limits · use now (rpm and tpm over the last minute; budgets per "
+                     "UTC day, week from Monday, month)", id="limits-title",
+                     classes="section-title")
+        yield DataTable(id="usage-limits", cursor_type="row", zebra_stripes=True)
+        yield Static(NO_LIMITS, id="limits-empty", classes="empty")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -124,9 +178,17 @@ class UsageScreen(PaneScreen):
         for key, label in COLUMNS:
             table.add_column(label, key=key)
         table.focus()
+        limits = self.query_one("#usage-limits", DataTable)
+        for key, label in LIMIT_COLUMNS:
+            limits.add_column(label, key=key)
+        limits.display = False
         self.query_one("#usage-empty").display = False
+        self.query_one("#limits-empty").display = False
         self.load()
         self.set_interval(REFRESH_SECONDS, self._refresh_if_shown)
+
+    def client_replaced(self) -> None:
+        self.load()
 
     def on_screen_resume(self) -> None:
         self.load()
@@ -140,6 +202,21 @@ class UsageScreen(PaneScreen):
         report = await self.client.usage(days=self.days, by=self.by)
         self.report = report
         self.draw(report)
+        keys = await self.client.key_limits()
+        flights = queue = None
+        if any(k.quota.max_concurrent is not None or k.quota.max_queued is not None
+               for k in keys):
+            flights = await self.client.in_flight()
+            queue = await self.client.queued()
+        self.draw_limits(keys, flights, queue)
+
+    def draw_limits(self, keys: list[KeyLimits], flights: list[InFlight] | None,
+                    queue: list[Queued] | None) -> None:
+        table = self.query_one("#usage-limits", DataTable)
+        sync_rows(table, {k.name: limit_cells(k, flights, queue) for k in keys},
+                  ordered=True)
+        table.display = bool(keys)
+        self.query_one("#limits-empty").display = not keys
 
     def draw(self, report: UsageReport) -> None:
         plural = "s" if report.days != 1 else ""

@@ -28,12 +28,20 @@ class PaneHeader(Horizontal):
         self.mode = mode
         self.location = location
 
-    def compose(self) -> ComposeResult:
-        where = Text.assemble(
+    def _where(self) -> Text:
+        return Text.assemble(
             (" lai ", "bold reverse"), "  ",
             (self.mode, "bold green" if self.mode == "attached" else "bold cyan"),
             "  ", (self.location, "dim"), overflow="ellipsis", no_wrap=True,
         )
+
+    def set_where(self, mode: str, location: str) -> None:
+        """Another client now (an embedded TUI that attached to a proxy)."""
+        self.mode, self.location = mode, location
+        self.query_one("#where", Static).update(self._where())
+
+    def compose(self) -> ComposeResult:
+        where = self._where()
         tabs = Text(no_wrap=True)
         for number, (pane, title) in enumerate(PANES, start=1):
             tabs.append(f" {number} {title} ", style="bold reverse" if pane == self.active else "")
