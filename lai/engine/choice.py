@@ -18,8 +18,9 @@ grew long (``Engine`` re-plans once). The rules, in order:
    free now (its load + prefill + swap over the best's expected time) is reserve: this
    keeps a request from swapping a cold model in on an idle box when a warm one is
    expected sooner.
-5. Sticky: the provider that served the conversation's last turn goes first when it is
-   expected within ``sticky_within`` seconds of the best.
+5. Sticky: when the provider that served the conversation's last turn is a candidate
+   (not held back by the rules above) expected within ``sticky_within`` seconds of the
+   best, the request waits for it alone; the others are reserve.
 """
 
 from __future__ import annotations
@@ -112,14 +113,13 @@ def choose(
                 reserve.append(c)
         kept = lead
     ordered = spilled + kept
-    if sticky is not None and not spilled:
+    if sticky is not None and not spilled and ordered:
         mine = next((c for c in ordered if c.provider.id == sticky), None)
-        if mine is not None and mine is not ordered[0]:
-            if of(mine).rank_s <= of(ordered[0]).rank_s + sticky_within:
-                ordered.remove(mine)
-                ordered.insert(0, mine)
-                notes.append(f"sticky: {sticky} served the last turn")
-        elif mine is not None:
+        if mine is not None and of(mine).rank_s <= of(ordered[0]).rank_s + sticky_within:
+            # Only the sticky provider is waited on (the others are held back, so a
+            # free one cannot take the request first), for at most about sticky_within.
+            reserve += [c for c in ordered if c is not mine]
+            ordered = [mine]
             notes.append(f"sticky: {sticky} served the last turn")
     if not ordered:  # nothing survived (cannot happen with a non-empty plan)
         ordered, reserve = list(candidates), []
