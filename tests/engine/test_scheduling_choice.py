@@ -44,12 +44,15 @@ class StillClock:
         self.now += seconds
 
 
+Made = tuple[Engine, StillClock, list[RequestFinished]]
+
+
 @pytest.fixture
-async def make_engine() -> AsyncIterator[Callable[..., tuple[Engine, StillClock, list[RequestFinished]]]]:
+async def make_engine() -> AsyncIterator[Callable[..., Made]]:
     clients: list[httpx.AsyncClient] = []
 
     def make(providers: list[dict[str, Any]], models: list[dict[str, Any]],
-             **server: Any) -> tuple[Engine, StillClock, list[RequestFinished]]:
+             **server: Any) -> Made:
         settings = Settings.model_validate(
             {"server": {"queue_timeout": 10, **server}, "providers": providers,
              "models": models})
