@@ -264,12 +264,17 @@ class Engine:
         warm = self._loaded(pid, mid)
         evicts = not warm and any(self._loaded(pid, m.id)
                                   for m in self.catalog.by_provider.get(pid, ()) if m.id != mid)
+        in_flight = self.slots.in_flight.get(pid, 0)
+        capacity = self.slots.capacity.get(pid, cand.provider.max_concurrent)
+        cap = cand.model.max_concurrent
+        if cap is not None:  # the model's own cap may be the one that binds
+            mine = self.slots.model_in_flight.get(model_key(pid, mid), 0)
+            if mine - cap > in_flight - capacity:
+                in_flight, capacity = mine, cap
         return self.estimator.estimate(
             cand.provider, cand.model, prompt_tokens=shape.prompt_tokens,
-            in_flight=self.slots.in_flight.get(pid, 0),
-            waiting=self.slots.queue_depth_for(pid),
-            capacity=self.slots.capacity.get(pid, cand.provider.max_concurrent),
-            warm=warm, evicts=evicts, cached_tokens=cached_tokens,
+            in_flight=in_flight, waiting=self.slots.queue_depth_for(pid),
+            capacity=capacity, warm=warm, evicts=evicts, cached_tokens=cached_tokens,
         )
 
     def _route(self, run: Run, candidates: list[Candidate]) -> Route:

@@ -9,6 +9,7 @@ short. Under ``fifo`` none of these rules apply.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -117,7 +118,9 @@ def test_the_estimate_learns_service_time_and_prefill_rate() -> None:
 # -- warm before cold -----------------------------------------------------------------
 
 
-async def test_the_warm_model_is_chosen_over_a_cold_one(make_engine, upstream_factory) -> None:
+async def test_the_warm_model_is_chosen_over_a_cold_one(make_engine, upstream_factory,
+                                                        caplog) -> None:
+    caplog.set_level(logging.DEBUG, logger="lai.engine")
     a, b = upstream_factory(), upstream_factory()
     for scheduling, expected in (("fair", "b"), ("fifo", "a")):
         engine, _, finished = make_engine(
@@ -134,6 +137,9 @@ async def test_the_warm_model_is_chosen_over_a_cold_one(make_engine, upstream_fa
             assert a.chat_count == 0
             assert finished[-1].estimate_ms is not None and finished[-1].estimate_ms < 1000
             assert "b/m" in (finished[-1].route_reason or "")
+            logged = [r.getMessage() for r in caplog.records if "expected first token" in
+                      r.getMessage()]
+            assert logged and "m on b" in logged[-1] and "best of 2" in logged[-1]
         else:
             assert finished[-1].estimate_ms is None and finished[-1].route_reason is None
 
