@@ -179,8 +179,8 @@ async def test_a_lower_priority_waits_while_a_higher_one_is_expected_soon(
     assert (await engine.complete(body("m"), RequestContext())).provider_id == "lo"
     await holder
     # hi's requests take 1 s (as the clock says): now it is expected within 5 s.
-    for _ in range(6):
-        hi.script(Behaviour(delay=0.05))
+    for _ in range(2):
+        hi.script(Behaviour(delay=0.2))
         task = asyncio.create_task(engine.complete(body("hi/m"), RequestContext()))
         await hi.wait_for_async(lambda: hi.in_flight == 1)
         clock.advance(1.0)
@@ -314,3 +314,28 @@ async def test_queued_requests_carry_an_estimated_start(make_engine, upstream) -
     assert [q.estimated_start_ms for q in queued] == [service * 1000, 2 * service * 1000]
     assert queued[0].to_dict()["estimated_start_ms"] == round(service * 1000)
     await asyncio.gather(holder, *waiters)
+
+
+async def test_a_wait_far_past_its_estimate_joins_the_held_back_candidates(
+    make_engine, upstream_factory
+) -> None:
+    hi, lo = upstream_factory(), upstream_factory()
+    engine, clock, finished = make_engine(
+        [provider("hi", hi.url, priority=1, max_concurrent=1),
+         provider("lo", lo.url, priority=2, max_concurrent=1)],
+        [model("m", "hi"), model("m", "lo")], prefer_priority_within=0.5)
+    for _ in range(3):  # hi answers in 0.1 s (as the clock says)
+        hi.script(Behaviour(delay=0.2))
+        task = asyncio.create_task(engine.complete(body("hi/m"), RequestContext()))
+        await hi.wait_for_async(lambda: hi.in_flight == 1)
+        clock.advance(0.1)
+        await task
+    # Now hi hangs on a request far longer than that: the request that waited for hi
+    # (lo held back) gives up on the estimate after its patience (1 s) and takes lo.
+    hi.script(Behaviour(delay=3.0))
+    holder = await busy(engine, hi, "hi/m")
+    done = await engine.complete(body("m"), RequestContext())
+    assert done.provider_id == "lo"
+    assert not holder.done()  # hi was still busy: lo served it, not a freed hi
+    assert "priority 1 expected within 0.5s" in (finished[-1].route_reason or "")
+    holder.cancel()
