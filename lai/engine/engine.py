@@ -391,6 +391,7 @@ class Engine:
                           run.ctx.request_id, run.queue_ms / 1000,
                           ", ".join(dict.fromkeys(c.provider.id for c in reserve)))
                 remaining, reserve = remaining + reserve, []
+                run.replanned_after_ms = run.queue_ms
                 continue
             pid = cand.provider.id
             if not self.states[pid].usable:  # disabled or failed while we queued
@@ -715,6 +716,9 @@ class Engine:
         reason = None
         if estimate is not None and run is not None and run.route is not None:
             reason = estimate.reason + (f"; {run.route.note}" if run.route.note else "")
+            if run.replanned_after_ms is not None:
+                reason += (f"; after {run.replanned_after_ms / 1000:.1f}s, past the "
+                           f"estimate, waited on every candidate")
         self.events.emit(RequestFinished(
             context=ctx,
             model_requested=model_req if isinstance(model_req, str) else "",

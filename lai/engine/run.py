@@ -67,6 +67,8 @@ class Run:
     """The model was not loaded when the request took its slot."""
     conversation: tuple[str, ...] = ()
     """The names its conversation is known by (``lai.engine.sticky``)."""
+    replanned_after_ms: float | None = None
+    """When the wait ran past the estimate and the held-back candidates joined it."""
 
 
 def billed_seconds(run: Run, now_monotonic: float) -> float:
