@@ -5,7 +5,7 @@ The request still waits for a slot on every candidate left in ``Route.candidates
 once and takes whichever frees first (the queue stays work-conserving); the order
 decides which one it takes when several have room. Candidates that should not be used
 now go to ``Route.reserve``: tried only when every other one failed, or when the wait
-grew long (``Engine`` re-plans once). The rules, in order:
+ran past the best estimate (``Engine`` then waits on them too). The rules, in order:
 
 1. Spill (``auto`` with ``spill_after`` set, local and cloud candidates): when every
    local candidate's expected time to first token is over ``spill_after``, the cloud

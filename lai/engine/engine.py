@@ -70,6 +70,9 @@ from lai.errors import (
 
 log = logging.getLogger("lai.engine")
 
+PATIENCE_SLACK_S = 1.0
+"""Seconds a request waits past its estimate before the candidates held back join."""
+
 ImageResolver = Callable[[list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
 """Turns messages carrying ``image_refs`` into messages with base64 ``image_url`` parts.
 Raises InvalidRequest for a reference it cannot read."""
@@ -426,14 +429,14 @@ class Engine:
 
     def _patience(self, run: Run, reserve: list[Candidate]) -> float | None:
         """How long to wait on the preferred candidates before the held-back ones join:
-        twice the best estimate, at least ``prefer_priority_within``, at least 1 s; None
-        (no limit) when nothing is held back or the queue timeout comes first."""
+        the best estimate plus a second (the estimate was wrong by then: a request of a
+        higher priority came in ahead, a box slowed down); None (no limit) when nothing
+        is held back or the queue timeout comes first."""
         if not reserve or run.route is None or not run.route.candidates:
             return None
         best = run.route.estimate_of(run.route.candidates[0])
         left = self.settings.server.queue_timeout - run.queue_ms / 1000
-        patience = max(1.0, self.settings.server.prefer_priority_within,
-                       2 * (best.total_s if best else 0.0))
+        patience = (best.total_s if best else 0.0) + PATIENCE_SLACK_S
         return patience if patience < left else None
 
     def _took(self, run: Run, cand: Candidate) -> None:
@@ -759,5 +762,7 @@ class Engine:
         prefill = None
         if run.shape.stream and run.ttft_ms is not None:
             prefill = run.ttft_ms / 1000 - queue_s
+        # lai's own token estimate, not the upstream's count: the rate must be in the
+        # units the next request's prefill is estimated in.
         self.estimator.observe(pid, cand.model.id, service_s=billed_seconds(run, now_m),
-                               prompt_tokens=usage.prompt_tokens, prefill_s=prefill)
+                               prompt_tokens=run.shape.prompt_tokens, prefill_s=prefill)
