@@ -37,6 +37,9 @@ def _limit_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget", metavar="USD/PERIOD", action="append", default=[],
                    help="spend per UTC day, week or month, e.g. 5.00/day (repeatable; "
                    "none/day removes one, none all)")
+    p.add_argument("--spill-after", metavar="DURATION",
+                   help="send its auto requests to the cloud at once when every local "
+                   "provider's expected wait is longer, e.g. 5s (none: server.spill_after)")
 
 
 def _seconds(text: str) -> float:
@@ -90,10 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--scope", action="append", default=[], help="extra scope, e.g. admin")
     k.add_argument("--priority", type=int, choices=[0, 1], help="queue priority (0 first)")
     k.add_argument("--models", metavar="A,B", help="comma-separated model ids it may use")
+    k.add_argument("--local-only", action="store_true",
+                   help="never send its requests to a cloud provider (scope local-only)")
     _limit_flags(k)
     k = ks.add_parser("update", help="change a key's limits (by name: every key of it)")
     _common(k)
     k.add_argument("name_or_prefix", metavar="NAME_OR_PREFIX")
+    k.add_argument("--local-only", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep its requests off cloud providers (--no-local-only: allow)")
     _limit_flags(k)
     k = ks.add_parser("list", help="list keys")
     _common(k)

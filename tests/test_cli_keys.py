@@ -163,3 +163,27 @@ def test_limits_are_set_at_creation_changed_by_update_and_listed(config: Path) -
         r = lai(config, "update", "batch", *bad)
         assert r.returncode == 2, (bad, r.stderr)
         assert r.stderr.startswith("lai: ") and "Traceback" not in r.stderr
+
+
+def test_local_only_and_spill_after_on_create_and_update(config: Path) -> None:
+    r = lai(config, "create", "home", "--local-only", "--spill-after", "5s")
+    assert r.returncode == 0, r.stderr
+    assert "local-only, spill after 5s" in r.stderr
+    store = db(config)
+    try:
+        info = verify_key(store, r.stdout.strip())
+        assert info.has_scope("local-only") and info.spill_after == 5.0
+    finally:
+        store.dispose()
+    listed = lai(config, "list")
+    assert "local-only" in listed.stdout and "spill after 5s" in listed.stdout
+    r = lai(config, "update", "home", "--no-local-only", "--spill-after", "none")
+    assert r.returncode == 0, r.stderr
+    store = db(config)
+    try:
+        (record,) = list_keys(store)
+        assert record.scopes == () and record.spill_after is None
+    finally:
+        store.dispose()
+    r = lai(config, "update", "home", "--spill-after", "1.5h")
+    assert r.returncode == 2 and "invalid duration" in r.stderr

@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Literal
 
 import orjson
 
@@ -22,7 +23,7 @@ from lai.store.db import Store
 from lai.store.keyquota import NONE_WORDS, KeyQuota, parse_budget, parse_limit
 from lai.store.keyservice import CACHE_TTL
 from lai.store.keyusage import LimitUse, keys_usage
-from lai.store.keyvalues import KeyRecord
+from lai.store.keyvalues import LOCAL_ONLY, KeyRecord
 
 _NOT_SHOWN_AGAIN = "Copy it now: it will not be shown again."
 
@@ -110,8 +111,21 @@ def _budgets(args: argparse.Namespace) -> tuple[bool, dict[str, float | None]]:
     return clear, out
 
 
+def _spill_after(args: argparse.Namespace) -> float | None | Literal["keep"]:
+    """--spill-after as seconds (None: 'none'), or "keep" when not given. Raises
+    ValueError."""
+    text = args.spill_after
+    if text is None:
+        return "keep"
+    if text.strip().lower() in NONE_WORDS:
+        return None
+    return parse_duration(text).total_seconds()
+
+
 def _create(args: argparse.Namespace, store: Store, settings: Settings) -> int:
     expires = parse_duration(args.expires) if args.expires else None
+    spill = _spill_after(args)
+    scopes = [*args.scope, *([LOCAL_ONLY] if args.local_only else [])]
     models = args.models.split(",") if args.models is not None else None
     _, budgets = _budgets(args)
     limits = _limits(args)
@@ -119,8 +133,8 @@ def _create(args: argparse.Namespace, store: Store, settings: Settings) -> int:
                      limits.get("rpm"), limits.get("tpm")).with_budgets(
         {p: usd for p, usd in budgets.items() if usd is not None})
     issued = repo.create_key(
-        store, args.name, expires_in=expires, scopes=args.scope, priority=args.priority,
-        models=models, quota=quota,
+        store, args.name, expires_in=expires, scopes=scopes, priority=args.priority,
+        models=models, quota=quota, spill_after=None if spill == "keep" else spill,
     )
     record = issued.record
     print(issued.raw_key, flush=True)
@@ -138,12 +152,16 @@ def _create(args: argparse.Namespace, store: Store, settings: Settings) -> int:
 def _update(args: argparse.Namespace, store: Store) -> int:
     limits = _limits(args)
     clear, budgets = _budgets(args)
-    if not limits and not budgets and not clear:
+    spill = _spill_after(args)
+    if (not limits and not budgets and not clear and spill == "keep"
+            and args.local_only is None):
         raise ValueError("nothing to update: give --max-concurrent, --max-queued, --rpm, "
-                         "--tpm or --budget")
+                         "--tpm, --budget, --spill-after or --[no-]local-only")
     for record in repo.update_key(store, args.name_or_prefix, limits=limits, budgets=budgets,
-                                  clear_budgets=clear):
-        print(f"updated {record.prefix} ({record.name}): limits {record.quota.describe()}")
+                                  clear_budgets=clear, spill_after=spill,
+                                  local_only=args.local_only):
+        print(f"updated {record.prefix} ({record.name}): limits {record.quota.describe()}"
+              f"{_routing(record)}")
     print(f"A running proxy applies it within {CACHE_TTL:g} s.", file=sys.stderr)
     return 0
 
@@ -162,12 +180,20 @@ def _rotate(args: argparse.Namespace, store: Store) -> int:
     return 0
 
 
+def _routing(record: KeyRecord) -> str:
+    """``, local-only, spill after 5s`` (what the key says about where it may go)."""
+    parts = [LOCAL_ONLY] if LOCAL_ONLY in record.scopes else []
+    if record.spill_after is not None:
+        parts.append(f"spill after {record.spill_after:g}s")
+    return "".join(f", {p}" for p in parts)
+
+
 def _summary(record: KeyRecord) -> str:
     scopes = ", ".join(record.scopes) or "none"
     models = ", ".join(record.models) if record.models is not None else "all"
     expires = f"{_time(record.expires_at)} UTC" if record.expires_at else "never"
     return (f"priority {record.priority}, scopes: {scopes}, models: {models}, "
-            f"limits: {record.quota.describe()}, expires {expires}")
+            f"limits: {record.quota.describe()}{_routing(record)}, expires {expires}")
 
 
 def _time(value: datetime | None) -> str:
@@ -202,8 +228,15 @@ def _row(record: KeyRecord, now: datetime, uses: Sequence[LimitUse] = ()) -> tup
         _time(record.expires_at) if record.expires_at else "never",
         record.status_text(now),
         record.replaced_by_prefix or "-",
-        limits_text(record.quota, uses),
+        _with_spill(limits_text(record.quota, uses), record.spill_after),
     )
+
+
+def _with_spill(limits: str, spill_after: float | None) -> str:
+    if spill_after is None:
+        return limits
+    spill = f"spill after {spill_after:g}s"
+    return spill if limits == "-" else f"{limits}, {spill}"
 
 
 def format_table(records: Sequence[KeyRecord], now: datetime,

@@ -6,7 +6,9 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from lai.durations import parse_duration
 
 ProviderType = Literal["local", "openai", "anthropic"]
 ModelKind = Literal["chat", "embedding"]
@@ -45,6 +47,19 @@ class ServerSettings(_Frozen):
     one's expected time to first token (loaded models, queue, recent service times).
     `fifo`: priority, then arrival order and config order, as before issue 14; for
     comparison (bench/scheduling.py) and as an escape hatch."""
+    prefer_priority_within: float = Field(5.0, ge=0)
+    """Seconds: a candidate of a lower priority (a larger number) is not used while one
+    of a higher priority is expected to give the first token within this long
+    (scheduling `fair` only)."""
+    spill_after: float | None = None
+    """`auto` traffic goes to a cloud provider at once, instead of queueing, when every
+    local candidate's expected wait is longer than this ("10s", or seconds); unset: cloud
+    providers are ranked like any other lower priority. A key's `--spill-after` wins.
+    Scheduling `fair` only."""
+    sticky_within: float = Field(3.0, ge=0)
+    """Seconds: a request continuing a conversation stays on the provider of its last
+    turn (whose prefix cache holds the conversation) while that provider is expected to
+    be at most this much slower than the best candidate (scheduling `fair` only)."""
     warm_timeout: float = Field(300.0, ge=0)
     """A model that served a request this many seconds ago still counts as warm."""
     max_body_size: int = Field(20 * 1024 * 1024, ge=1024)
@@ -77,6 +92,27 @@ class ServerSettings(_Frozen):
     """One line per HTTP request on the `lai.access` logger (stderr of `lai proxy`)."""
     access_log_format: Literal["text", "json"] = "text"
     """`text` lines, or one JSON object per line."""
+
+    @field_validator("spill_after", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        return seconds_or_off(value)
+
+
+def seconds_or_off(value: object) -> object:
+    """A duration written "10s" (or a number of seconds) as seconds; "off" and "none"
+    as None. Raises ValueError for a negative or unreadable one."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("off", "none", ""):
+            return None
+        try:
+            value = float(text)
+        except ValueError:
+            return parse_duration(text).total_seconds()
+    if isinstance(value, int | float) and not isinstance(value, bool) and not value >= 0:
+        raise ValueError(f"must be a duration >= 0 (e.g. \"10s\"), not {value!r}")
+    return value
 
 
 class Capabilities(_Frozen):
@@ -177,6 +213,10 @@ class ModelConfig(_Frozen):
     max_concurrent: int | None = Field(None, ge=1)
     """Requests to this model in flight at once (a model on a multi-model server);
     unset: only the provider's max_concurrent applies."""
+    load_seconds: float | None = Field(None, ge=0)
+    """Seconds the server takes to load this model when it is cold (not loaded): what
+    choosing it costs then. Unset: 10 for a local provider, 0 for a cloud one; and the
+    only model of a provider counts as always loaded unless this is set."""
 
     @model_validator(mode="after")
     def _one_price_form(self) -> ModelConfig:

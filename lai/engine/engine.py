@@ -27,16 +27,18 @@ from lai.config.models import Settings
 from lai.engine import discovery, reconfigure
 from lai.engine.adapters import adapter_for
 from lai.engine.adapters.base import Adapter, UpstreamRequest
+from lai.engine.choice import Route, choose
 from lai.engine.clock import Clock, SystemClock
 from lai.engine.cost import request_cost
 from lai.engine.embeddings import embed
+from lai.engine.estimate import Estimate, Estimator
 from lai.engine.events import EventBus, Failover, QueueChanged, RequestFinished, RequestStarted
 from lai.engine.failures import FailureLog
 from lai.engine.health import HealthMonitor, ProviderState, auto_status, describe_http_error
 from lai.engine.jsonbytes import members, splice
 from lai.engine.reconfigure import provider_timeout
 from lai.engine.redact import Redactor, secrets_of
-from lai.engine.requests import inspect_chat
+from lai.engine.requests import ChatShape, inspect_chat
 from lai.engine.routing import Candidate, Catalog, may_use, plan
 from lai.engine.run import (
     CONNECT_FAILURES,
@@ -47,6 +49,7 @@ from lai.engine.run import (
     billed_seconds,
 )
 from lai.engine.slots import SlotManager, model_capacities, model_key
+from lai.engine.sticky import StickyMap, conversation_names
 from lai.engine.streaming import EngineStream
 from lai.engine.types import (
     Completion,
@@ -66,6 +69,9 @@ from lai.errors import (
 )
 
 log = logging.getLogger("lai.engine")
+
+PATIENCE_SLACK_S = 1.0
+"""Seconds a request waits past its estimate before the candidates held back join."""
 
 ImageResolver = Callable[[list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
 """Turns messages carrying ``image_refs`` into messages with base64 ``image_url`` parts.
@@ -118,6 +124,10 @@ class Engine:
         self.admit: Callable[[RequestContext], Awaitable[None]] | None = None
         """Checked before a request is queued (a key's rpm, tpm and budgets); raises a
         LaiError to refuse it. Set by the runtime."""
+        self.estimator = Estimator()
+        """Service times and prefill rates learnt from the traffic (``lai.engine.estimate``)."""
+        self.sticky = StickyMap()
+        """The provider of each conversation's last turn (``lai.engine.sticky``)."""
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -243,16 +253,83 @@ class Engine:
         """Requests waiting for a slot, in the order they will be served."""
         now = self.clock.monotonic()
         out = []
+        ahead: dict[str, int] = {}
         for label, priority, position in self.slots.waiting():
-            ctx, model, since, t = cast(tuple[RequestContext, str, float, float], label)
+            ctx, model, since, t, cands = cast(
+                tuple[RequestContext, str, float, float, tuple[Candidate, ...]], label)
+            start = min((self._start_estimate(c, ahead.get(c.provider.id, 0))
+                         for c in cands), default=None)
+            for pid in {c.provider.id for c in cands}:
+                ahead[pid] = ahead.get(pid, 0) + 1
             out.append(Queued(ctx.request_id, ctx.key_name, model, priority, position, since,
-                              (now - t) * 1000, ctx.conversation_id))
+                              (now - t) * 1000, ctx.conversation_id,
+                              None if start is None else start * 1000))
         return out
 
     def _queue_changed(self, depth: int) -> None:
-        waiting = tuple(cast(tuple[RequestContext, str, float, float], label)[0].request_id
+        waiting = tuple(cast(tuple[RequestContext, ...], label)[0].request_id
                         for label, _, _ in self.slots.waiting())
         self.events.emit(QueueChanged(depth, self.clock.time(), waiting))
+
+    def _start_estimate(self, cand: Candidate, ahead: int) -> float:
+        """Seconds until a request with ``ahead`` waiters before it gets a slot on
+        ``cand``'s provider."""
+        pid = cand.provider.id
+        service = self.estimator.service_s(cand.provider, cand.model)
+        capacity = max(1, self.slots.capacity.get(pid, 0))
+        queued = self.slots.in_flight.get(pid, 0) + ahead - capacity + 1
+        return max(0, queued) * service / capacity
+
+    # ----------------------------------------------------------------- choosing
+
+    def _loaded(self, provider_id: str, model_id: str, *, others: int = 0) -> bool:
+        """Warm (``is_warm``), serving more than ``others`` requests right now, or the
+        only model of its provider that does not set ``load_seconds`` (a server with one
+        model keeps it loaded; with several it may have to swap)."""
+        if self.is_warm(provider_id, model_id):
+            return True
+        if self.slots.model_in_flight.get(model_key(provider_id, model_id), 0) > others:
+            return True
+        models = self.catalog.by_provider.get(provider_id, ())
+        return len(models) == 1 and models[0].id == model_id and models[0].load_seconds is None
+
+    def estimate(self, cand: Candidate, shape: ChatShape, *,
+                 cached_tokens: int = 0) -> Estimate:
+        """The expected time to first token of a request of ``shape`` on ``cand`` now."""
+        pid, mid = cand.provider.id, cand.model.id
+        warm = self._loaded(pid, mid)
+        evicts = not warm and any(self._loaded(pid, m.id)
+                                  for m in self.catalog.by_provider.get(pid, ()) if m.id != mid)
+        in_flight = self.slots.in_flight.get(pid, 0)
+        capacity = self.slots.capacity.get(pid, cand.provider.max_concurrent)
+        cap = cand.model.max_concurrent
+        if cap is not None:  # the model's own cap may be the one that binds
+            mine = self.slots.model_in_flight.get(model_key(pid, mid), 0)
+            if mine - cap > in_flight - capacity:
+                in_flight, capacity = mine, cap
+        return self.estimator.estimate(
+            cand.provider, cand.model, prompt_tokens=shape.prompt_tokens,
+            in_flight=in_flight, waiting=self.slots.queue_depth_for(pid),
+            capacity=capacity, warm=warm, evicts=evicts, cached_tokens=cached_tokens,
+        )
+
+    def _route(self, run: Run, candidates: list[Candidate]) -> Route:
+        """Scheduling ``fair``: estimates, then ``lai.engine.choice.choose``."""
+        server = self.settings.server
+        names, continues = conversation_names(run.ctx.conversation_id,
+                                              run.body.get("messages") or ())
+        run.conversation = names
+        last = self.sticky.last(names) if continues else None
+        estimates = [
+            self.estimate(c, run.shape, cached_tokens=(
+                last.tokens if last is not None and last.provider_id == c.provider.id else 0))
+            for c in candidates
+        ]
+        spill = run.ctx.spill_after if run.ctx.spill_after is not None else server.spill_after
+        return choose(candidates, estimates, auto=run.shape.model == "auto",
+                      prefer_within=server.prefer_priority_within, spill_after=spill,
+                      sticky=last.provider_id if last is not None else None,
+                      sticky_within=server.sticky_within)
 
     def set_enabled(self, provider_id: str, enabled: bool) -> ProviderSnapshot:
         """Enable or disable a provider at run time (not written to the config file).
@@ -294,9 +371,17 @@ class Engine:
             messages = [{k: v for k, v in m.items() if k != "image_refs"} for m in messages]
             upstream_body = {**body, "messages": messages}
         run = Run(ctx, shape, body, upstream_body, started_at, t0, adapters=adapters)
+        if self.settings.server.scheduling == "fair":
+            run.route = self._route(run, candidates)
+            candidates = run.route.candidates
+        else:
+            run.conversation = conversation_names(ctx.conversation_id, messages)[0]
         return run, candidates
 
-    async def _acquire(self, run: Run, remaining: list[Candidate]) -> Candidate:
+    async def _acquire(self, run: Run, remaining: list[Candidate],
+                       patience: float | None = None) -> Candidate:
+        """A slot on one of ``remaining``; with ``patience``, TimeoutError after that
+        many seconds (the queue place is given back)."""
         pids = list(dict.fromkeys(c.provider.id for c in remaining))
         # A provider id stands for its first candidate (as returned below).
         models: dict[str, str] = {}
@@ -310,14 +395,18 @@ class Engine:
                                          models=models)
             if pid is None:
                 run.queued = True
-                pid = await self.slots.acquire(
+                waiting = self.slots.acquire(
                     pids, priority=ctx.priority,
                     timeout=max(0.001, self.settings.server.queue_timeout - waited),
-                    label=(ctx, run.shape.model, self.clock.time(), t),
+                    label=(ctx, run.shape.model, self.clock.time(), t, tuple(remaining)),
                     key=ctx.key_name,
                     limits=ctx.quota,
                     models=models,
                 )
+                if patience is None:
+                    pid = await waiting
+                else:
+                    pid = await asyncio.wait_for(waiting, patience)
         finally:
             run.queue_ms += (self.clock.monotonic() - t) * 1000
         return next(c for c in remaining if c.provider.id == pid)
@@ -329,15 +418,29 @@ class Engine:
     async def _serve(self, run: Run, candidates: list[Candidate], attempt: Any) -> Any:
         """Try candidates in order until one answers; the winner keeps its slot."""
         remaining = list(candidates)
+        reserve = list(run.route.reserve) if run.route is not None else []
         self._running[run.ctx.request_id] = run
-        while remaining:
-            cand = await self._acquire(run, remaining)
+        while remaining or reserve:
+            if not remaining:  # every preferred candidate failed: the held-back ones
+                remaining, reserve = reserve, []
+            try:
+                cand = await self._acquire(run, remaining, self._patience(run, reserve))
+            except TimeoutError:
+                # Waited well past the estimate: wait on the held-back candidates too.
+                log.debug("request %s: waited %.1f s, past its estimate; now also on %s",
+                          run.ctx.request_id, run.queue_ms / 1000,
+                          ", ".join(dict.fromkeys(c.provider.id for c in reserve)))
+                remaining, reserve = remaining + reserve, []
+                run.replanned_after_ms = run.queue_ms
+                continue
             pid = cand.provider.id
             if not self.states[pid].usable:  # disabled or failed while we queued
                 self._release(run, cand)
                 remaining = [c for c in remaining if c.provider.id != pid]
+                reserve = [c for c in reserve if c.provider.id != pid]
                 run.failures.append((pid, self.states[pid].status))
                 continue
+            self._took(run, cand)
             run.candidate = cand
             self.events.emit(RequestStarted(run.ctx, run.shape.model, cand.model.id, pid,
                                             run.shape.stream, self.clock.time(), run.queue_ms))
@@ -350,7 +453,8 @@ class Engine:
                 self.health.record_failure(pid, reason)
                 run.failures.append((pid, reason))
                 remaining = [c for c in remaining if c.provider.id != pid]
-                nxt = remaining[0].provider.id if remaining else None
+                reserve = [c for c in reserve if c.provider.id != pid]
+                nxt = (remaining or reserve)[0].provider.id if remaining or reserve else None
                 log.warning("request %s: %s failed (%s); failing over to %s",
                             run.ctx.request_id, pid, reason, nxt or "nothing")
                 self.events.emit(Failover(run.ctx, pid, nxt, reason, self.clock.time()))
@@ -359,6 +463,30 @@ class Engine:
                 raise
         tried = "; ".join(f"{pid}: {why}" for pid, why in run.failures)
         raise UpstreamError(f"Every eligible provider failed ({tried}).")
+
+    def _patience(self, run: Run, reserve: list[Candidate]) -> float | None:
+        """How long to wait on the preferred candidates before the held-back ones join:
+        the best estimate plus a second (the estimate was wrong by then: a request of a
+        higher priority came in ahead, a box slowed down); None (no limit) when nothing
+        is held back or the queue timeout comes first."""
+        if not reserve or run.route is None or not run.route.candidates:
+            return None
+        best = run.route.estimate_of(run.route.candidates[0])
+        left = self.settings.server.queue_timeout - run.queue_ms / 1000
+        patience = (best.total_s if best else 0.0) + PATIENCE_SLACK_S
+        return patience if patience < left else None
+
+    def _took(self, run: Run, cand: Candidate) -> None:
+        """A slot on ``cand`` is the request's: note its estimate and whether it is cold."""
+        pid, mid = cand.provider.id, cand.model.id
+        run.cold = not self._loaded(pid, mid, others=1)  # our own slot counts already
+        if run.route is None:
+            return
+        run.estimate = run.route.estimate_of(cand)
+        if run.estimate is not None and log.isEnabledFor(logging.DEBUG):
+            log.debug("request %s: %s on %s, expected first token in %.1f s (%s%s)",
+                      run.ctx.request_id, mid, pid, run.estimate.total_s,
+                      run.estimate.reason, f"; {run.route.note}" if run.route.note else "")
 
     async def _retry_wait(self, run: Run, resp: httpx.Response | None) -> None:
         # The back-off counts as upstream time: the upstream's failure (or Retry-After)
@@ -623,6 +751,15 @@ class Engine:
             cand = run.candidate
         messages = body.get("messages") if isinstance(body, dict) else None
         model_req = body.get("model") if isinstance(body, dict) else None
+        if status == "success" and cand is not None and run is not None:
+            self._learn(run, cand, usage, now_m)
+        estimate = run.estimate if run is not None and cand is not None else None
+        reason = None
+        if estimate is not None and run is not None and run.route is not None:
+            reason = estimate.reason + (f"; {run.route.note}" if run.route.note else "")
+            if run.replanned_after_ms is not None:
+                reason += (f"; after {run.replanned_after_ms / 1000:.1f}s, past the "
+                           f"estimate, waited on every candidate")
         self.events.emit(RequestFinished(
             context=ctx,
             model_requested=model_req if isinstance(model_req, str) else "",
@@ -646,7 +783,27 @@ class Engine:
             request_messages=tuple(messages) if isinstance(messages, list) else (),
             response_message=message,
             finish_reason=finish_reason,
+            estimate_ms=None if estimate is None else round(estimate.total_s * 1000, 1),
+            route_reason=reason,
         ))
+
+    def _learn(self, run: Run, cand: Candidate, usage: Usage, now_m: float) -> None:
+        """A request succeeded: its service time and prefill rate feed the estimates
+        (unless the model was cold, or it failed over: those times are not service),
+        and its provider is the conversation's last."""
+        pid = cand.provider.id
+        if run.conversation:
+            self.sticky.remember(run.conversation, pid, usage.total_tokens)
+        if run.cold or run.failures:
+            return
+        queue_s = run.queue_ms / 1000
+        prefill = None
+        if run.shape.stream and run.ttft_ms is not None:
+            prefill = run.ttft_ms / 1000 - queue_s
+        # lai's own token estimate, not the upstream's count: the rate must be in the
+        # units the next request's prefill is estimated in.
+        self.estimator.observe(pid, cand.model.id, service_s=billed_seconds(run, now_m),
+                               prompt_tokens=run.shape.prompt_tokens, prefill_s=prefill)
 
 
 def _any_known(values: Iterable[bool | None]) -> bool | None:

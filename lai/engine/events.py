@@ -74,6 +74,11 @@ class RequestFinished:
     response_message: dict[str, Any] | None
     """The assistant message: role, content, tool_calls when present."""
     finish_reason: str | None = None
+    estimate_ms: float | None = None
+    """The expected time to first token on the provider that served it, when the
+    scheduling weighed candidates (``lai.engine.estimate``)."""
+    route_reason: str | None = None
+    """Why that provider: its estimate's parts and the choice's rules that applied."""
     kind: Literal["request_finished"] = "request_finished"
 
 

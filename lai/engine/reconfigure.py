@@ -92,6 +92,7 @@ def apply(engine: Engine, new: Settings) -> list[str]:
     for pid in old_ids - new_by_id.keys():
         engine.slots.set_capacity(pid, 0)  # in flight finish; nothing new starts
         engine.health.unwatch(pid)
+        engine.estimator.forget(pid)  # a provider of that id added later starts afresh
     for pid in new_by_id.keys() - old_ids:
         engine.health.watch(pid)
     return changes

@@ -5,7 +5,8 @@
 request needs something that one lacks (vision, a larger context), its first model that
 has it; warm models first among equal priorities. A model id: every provider serving it,
 by priority, then the model's ``fallbacks``. A provider id: its default model, then that
-model's fallbacks. ``provider/model``: that pair, then its fallbacks.
+model's fallbacks. ``provider/model``: that pair, then its fallbacks. A key with scope
+``local-only`` never gets a cloud provider (403 when only a cloud one could serve).
 
 A name that is none of these is looked up among the models' ``aliases``: an exact alias
 first, then the glob patterns, the most specific first (the most characters that are
@@ -209,6 +210,15 @@ def plan(
                 param="model",
             )
 
+    if ctx.local_only:
+        clouds = sorted({c.provider.id for c in pool if c.provider.is_cloud})
+        pool = [c for c in pool if not c.provider.is_cloud]
+        if not pool:
+            raise PermissionDenied(
+                f"This API key is local-only (scope 'local-only'): it never reaches a "
+                f"cloud provider, and '{shape.model}' could only be served by "
+                f"{', '.join(clouds)}.", param="model",
+            )
     if shape.has_images:
         pool = [c for c in pool if c.model.capabilities.vision]
         if not pool:

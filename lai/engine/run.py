@@ -14,6 +14,8 @@ import httpx
 
 from lai.config.models import ProviderConfig
 from lai.engine.adapters.base import Adapter, StreamState
+from lai.engine.choice import Route
+from lai.engine.estimate import Estimate
 from lai.engine.requests import ChatShape
 from lai.engine.routing import Candidate
 from lai.engine.types import RequestContext
@@ -59,6 +61,16 @@ class Run:
     ttft_ms: float | None = None
     stream_state: StreamState | None = None
     adapters: AdapterChoice | None = None
+    route: Route | None = None
+    """The estimates and order of scheduling ``fair``; None under ``fifo``."""
+    estimate: Estimate | None = None
+    """The estimate of the candidate holding the slot."""
+    cold: bool = False
+    """The model was not loaded when the request took its slot."""
+    conversation: tuple[str, ...] = ()
+    """The names its conversation is known by (``lai.engine.sticky``)."""
+    replanned_after_ms: float | None = None
+    """When the wait ran past the estimate and the held-back candidates joined it."""
 
 
 def billed_seconds(run: Run, now_monotonic: float) -> float:

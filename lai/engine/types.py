@@ -34,6 +34,10 @@ class RequestContext:
     quota: KeyQuota = KeyQuota()
     """The key's own limits: in flight and queued (the slots), rpm, tpm and budgets
     (checked by ``Engine.admit`` before queueing)."""
+    local_only: bool = False
+    """The key has scope ``local-only``: no cloud provider ever serves it."""
+    spill_after: float | None = None
+    """The key's own ``--spill-after`` (seconds), instead of ``server.spill_after``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,12 +189,16 @@ class Queued:
     """Wall-clock epoch seconds when it began to wait."""
     waited_ms: float
     conversation_id: str | None = None
+    estimated_start_ms: float | None = None
+    """Expected milliseconds from now until it gets a slot (``lai.engine.estimate``)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "request_id": self.request_id, "key_name": self.key_name, "model": self.model,
             "priority": self.priority, "position": self.position, "since": self.since,
             "waited_ms": round(self.waited_ms, 1), "conversation_id": self.conversation_id,
+            "estimated_start_ms": (None if self.estimated_start_ms is None
+                                   else round(self.estimated_start_ms)),
         }
 
 

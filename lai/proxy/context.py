@@ -16,6 +16,7 @@ from lai.engine.quota import KeyQuota
 from lai.engine.types import RequestContext, new_request_id
 from lai.errors import InvalidRequest
 from lai.proxy.access import request_info
+from lai.store.keyvalues import LOCAL_ONLY
 
 CONVERSATION_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _LABEL_MAX = 200
@@ -75,7 +76,8 @@ def context_for(
 ) -> RequestContext:
     """The engine context for a request with ``headers`` made with ``key`` (a
     :class:`~lai.store.keyvalues.KeyInfo`, or None): the key gives the queue priority, the
-    key name and prefix, the models it may use and its caps in the queue. ``request_id``
+    key name and prefix, the models it may use, its caps in the queue, whether it is
+    local-only and its own spill deadline. ``request_id``
     is the id the response's ``x-request-id`` carries
     (``lai.proxy.access.request_info(scope).request_id``); a new one is made without it.
     Raises InvalidRequest for a bad X-Conversation-ID or an over-long label header.
@@ -87,6 +89,8 @@ def context_for(
         key_prefix=key.prefix if key is not None else None,
         allowed_models=(frozenset(key.models) if key is not None and key.models else None),
         quota=key.quota if key is not None else KeyQuota(),
+        local_only=key is not None and key.has_scope(LOCAL_ONLY),
+        spill_after=key.spill_after if key is not None else None,
         conversation_id=conversation_id(headers),
         username=_label(headers, "X-Username"),
         source=_label(headers, "X-Source") or source_default,

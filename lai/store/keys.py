@@ -40,6 +40,7 @@ from lai.store.db import Store
 from lai.store.keyquota import PERIODS, KeyQuota, quota_from_row
 from lai.store.keyvalues import (
     KEY_PREFIX,
+    LOCAL_ONLY,
     PREFIX_LENGTH,
     SCOPES,
     IssuedKey,
@@ -133,6 +134,7 @@ def _records(session: Any, rows: Sequence[ApiKey]) -> list[KeyRecord]:
                 replaced_by=succ[0] if succ else None,
                 replaced_by_prefix=succ[1] if succ else None,
                 quota=_quota(r),
+                spill_after=r.spill_after,
             )
         )
     return out
@@ -160,6 +162,11 @@ def _check_quota(quota: KeyQuota) -> None:
     for period, usd in quota.budgets:
         if period not in PERIODS or not usd > 0:
             raise ValueError(f"a budget must be more than 0 USD per {', '.join(PERIODS)}")
+
+
+def _check_spill(spill_after: float | None) -> None:
+    if spill_after is not None and not spill_after >= 0:
+        raise ValueError(f"--spill-after must be 0s or more, not {spill_after!r}")
 
 
 def _clean_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
@@ -217,18 +224,21 @@ def create_key(
     priority: int | None = None,
     models: Iterable[str] | None = None,
     quota: KeyQuota | None = None,
+    spill_after: float | None = None,
     now: datetime | None = None,
 ) -> IssuedKey:
     """Issue a key named ``name``; the returned ``raw_key`` is the only copy of it.
 
     ``priority`` defaults to 0 for names starting ``agent-`` and 1 otherwise; ``models``
-    None allows every model; ``expires_in`` None never expires; ``quota`` its limits.
+    None allows every model; ``expires_in`` None never expires; ``quota`` its limits;
+    ``spill_after`` its own ``server.spill_after`` (seconds).
     Raises ValueError (bad name, scope, priority, model list, limit or a non-positive
     ``expires_in``) and KeyConflict when a key of that name exists already.
     """
     validate_name(name)
     quota = quota or KeyQuota()
     _check_quota(quota)
+    _check_spill(spill_after)
     clean_scopes = _clean_scopes(scopes)
     if priority is None:
         priority = default_priority(name)
@@ -250,6 +260,7 @@ def create_key(
         row = _new_row(raw, name=name, now=now, expires_at=expires_at, scopes=clean_scopes,
                        priority=priority, models=clean_models)
         _apply_quota(row, quota)
+        row.spill_after = spill_after
         session.add(row)
         session.flush()
         (record,) = _records(session, [row])
@@ -382,6 +393,8 @@ def update_key(
     limits: dict[str, int | None] | None = None,
     budgets: dict[str, float | None] | None = None,
     clear_budgets: bool = False,
+    spill_after: float | None | Literal["keep"] = "keep",
+    local_only: bool | None = None,
     now: datetime | None = None,
 ) -> list[KeyRecord]:
     """Change the limits of the designated keys (by name: every key of it, so a key in
@@ -389,6 +402,8 @@ def update_key(
     now. ``limits`` sets ``max_concurrent``, ``max_queued``, ``rpm`` or ``tpm`` (None
     removes one); ``budgets`` sets a period's USD (None removes it), after
     ``clear_budgets`` removed them all. Keys left out keep their values.
+    ``spill_after`` sets the key's own spill deadline in seconds (None: the server's);
+    ``local_only`` adds (True) or removes (False) the ``local-only`` scope.
 
     Raises KeyNotFound, AmbiguousKey and ValueError (an unknown or invalid limit).
     """
@@ -396,6 +411,8 @@ def update_key(
     unknown = set(limits) - {"max_concurrent", "max_queued", "rpm", "tpm"}
     if unknown:
         raise ValueError(f"unknown key limit(s): {', '.join(sorted(unknown))}")
+    if spill_after != "keep":
+        _check_spill(spill_after)
     now = _now(now)
     with store.write_session() as session:
         _, rows = _select(session, name_or_prefix, now)
@@ -415,6 +432,11 @@ def update_key(
             ).with_budgets(spend)
             _check_quota(new)
             _apply_quota(row, new)
+            if spill_after != "keep":
+                row.spill_after = spill_after
+            if local_only is not None:
+                scopes = [s for s in (row.scopes or ()) if s != LOCAL_ONLY]
+                row.scopes = [*scopes, LOCAL_ONLY] if local_only else scopes
             session.add(row)
         session.flush()
         records = _records(session, rows)
@@ -485,6 +507,7 @@ def rotate_key(
                        models=None if old.models is None else list(old.models),
                        rotated_from=old.id)
         _apply_quota(new, _quota(old))
+        new.spill_after = old.spill_after
         old.grace_until = now + grace
         session.add(old)
         session.add(new)
@@ -539,6 +562,7 @@ def lookup_key(store: Store, key_hash: str) -> KeyLookup:
         expires_at=row.expires_at,
         grace_until=row.grace_until,
         quota=_quota(row),
+        spill_after=row.spill_after,
     )
     if not row.enabled:
         return KeyLookup(info, f"API key {info.label()} has been revoked.")

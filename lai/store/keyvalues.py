@@ -31,8 +31,10 @@ PREFIX_LENGTH = 8
 """Characters of a key kept in the clear: ``lai_`` and 4 hex digits."""
 KEY_PATTERN = re.compile(r"^lai_[0-9a-f]{32}$")
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:+-]{0,63}$")
-SCOPES = frozenset({"admin"})
-"""Scopes a key may carry. ``admin``: the ``/admin/*`` endpoints over TCP."""
+LOCAL_ONLY = "local-only"
+SCOPES = frozenset({"admin", LOCAL_ONLY})
+"""Scopes a key may carry. ``admin``: the ``/admin/*`` endpoints over TCP;
+``local-only``: no cloud provider ever serves it, whatever the config says."""
 AGENT_PREFIX = "agent-"
 
 KeyStatus = Literal["active", "revoked", "expired", "grace", "rotated"]
@@ -107,6 +109,9 @@ class KeyInfo:
     grace_until: datetime | None
     quota: KeyQuota = KeyQuota()
     """Its own caps: in flight, queued, rpm, tpm, budgets."""
+    spill_after: float | None = None
+    """Seconds of expected local wait after which its ``auto`` requests go to the cloud;
+    None: ``server.spill_after``."""
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
@@ -149,6 +154,7 @@ class KeyRecord:
     """The id of the key that rotation issued to replace this one."""
     replaced_by_prefix: str | None
     quota: KeyQuota = KeyQuota()
+    spill_after: float | None = None
 
     @property
     def is_current(self) -> bool:
@@ -197,6 +203,7 @@ class KeyRecord:
             "rotated_from": self.rotated_from_prefix,
             "replaced_by": self.replaced_by_prefix,
             "limits": self.quota.to_dict(),
+            "spill_after": self.spill_after,
         }
 
 

@@ -156,6 +156,10 @@ class RequestRecord(SQLModel, table=True):
     ttft_ms: float | None = None
     duration_ms: float = 0.0
     upstream_ms: float = 0.0
+    estimate_ms: float | None = None
+    """Expected time to first token on the provider chosen (scheduling ``fair``)."""
+    route_reason: str | None = Field(default=None, sa_type=sa.String(500))
+    """Why that provider was chosen: its estimate's parts and the rules applied."""
 
 
 class ApiKey(SQLModel, table=True):
@@ -197,6 +201,9 @@ class ApiKey(SQLModel, table=True):
     """Tokens (prompt and completion) per minute; None: no limit."""
     budgets: dict[str, float] | None = Field(default=None, sa_type=_json())
     """USD per period (``day``, ``week``, ``month``, UTC calendar periods); None: none."""
+    spill_after: float | None = None
+    """Seconds of expected local wait after which its ``auto`` requests go to the cloud
+    at once; None: ``server.spill_after``."""
 
 
 class StoredResponse(SQLModel, table=True):

@@ -95,6 +95,8 @@ def record_from_event(event: RequestFinished) -> Record:
         "ttft_ms": event.ttft_ms,
         "duration_ms": event.duration_ms,
         "upstream_ms": event.upstream_ms,
+        "estimate_ms": event.estimate_ms,
+        "route_reason": _cut(event.route_reason, 500),
         "request_messages": [_message(m) for m in event.request_messages if isinstance(m, dict)],
         "response_message": (
             _message(event.response_message) if event.response_message is not None else None
@@ -285,7 +287,9 @@ def write_batch(session: Session, records: Iterable[Record]) -> BatchResult:
     mirrored = [r for r in todo if r["status"] == "success" and r["conversation_id"]]
     mirrors = _load_mirrors(session, list(dict.fromkeys(r["conversation_id"] for r in mirrored)))
     request_rows = [
-        {"started_at": _epoch(rec["started_at"]), **{name: rec[name] for name in _REQUEST_FIELDS}}
+        {"started_at": _epoch(rec["started_at"]),
+         # .get: a record spilled to a file by an older lai lacks the newer columns
+         **{name: rec.get(name) for name in _REQUEST_FIELDS}}
         for rec in todo
     ]
     message_rows: list[dict[str, Any]] = []

@@ -87,7 +87,13 @@ def queued_from_dict(data: dict[str, Any]) -> Queued:
     return Queued(str(data["request_id"]), data.get("key_name"), str(data.get("model") or ""),
                   int(data.get("priority") or 0), int(data.get("position") or 0),
                   float(data.get("since") or 0), float(data.get("waited_ms") or 0),
-                  data.get("conversation_id"))
+                  data.get("conversation_id"), _number(data.get("estimated_start_ms")))
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
 
 
 def failure_from_dict(data: dict[str, Any]) -> Failure:

@@ -1,0 +1,131 @@
+"""Ordering and pruning the candidates of a request by their estimates (scheduling
+``fair``; ``lai.engine.estimate`` makes the estimates).
+
+The request still waits for a slot on every candidate left in ``Route.candidates`` at
+once and takes whichever frees first (the queue stays work-conserving); the order
+decides which one it takes when several have room. Candidates that should not be used
+now go to ``Route.reserve``: tried only when every other one failed, or when the wait
+ran past the best estimate (``Engine`` then waits on them too). The rules, in order:
+
+1. Spill (``auto`` with ``spill_after`` set, local and cloud candidates): when every
+   local candidate's expected time to first token is over ``spill_after``, the cloud
+   candidates go first (the request takes one at once); otherwise they are reserve.
+2. Priorities: a lower priority (a larger number) is reserve while a higher one is
+   expected to give the first token within ``prefer_priority_within`` seconds.
+3. What is left is ordered by rank (time to first token plus the cost of swapping back a
+   model a cold load would evict), priority breaking ties.
+4. A candidate that would be worse than waiting for the best one even if its slot were
+   free now (its load + prefill + swap over the best's expected time) is reserve: this
+   keeps a request from swapping a cold model in on an idle box when a warm one is
+   expected sooner.
+5. Sticky: when the provider that served the conversation's last turn is a candidate
+   (not held back by the rules above) expected within ``sticky_within`` seconds of the
+   best, the request waits for it alone; the others are reserve.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from lai.engine.estimate import Estimate
+from lai.engine.routing import Candidate
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """The candidates to wait on, best first, and those held back."""
+
+    candidates: list[Candidate]
+    reserve: list[Candidate] = field(default_factory=list)
+    estimates: dict[tuple[str, str], Estimate] = field(default_factory=dict)
+    note: str = ""
+    """Why this order, for the request's row and the debug log."""
+
+    def estimate_of(self, cand: Candidate) -> Estimate | None:
+        return self.estimates.get((cand.provider.id, cand.model.id))
+
+
+def choose(
+    candidates: Sequence[Candidate],
+    estimates: Sequence[Estimate],
+    *,
+    auto: bool,
+    prefer_within: float,
+    spill_after: float | None,
+    sticky: str | None = None,
+    sticky_within: float = 0.0,
+) -> Route:
+    """Order and prune ``candidates`` (as ``plan`` returned them) by ``estimates`` (one
+    each, same order). See the module docstring."""
+    est = {(c.provider.id, c.model.id): e for c, e in zip(candidates, estimates, strict=True)}
+
+    def of(c: Candidate) -> Estimate:
+        return est[(c.provider.id, c.model.id)]
+
+    pool = list(candidates)
+    reserve: list[Candidate] = []
+    notes: list[str] = []
+    spilled: list[Candidate] = []
+    locals_ = [c for c in pool if not c.provider.is_cloud]
+    clouds = [c for c in pool if c.provider.is_cloud]
+    if auto and spill_after is not None and locals_ and clouds:
+        best_local = min(of(c).total_s for c in locals_)
+        if best_local > spill_after:
+            spilled = sorted(clouds, key=lambda c: of(c).rank_s)
+            notes.append(f"spill: every local candidate is over {spill_after:g}s "
+                         f"(best {best_local:.1f}s)")
+            pool = locals_
+        else:
+            reserve += clouds
+            pool = locals_
+
+    # Tiers: runs of equal priority, in plan order.
+    tiers: list[list[Candidate]] = []
+    for c in pool:
+        if tiers and tiers[-1][0].provider.priority == c.provider.priority:
+            tiers[-1].append(c)
+        else:
+            tiers.append([c])
+    kept: list[Candidate] = []
+    tier_of: dict[int, int] = {}
+    for i, tier in enumerate(tiers):
+        if kept:
+            best = min(of(c).total_s for c in kept)
+            if best <= prefer_within:
+                held = [c for t in tiers[i:] for c in t]
+                reserve += held
+                notes.append(f"priority {kept[0].provider.priority} expected within "
+                             f"{prefer_within:g}s")
+                break
+        for c in tier:
+            tier_of[id(c)] = i
+        kept += tier
+    kept.sort(key=lambda c: (of(c).rank_s, tier_of[id(c)]))
+    if kept:
+        best_total = of(kept[0]).total_s
+        lead = kept[:1]
+        for c in kept[1:]:
+            e = of(c)
+            if e.load_s + e.prefill_s + e.swap_s < best_total:
+                lead.append(c)
+            else:
+                reserve.append(c)
+        kept = lead
+    ordered = spilled + kept
+    if sticky is not None and not spilled and ordered:
+        mine = next((c for c in ordered if c.provider.id == sticky), None)
+        if mine is not None and of(mine).rank_s <= of(ordered[0]).rank_s + sticky_within:
+            # Only the sticky provider is waited on (the others are held back, so a
+            # free one cannot take the request first), for at most about sticky_within.
+            reserve += [c for c in ordered if c is not mine]
+            ordered = [mine]
+            notes.append(f"sticky: {sticky} served the last turn")
+    if not ordered:  # nothing survived (cannot happen with a non-empty plan)
+        ordered, reserve = list(candidates), []
+    if len(candidates) > 1:
+        notes.insert(0, f"best of {len(candidates)}")
+    # Reserve in plan order, without repeats.
+    seen = {id(c) for c in ordered}
+    rest = [c for c in candidates if id(c) not in seen and c in reserve]
+    return Route(ordered, rest, est, "; ".join(notes))
