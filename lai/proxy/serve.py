@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,22 @@ HEADER_TIMEOUT = 10.0
 """Default seconds a client has to send a complete request head (server.header_timeout)."""
 
 
+class _Config(Config):
+    """Hypercorn's settings, with the ``date`` and ``server`` headers of a response made
+    once a second rather than once a response (formatting the date was ~2% of the event
+    loop's time at 1 client; bench/README.md)."""
+
+    _headers_at: tuple[str, int] | None = None
+    _headers: list[tuple[bytes, bytes]] = []
+
+    def response_headers(self, protocol: str) -> list[tuple[bytes, bytes]]:
+        at = (protocol, int(time.time()))
+        if at != self._headers_at:
+            self._headers = super().response_headers(protocol)
+            self._headers_at = at
+        return list(self._headers)
+
+
 def hypercorn_config(
     sockets: list[socket.socket], graceful_timeout: float,
     header_timeout: float = HEADER_TIMEOUT,
@@ -95,7 +112,7 @@ def hypercorn_config(
     """Hypercorn's settings for lai: its access log off (lai writes its own,
     ``lai.proxy.access``), request heads bounded in size and, through ``_H11Protocol``,
     in time."""
-    config = Config()
+    config = _Config()
     config.lai_header_timeout = header_timeout  # type: ignore[attr-defined]
     config.bind = [f"fd://{s.fileno()}" for s in sockets]
     config.graceful_timeout = graceful_timeout
@@ -257,12 +274,17 @@ class _H11Protocol(H11Protocol):
         self._start_head_timer()  # a new connection owes its first request head
 
     async def handle(self, event: Event) -> None:
-        if (isinstance(event, RawData) and event.data and self._head_timer is None
-                and self._awaiting_head()):
-            self._start_head_timer()
+        # The first bytes of a request head: the timer runs from here unless they hold
+        # the whole head, as they nearly always do. It is started only after h11 has
+        # read them, so a request that comes in one piece costs no timer (a call_later
+        # and a cancel per request, bench/README.md).
+        first_bytes = (isinstance(event, RawData) and bool(event.data)
+                       and self._head_timer is None and self._awaiting_head())
         await super().handle(event)
         if isinstance(event, Closed) or not self._awaiting_head():
             self._stop_head_timer()
+        elif first_bytes and self._head_timer is None:
+            self._start_head_timer()
 
     def _awaiting_head(self) -> bool:
         conn = self.connection
