@@ -191,14 +191,10 @@ def measure(args: argparse.Namespace, plan: Plan, workdir: Path) -> dict[str, An
             "direct": (fake_url, wrk_script(workdir, "direct", "fake-model", None), fake.pid),
             "lai": (lai_url, wrk_script(workdir, "lai", "bench-fast", key), lai.pid),
         }
-        lai_requests = 0
 
         def one(side: str, clients: int, seconds: float) -> dict[str, Any]:
-            nonlocal lai_requests
             url, script, pid = sides[side]
             r = wrk(url, script, clients, seconds, pid)
-            if side == "lai":
-                lai_requests += r["requests"]
             if r["non_2xx"] or r["socket_errors"] or not r["requests"]:
                 errors.append(f"wrk {side} -c{clients}: {r['non_2xx']} non-2xx, "
                               f"{r['socket_errors']}, {r['raw']}")
@@ -218,7 +214,6 @@ def measure(args: argparse.Namespace, plan: Plan, workdir: Path) -> dict[str, An
             hwm[clients] = status_mib(lai.pid, "VmHWM")
             if clients == 1 and args.profile:
                 profiled = profile(lai.pid, sides["lai"], plan, Path(args.profile))
-                lai_requests += 0  # counted below from the recorder's rows only
 
         rss_fake = status_mib(fake.pid, "VmHWM")
         uv = uvloop_module()
@@ -232,7 +227,6 @@ def measure(args: argparse.Namespace, plan: Plan, workdir: Path) -> dict[str, An
                 "direct": (direct_t, stream_request(direct_t, "fake-model", None)),
                 "lai": (lai_t, stream_request(lai_t, "bench-fast", key)),
             }, plan.streams))
-            lai_requests += plan.streams
             status, _ = runner.run(simple(lai_t.host, lai_t.port, "POST",
                                           "/v1/chat/completions",
                                           body=b'{"model":"bench-fast","messages":[]}'))
@@ -257,8 +251,7 @@ def measure(args: argparse.Namespace, plan: Plan, workdir: Path) -> dict[str, An
         "rss_mib": {"lai_after_start": rss_start, "lai_peak_1_client": hwm[1],
                     "lai_peak_32_clients": hwm[32], "lai_at_end": rss_end,
                     "direct_peak": rss_fake},
-        "features": {"auth": auth, "metrics_requests_total": counted,
-                     "recorded_rows": rows, "lai_requests_counted_by_wrk": lai_requests},
+        "features": {"auth": auth, "metrics_requests_total": counted, "recorded_rows": rows},
         "profile": profiled,
         "errors": errors,
     }
@@ -280,52 +273,72 @@ def profile(pid: int, side: tuple[str, Path, int], plan: Plan, out: Path) -> str
     return f"{out} ({r['requests']} requests, {r['cpu_ms_per_request']} ms CPU each)"
 
 
-def table(res: dict[str, Any]) -> str:
+def summarize(res: dict[str, Any]) -> dict[str, float | None]:
+    """The figures of the table (medians over the runs)."""
     r1, r32 = res["results"]["1"], res["results"]["32"]
 
     def med(runs: list[dict[str, Any]], key: str) -> float | None:
         return median([r[key] for r in runs])
 
-    d50, l50 = med(r1["direct"], "p50_ms"), med(r1["lai"], "p50_ms")
-    d32, l32 = med(r32["direct"], "rps"), med(r32["lai"], "rps")
-    dt = statistics.median(res["ttft_ms"]["direct"])
-    lt = statistics.median(res["ttft_ms"]["lai"])
-    rss = res["rss_mib"]
+    def sub(a: float | None, b: float | None) -> float | None:
+        return None if a is None or b is None else round(a - b, 3)
+
+    out: dict[str, float | None] = {}
+    for side in ("direct", "lai"):
+        out[f"{side}_p50_ms_1"] = med(r1[side], "p50_ms")
+        out[f"{side}_rps_1"] = med(r1[side], "rps")
+        out[f"{side}_rps_32"] = med(r32[side], "rps")
+        out[f"{side}_p99_ms_32"] = med(r32[side], "p99_ms")
+        out[f"{side}_cpu_ms_1"] = med(r1[side], "cpu_ms_per_request")
+        out[f"{side}_cpu_ms_32"] = med(r32[side], "cpu_ms_per_request")
+        ttft = res["ttft_ms"][side]
+        out[f"{side}_ttft_ms"] = round(statistics.median(ttft), 3) if ttft else None
+    out["added_p50_ms_1"] = sub(out["lai_p50_ms_1"], out["direct_p50_ms_1"])
+    out["added_ttft_ms"] = sub(out["lai_ttft_ms"], out["direct_ttft_ms"])
+    d32, l32 = out["direct_rps_32"], out["lai_rps_32"]
+    out["ratio_rps_32"] = round(l32 / d32, 3) if d32 and l32 is not None else None
+    return out
+
+
+def table(res: dict[str, Any]) -> str:
+    s, rss = res["summary"], res["rss_mib"]
 
     def f(v: float | None, spec: str = ".2f") -> str:
         return "-" if v is None else format(v, spec)
 
+    def plus(v: float | None) -> str:
+        return "-" if v is None else f"{v:+.2f}"
+
     rows = [
         "| | direct | lai | lai added |",
         "| --- | ---: | ---: | ---: |",
-        f"| p50 latency, 1 client | {f(d50)} ms | {f(l50)} ms | "
-        f"+{f(None if l50 is None or d50 is None else l50 - d50)} ms |",
-        f"| req/s, 1 client | {f(med(r1['direct'], 'rps'), ',.0f')} | "
-        f"{f(med(r1['lai'], 'rps'), ',.0f')} | |",
-        f"| req/s, 32 clients | {f(d32, ',.0f')} | {f(l32, ',.0f')} | "
-        f"{f(None if not d32 or l32 is None else l32 / d32, '.3f')} of direct |",
-        f"| p99 latency, 32 clients | {f(med(r32['direct'], 'p99_ms'))} ms | "
-        f"{f(med(r32['lai'], 'p99_ms'))} ms | |",
-        f"| CPU per request, 1 client | {f(med(r1['direct'], 'cpu_ms_per_request'))} ms | "
-        f"{f(med(r1['lai'], 'cpu_ms_per_request'))} ms | |",
-        f"| CPU per request, 32 clients | {f(med(r32['direct'], 'cpu_ms_per_request'))} ms | "
-        f"{f(med(r32['lai'], 'cpu_ms_per_request'))} ms | |",
+        f"| p50 latency, 1 client | {f(s['direct_p50_ms_1'])} ms | {f(s['lai_p50_ms_1'])} ms "
+        f"| {plus(s['added_p50_ms_1'])} ms |",
+        f"| req/s, 1 client | {f(s['direct_rps_1'], ',.0f')} | {f(s['lai_rps_1'], ',.0f')} | |",
+        f"| req/s, 32 clients | {f(s['direct_rps_32'], ',.0f')} | {f(s['lai_rps_32'], ',.0f')} "
+        f"| {f(s['ratio_rps_32'], '.3f')} of direct |",
+        f"| p99 latency, 32 clients | {f(s['direct_p99_ms_32'])} ms | "
+        f"{f(s['lai_p99_ms_32'])} ms | |",
+        f"| CPU per request, 1 client | {f(s['direct_cpu_ms_1'])} ms | "
+        f"{f(s['lai_cpu_ms_1'])} ms | |",
+        f"| CPU per request, 32 clients | {f(s['direct_cpu_ms_32'])} ms | "
+        f"{f(s['lai_cpu_ms_32'])} ms | |",
         f"| peak RSS | {f(rss['direct_peak'], '.0f')} MiB | "
         f"{f(rss['lai_peak_1_client'], '.0f')} (1 client) / "
         f"{f(rss['lai_peak_32_clients'], '.0f')} MiB (32) | |",
         f"| time to first token, {len(res['ttft_ms']['lai'])} sequential streams | "
-        f"{f(dt)} ms | {f(lt)} ms | +{f(lt - dt)} ms |",
+        f"{f(s['direct_ttft_ms'])} ms | {f(s['lai_ttft_ms'])} ms | "
+        f"{plus(s['added_ttft_ms'])} ms |",
     ]
     feats = res["features"]
     notes = [
         f"lai RSS: {f(rss['lai_after_start'], '.1f')} MiB after start, "
         f"{f(rss['lai_at_end'], '.1f')} MiB at the end",
-        f"features: auth {feats['auth']}; local_ai_requests_total "
-        f"{feats['metrics_requests_total']}; rows recorded {feats['recorded_rows']} "
-        f"(wrk + streams counted {feats['lai_requests_counted_by_wrk']}, plus warm-ups "
-        "and profile runs inside that figure; wrk's count misses requests in flight when "
-        "it stops)",
-        f"load average before {res['uptime_before']}, after {res['uptime_after']}",
+        f"features: auth {feats['auth']}; requests in the SQLite file after SIGTERM "
+        f"{feats['recorded_rows']}, counted by local_ai_requests_total "
+        f"{feats['metrics_requests_total']}",
+        f"load average (1, 5, 15 min) before {' '.join(res['uptime_before'])}, "
+        f"after {' '.join(res['uptime_after'])}",
     ]
     if res["profile"]:
         notes.append(f"profile: {res['profile']}")
@@ -362,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench: work directory kept: {workdir}", file=sys.stderr)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+    res["summary"] = summarize(res)
     print(table(res))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
