@@ -23,6 +23,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ from hypercorn.asyncio import serve
 from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.config import Config
 from hypercorn.events import Closed, Event, RawData, Updated
+from hypercorn.protocol.events import Body, EndBody, Response
+from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.h11 import H11Protocol
 from quart import Quart
 
@@ -123,6 +126,12 @@ def hypercorn_config(
     return config
 
 
+@dataclass(frozen=True)
+class _Flush(Event):
+    """From ``_H11Protocol`` to ``_TCPServer``: write what is waiting now, not at the end
+    of this turn of the event loop."""
+
+
 _WRITE_HIGH = 16 * 1024
 """Bytes waiting in lai to be sent at which a connection waits for the socket to drain."""
 
@@ -167,6 +176,9 @@ class _TCPServer(TCPServer):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
 
     async def protocol_send(self, event: Event) -> None:
+        if isinstance(event, _Flush):
+            self._flush()
+            return
         if isinstance(event, Updated):
             self._idle_since = self.loop.time() if event.idle else None
             return
@@ -268,6 +280,21 @@ class _H11Protocol(H11Protocol):
         super().__init__(*args, **kwargs)
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_timeout: float = getattr(self.config, "lai_header_timeout", HEADER_TIMEOUT)
+        self._head_waiting = False
+        """A response head was written and no body yet: its first body flushes both."""
+
+    async def stream_send(self, event: StreamEvent) -> None:
+        await super().stream_send(event)
+        # The head and the first body leave together, at once; so does the end of a
+        # response. Left to the end of the loop's turn, they waited for whatever the app
+        # did next without yielding: a stream whose upstream sent everything in one read
+        # wrote its first token only after the whole answer was parsed, the request
+        # reported, the slot freed and the access line written (bench/README.md).
+        if isinstance(event, Response):
+            self._head_waiting = True
+        elif isinstance(event, EndBody) or (isinstance(event, Body) and self._head_waiting):
+            self._head_waiting = False
+            await self.send(_Flush())
 
     async def initiate(self) -> None:
         await super().initiate()
