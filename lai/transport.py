@@ -50,6 +50,10 @@ all of it parsed and buffered before reading can pause."""
 
 _CLOSED_EARLY = "Server disconnected without sending a complete response."
 
+BODY_COMPLETE = "lai.body_complete"
+"""A response extension: a function that answers whether the whole body has arrived, so
+that reading the response to its end would not wait for the upstream."""
+
 
 class NoCookies(httpx.Cookies):
     """A cookie jar that keeps nothing, for the client in front of this transport.
@@ -447,7 +451,8 @@ class PoolTransport(httpx.AsyncBaseTransport):
             headers=conn.headers,
             stream=_Body(self, conn, read),
             request=request,
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": conn.reason},
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": conn.reason,
+                        BODY_COMPLETE: lambda: conn.complete},
         )
 
     async def aclose(self) -> None:

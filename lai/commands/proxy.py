@@ -37,6 +37,14 @@ def setup_logging() -> None:
     # httpx logs every upstream request at INFO: a line per request is noise in the
     # proxy's log and measurable time on its hot path.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # What no format of lai's shows, not collected for every record (the logging
+    # HOWTO's "Optimization"): the caller's file and line (a stack walk), the thread,
+    # the process (a getpid system call) and the multiprocessing name. With the access
+    # log on, that is a record per request (bench/README.md, "Where the CPU went").
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
 
 
 def setup_access_log(fmt: str) -> None:

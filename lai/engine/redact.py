@@ -39,6 +39,13 @@ _SHAPES = re.compile(
 it so that the 4-character key prefixes lai itself shows (``lai_5f4d``) stay readable."""
 
 
+_SHAPE_WORDS = ("bearer", "api", "sk-", "lai_")
+"""A text of ASCII characters can match ``_SHAPES`` only if, lower-cased, it contains
+one of these: most log lines (every access line) skip the regular expression. Other
+text always goes through it (case-insensitive matching folds some non-ASCII letters,
+such as the Kelvin sign, to ASCII ones)."""
+
+
 def _shape(match: re.Match[str]) -> str:
     return (match.group("bearer") or match.group("header") or "") + MARK
 
@@ -75,6 +82,10 @@ class Redactor:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, MARK)
+        if text.isascii():
+            lower = text.lower()
+            if not any(word in lower for word in _SHAPE_WORDS):
+                return text
         return _SHAPES.sub(_shape, text)
 
 

@@ -24,6 +24,7 @@ from lai.engine.slots import model_key
 from lai.engine.sse import SSEDecoder, error_event
 from lai.engine.types import RequestContext, Usage
 from lai.errors import LaiError, UpstreamError
+from lai.transport import BODY_COMPLETE
 
 if TYPE_CHECKING:
     from lai.engine.engine import Engine
@@ -178,6 +179,21 @@ class EngineStream:
             await self._gen.aclose()  # type: ignore[attr-defined]
         await self._finish()
 
+    async def _read_to_end(self) -> None:
+        """When the upstream's whole answer has arrived, read it to its end: httpx's
+        chain of async generators under ``aiter_bytes`` then ends by itself. Left
+        suspended, each is closed when it is collected, by a task the event loop
+        schedules through its thread-safe wake-up (an eventfd write and an extra turn
+        of the loop): several per stream (bench/README.md, "Where the CPU went")."""
+        body_complete = self._resp.extensions.get(BODY_COMPLETE)
+        if body_complete is None or not body_complete():
+            return  # more is on its way, or another transport: close it as it is
+        try:
+            while await self._next_chunk() is not None:
+                pass
+        except httpx.HTTPError:
+            pass
+
     async def _finish(self) -> None:
         if self._closed:
             return
@@ -188,6 +204,8 @@ class EngineStream:
         complete = state.done or state.finish_reason is not None
         cancelled = self._error is None and not complete and self._provider_failed is None
         try:
+            if complete:
+                await self._read_to_end()
             await self._resp.aclose()
         finally:
             run.upstream_ms += (engine.clock.monotonic() - self._t_sent) * 1000

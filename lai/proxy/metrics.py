@@ -138,6 +138,16 @@ class ProxyMetrics:
         self._size_measured_at = float("-inf")
         self._measuring: asyncio.Future[DatabaseSize] | None = None
         r.register(_DatabaseSizeCollector(self))
+        self._children: dict[tuple[object, ...], Any] = {}
+        """(metric, label values) -> its child: ``labels()`` validates and locks on
+        every call, ~10 times a request. Bounded as the label sets are."""
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (metric, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     # -- labels ----------------------------------------------------------------------------
 
@@ -167,7 +177,7 @@ class ProxyMetrics:
         """Count one HTTP response. ``route`` is a route rule of the app (or
         ``unmatched``), never a client's path, so the label set stays bounded."""
         code = str(status) if 100 <= status <= 599 else "other"
-        self.responses.labels(route, code).inc()
+        self._child(self.responses, route, code).inc()
 
     # -- the observer ----------------------------------------------------------------------
 
@@ -191,7 +201,8 @@ class ProxyMetrics:
         if isinstance(event, RequestFinished):
             self._finished(event)
         elif isinstance(event, Failover):
-            self.failovers.labels(
+            self._child(
+                self.failovers,
                 self._provider(event.from_provider),
                 self._provider(event.to_provider),
             ).inc()
@@ -206,23 +217,25 @@ class ProxyMetrics:
         endpoint = self._endpoint(e.context.endpoint)
         provider = self._provider(e.provider_id)
         model = self._model(e.model_id, e.model_requested)
-        self.requests.labels(endpoint, model, provider, e.status).inc()
-        self.duration.labels(endpoint, provider).observe(e.duration_ms / 1000)
+        self._child(self.requests, endpoint, model, provider, e.status).inc()
+        self._child(self.duration, endpoint, provider).observe(e.duration_ms / 1000)
         if e.ttft_ms is not None:
-            self.ttft.labels(endpoint, provider).observe(e.ttft_ms / 1000)
+            self._child(self.ttft, endpoint, provider).observe(e.ttft_ms / 1000)
         own_ms = e.duration_ms - e.upstream_ms - e.queue_ms
-        self.overhead.labels(endpoint).observe(max(0.0, own_ms) / 1000)
+        self._child(self.overhead, endpoint).observe(max(0.0, own_ms) / 1000)
         # Requests refused before they could queue (bad body, unknown model) never
         # waited; leaving them out keeps the histogram about the queue.
         if e.provider_id is not None or e.queue_ms > 0:
-            self.queue_wait.labels(endpoint).observe(e.queue_ms / 1000)
+            self._child(self.queue_wait, endpoint).observe(e.queue_ms / 1000)
         if e.model_id is not None:
-            self.tokens.labels(model, provider, "prompt").inc(max(0, e.usage.prompt_tokens))
-            self.tokens.labels(model, provider, "completion").inc(
+            self._child(self.tokens, model, provider, "prompt").inc(
+                max(0, e.usage.prompt_tokens))
+            self._child(self.tokens, model, provider, "completion").inc(
                 max(0, e.usage.completion_tokens))
-            self.cost.labels(model, provider).inc(max(0.0, e.cost_usd))
+            self._child(self.cost, model, provider).inc(max(0.0, e.cost_usd))
         if e.status == "error":
-            self.errors.labels(endpoint, provider, self._code(e.error_code, e.http_status)).inc()
+            code = self._code(e.error_code, e.http_status)
+            self._child(self.errors, endpoint, provider, code).inc()
 
     # -- scraping --------------------------------------------------------------------------
 

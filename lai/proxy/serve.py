@@ -21,7 +21,9 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,8 @@ from hypercorn.asyncio import serve
 from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.config import Config
 from hypercorn.events import Closed, Event, RawData, Updated
+from hypercorn.protocol.events import Body, EndBody, Response
+from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.h11 import H11Protocol
 from quart import Quart
 
@@ -88,6 +92,22 @@ HEADER_TIMEOUT = 10.0
 """Default seconds a client has to send a complete request head (server.header_timeout)."""
 
 
+class _Config(Config):
+    """Hypercorn's settings, with the ``date`` and ``server`` headers of a response made
+    once a second rather than once a response (formatting the date was ~2% of the event
+    loop's time at 1 client; bench/README.md)."""
+
+    _headers_at: tuple[str, int] | None = None
+    _headers: list[tuple[bytes, bytes]] = []
+
+    def response_headers(self, protocol: str) -> list[tuple[bytes, bytes]]:
+        at = (protocol, int(time.time()))
+        if at != self._headers_at:
+            self._headers = super().response_headers(protocol)
+            self._headers_at = at
+        return list(self._headers)
+
+
 def hypercorn_config(
     sockets: list[socket.socket], graceful_timeout: float,
     header_timeout: float = HEADER_TIMEOUT,
@@ -95,7 +115,7 @@ def hypercorn_config(
     """Hypercorn's settings for lai: its access log off (lai writes its own,
     ``lai.proxy.access``), request heads bounded in size and, through ``_H11Protocol``,
     in time."""
-    config = Config()
+    config = _Config()
     config.lai_header_timeout = header_timeout  # type: ignore[attr-defined]
     config.bind = [f"fd://{s.fileno()}" for s in sockets]
     config.graceful_timeout = graceful_timeout
@@ -104,6 +124,12 @@ def hypercorn_config(
     config.errorlog = logging.getLogger("hypercorn.error")
     config.h11_max_incomplete_size = 64 * 1024
     return config
+
+
+@dataclass(frozen=True)
+class _Flush(Event):
+    """From ``_H11Protocol`` to ``_TCPServer``: write what is waiting now, not at the end
+    of this turn of the event loop."""
 
 
 _WRITE_HIGH = 16 * 1024
@@ -150,6 +176,9 @@ class _TCPServer(TCPServer):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
 
     async def protocol_send(self, event: Event) -> None:
+        if isinstance(event, _Flush):
+            self._flush()
+            return
         if isinstance(event, Updated):
             self._idle_since = self.loop.time() if event.idle else None
             return
@@ -251,18 +280,38 @@ class _H11Protocol(H11Protocol):
         super().__init__(*args, **kwargs)
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_timeout: float = getattr(self.config, "lai_header_timeout", HEADER_TIMEOUT)
+        self._head_waiting = False
+        """A response head was written and no body yet: its first body flushes both."""
+
+    async def stream_send(self, event: StreamEvent) -> None:
+        await super().stream_send(event)
+        # The head and the first body leave together, at once; so does the end of a
+        # response. Left to the end of the loop's turn, they waited for whatever the app
+        # did next without yielding: a stream whose upstream sent everything in one read
+        # wrote its first token only after the whole answer was parsed, the request
+        # reported, the slot freed and the access line written (bench/README.md).
+        if isinstance(event, Response):
+            self._head_waiting = True
+        elif isinstance(event, EndBody) or (isinstance(event, Body) and self._head_waiting):
+            self._head_waiting = False
+            await self.send(_Flush())
 
     async def initiate(self) -> None:
         await super().initiate()
         self._start_head_timer()  # a new connection owes its first request head
 
     async def handle(self, event: Event) -> None:
-        if (isinstance(event, RawData) and event.data and self._head_timer is None
-                and self._awaiting_head()):
-            self._start_head_timer()
+        # The first bytes of a request head: the timer runs from here unless they hold
+        # the whole head, as they nearly always do. It is started only after h11 has
+        # read them, so a request that comes in one piece costs no timer (a call_later
+        # and a cancel per request, bench/README.md).
+        first_bytes = (isinstance(event, RawData) and bool(event.data)
+                       and self._head_timer is None and self._awaiting_head())
         await super().handle(event)
         if isinstance(event, Closed) or not self._awaiting_head():
             self._stop_head_timer()
+        elif first_bytes and self._head_timer is None:
+            self._start_head_timer()
 
     def _awaiting_head(self) -> bool:
         conn = self.connection

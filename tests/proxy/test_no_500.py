@@ -151,6 +151,36 @@ async def test_a_client_trickling_its_headers_is_closed_after_the_header_timeout
     assert sent < len(head)  # it never finished: closed while still trickling
 
 
+async def test_trickling_the_next_request_on_a_kept_alive_connection_is_closed_too(proxy) -> None:
+    # The timer of a later request starts with its first bytes (not when the connection
+    # opened): a first request served, then a second head sent a byte at a time.
+    reader, writer = await asyncio.open_connection("127.0.0.1", port(proxy))
+    writer.write(b"GET /health HTTP/1.1\r\nHost: lai\r\n\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 200 ")
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    await reader.readexactly(length)
+    await asyncio.sleep(0.8)  # past the header timeout while idle: keep-alive holds
+    trickled = post(b"/v1/chat/completions").split(b"\r\n\r\n")[0]
+    t0 = time.monotonic()
+    sent = 0
+    try:
+        while not reader.at_eof() and sent < len(trickled):
+            writer.write(trickled[sent:sent + 1])
+            sent += 1
+            await asyncio.sleep(0.05)
+            if reader._buffer:  # type: ignore[attr-defined]  # the answer arrived
+                break
+    except ConnectionError:
+        pass
+    raw = await asyncio.wait_for(reader.read(), 5)
+    elapsed = time.monotonic() - t0
+    writer.close()
+    assert raw.startswith(b"HTTP/1.1 408 "), raw
+    assert 0.4 < elapsed < 3.0, elapsed
+    assert sent < len(trickled)
+
+
 async def test_a_connection_that_sends_nothing_is_closed_but_keep_alive_is_kept(proxy) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port(proxy))
     t0 = time.monotonic()
