@@ -15,7 +15,7 @@ Nothing is dropped silently:
 - ``settle(conversation_id)`` waits until the records of that conversation submitted so
   far are written, cutting the linger short: reads of a conversation call it first, so
   a client sees the request lai just answered (read-your-writes). It costs the hot path
-  one dict assignment per record.
+  one dict assignment and one append per record, forgotten once the record is stored.
 - ``close()`` writes everything left. If the database is still down when its timeout
   runs out, the rest goes to ``spill_path`` (JSON lines), read back by the next
   ``start()``; without a spill path each lost request id is logged.
@@ -133,6 +133,10 @@ class Recorder:
         self._finished = 0
         self._last_of: dict[str, int] = {}
         """conversation id -> number of its newest record submitted and not finished."""
+        self._pending: deque[tuple[int, str]] = deque()
+        """(number, conversation id) of the records in ``_last_of``, oldest first: what
+        ``_finish`` forgets as records are stored, so the map stays as small as the
+        backlog under a load that never lets the queue run empty."""
         self._failed_writes = self._overflowed = self._rejected = 0
 
     # -- counters -----------------------------------------------------------------------
@@ -183,6 +187,7 @@ class Recorder:
             cid = record.get("conversation_id")
             if cid:
                 self._last_of[cid] = self._submitted
+                self._pending.append((self._submitted, cid))
             if self._overflow or len(self._queue) >= self.max_queue:
                 self._overflow.append(record)
                 self._overflowed += 1
@@ -358,8 +363,11 @@ class Recorder:
         """``count`` more records, the oldest not finished, are stored (or spilled)."""
         with self._lock:
             self._finished += count
-            if self._finished >= self._submitted:
-                self._last_of.clear()  # keeps the map as small as the backlog
+            pending, last_of = self._pending, self._last_of
+            while pending and pending[0][0] <= self._finished:
+                number, cid = pending.popleft()
+                if last_of.get(cid) == number:
+                    del last_of[cid]
         if self._progress is not None:
             self._progress.set()
 
@@ -457,6 +465,7 @@ class Recorder:
             left = self._current + list(self._queue) + list(self._overflow)
             self._finished = self._submitted  # spilled now, or lost and logged
             self._last_of.clear()
+            self._pending.clear()
             self._current = []
             self._queue.clear()
             self._overflow.clear()
