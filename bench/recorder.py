@@ -101,9 +101,19 @@ async def flood(recorder: Recorder, rate: float, seconds: float, loop_cost_us: f
     return sent
 
 
-async def sample(recorder: Recorder, samples: list[tuple[float, int]], start: float) -> None:
+def rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def sample(recorder: Recorder, samples: list[tuple[float, int]], start: float,
+                 rss: list[float]) -> None:
     while True:
         samples.append((time.monotonic() - start, recorder.backlog))
+        rss.append(rss_mib())
         await asyncio.sleep(0.1)
 
 
@@ -115,9 +125,11 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     recorder = Recorder(store, spill_path=workdir / "recorder-spill.jsonl", linger=0.2)
     await recorder.start()
     samples: list[tuple[float, int]] = []
+    rss: list[float] = []
+    rss_start = rss_mib()
     cpu0, loop_cpu0 = time.process_time(), time.thread_time()
     start = time.monotonic()
-    sampler = asyncio.create_task(sample(recorder, samples, start))
+    sampler = asyncio.create_task(sample(recorder, samples, start, rss))
     try:
         sent = await flood(recorder, args.rate, args.seconds, args.loop_cost_us, samples)
         load_end = time.monotonic()
@@ -128,6 +140,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 drained = time.monotonic() - load_end
                 break
             await asyncio.sleep(0.01)
+        rss_drained = rss_mib()
     finally:
         sampler.cancel()
         await recorder.close()
@@ -160,6 +173,9 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "backlog_at_end": backlog_at_end,
         "drained_s": round(drained, 3) if drained is not None else None,
         "backlog_per_second_max": per_second,
+        "rss_start_mib": round(rss_start, 1),
+        "rss_peak_mib": round(max(rss, default=rss_start), 1),
+        "rss_drained_mib": round(rss_drained, 1),
     }
 
 
@@ -177,6 +193,8 @@ def report(res: dict[str, Any]) -> str:
         f"  backlog peak {res['backlog_peak']:,} (last 10 s of load: "
         f"{res['backlog_peak_last_10s']:,}); at the end of the load {res['backlog_at_end']:,}",
         f"  empty {drained} after the load ended",
+        f"  RSS of this process: {res['rss_start_mib']} MiB before, {res['rss_peak_mib']} "
+        f"peak, {res['rss_drained_mib']} once the backlog was written",
         "  peak backlog each second: " + " ".join(
             str(v) for _, v in sorted(res["backlog_per_second_max"].items())),
     ])

@@ -1,8 +1,10 @@
 """The async recorder: engine events in, database rows out, never on the request path.
 
 The observer it subscribes to the engine's event bus only appends to a buffer. A worker
-task takes batches from the buffer and writes each in one transaction in a worker thread
-(``asyncio.to_thread``), so the event loop never waits on the database.
+task takes batches from the buffer and writes each in one transaction in the recorder's
+own thread, so the event loop never waits on the database. One thread, not the loop's
+shared pool: each pool thread that ran a batch kept its own malloc arena as large as a
+batch's working set, and resident memory crept up with every thread that took a turn.
 
 Nothing is dropped silently:
 
@@ -31,6 +33,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,6 +125,7 @@ class Recorder:
         self._hurry: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
+        self._thread: ThreadPoolExecutor | None = None
         self._closing = False
         self._closed = False
         self._unsubscribe: Callable[[], None] | None = None
@@ -238,6 +242,7 @@ class Recorder:
         self._closed = False
         for record in self._read_spill():
             self.submit(record)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lai-recorder")
         self._task = asyncio.create_task(self._run(), name="lai-recorder")
         self._wake.set()
 
@@ -291,7 +296,7 @@ class Recorder:
         refused = 0
         while True:
             try:
-                result = await asyncio.to_thread(self._write, batch)
+                result = await self._in_thread(batch)
             except Exception as exc:
                 self._failed_writes += 1
                 if not _transient(exc):
@@ -322,7 +327,7 @@ class Recorder:
             delay = self.retry_initial
             while True:
                 try:
-                    result = await asyncio.to_thread(self._write, [record])
+                    result = await self._in_thread([record])
                 except Exception as exc:
                     self._failed_writes += 1
                     attempts += 1
@@ -345,6 +350,10 @@ class Recorder:
                     break
                 self._done(result, remaining=batch[i + 1 :], finished=1)
                 break
+
+    async def _in_thread(self, batch: list[Record]) -> BatchResult:
+        assert self._thread is not None and self._loop is not None
+        return await self._loop.run_in_executor(self._thread, self._write, batch)
 
     def _write(self, batch: list[Record]) -> BatchResult:
         with self.store.write_session() as session:
@@ -455,6 +464,10 @@ class Recorder:
             )
             self._spill(left)
         self._task = None
+        if self._thread is not None:
+            # Not waiting: a write cut off by the grace may still run; it ends by itself.
+            self._thread.shutdown(wait=False)
+            self._thread = None
         self._closed = True
         self._spill(self._drain())  # anything that slipped in as the worker ended
 

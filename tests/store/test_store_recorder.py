@@ -262,7 +262,7 @@ async def test_a_burst_while_running_lands_whole_and_the_backlog_returns_to_zero
         # the queue never runs empty in between (it grew with every request).
         assert len(rec._last_of) <= rec.backlog
         await asyncio.sleep(0.005)
-    assert await rec.settle(sent[-1])
+    assert await rec.settle(sent[-1], timeout=120)
     await rec.flush()
     assert rec.backlog == 0 and not rec._last_of
     await rec.close()
