@@ -36,7 +36,6 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -47,16 +46,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from httpload import uvloop_module  # noqa: E402
 
 from lai.engine.events import RequestFinished  # noqa: E402
-from lai.engine.types import RequestContext, Usage  # noqa: E402
+from lai.engine.types import RequestContext, Usage, new_request_id  # noqa: E402
+from lai.proxy.context import new_conversation_id  # noqa: E402
 from lai.store.db import open_store  # noqa: E402
 from lai.store.recorder import Recorder  # noqa: E402
 
 
 def event(i: int) -> RequestFinished:
     """A finished request as the proxy reports the bench's chat request."""
+    # Ids as lai makes them (time-ordered: see lai.engine.types.time_ordered_hex).
     ctx = RequestContext(
-        request_id="req_" + uuid.uuid4().hex, key_name="bench", key_prefix="lai_0123",
-        conversation_id="conv_" + uuid.uuid4().hex, endpoint="chat.completions",
+        request_id=new_request_id(), key_name="bench", key_prefix="lai_0123",
+        conversation_id=new_conversation_id(), endpoint="chat.completions",
     )
     now = time.time()
     return RequestFinished(
