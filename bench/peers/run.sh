@@ -2,7 +2,7 @@
 # lai and three peers in front of the same fakes, one bench run each (bench/README.md,
 # "Peers side by side"). The peers are installed beforehand in $PEERS (default
 # /tmp/peers, outside the repository) as the README says; nothing of theirs is kept here
-# but these config files. Everything listens on 127.0.0.1 (Portkey's gateway on all
+# but LiteLLM's config file. Everything listens on 127.0.0.1 (Portkey's gateway on all
 # interfaces: it has no host option) and is stopped at the end.
 #
 #   bash bench/peers/run.sh                      # the bench's default plan, ~8 minutes
@@ -53,9 +53,12 @@ uptime | tee "$OUT/uptime.txt"
 python bench/run.py "$@" --out "$OUT/lai.json" > "$OUT/lai.txt"
 uptime | tee -a "$OUT/uptime.txt"
 common=(--running-upstreams --upstream-port 9101 --stream-upstream-port 9102)
+# Portkey routes by request headers: provider and host of the fast fake (its streamed
+# answers fail here anyway: bench/README.md).
 python bench/run.py "$@" "${common[@]}" --gateway http://127.0.0.1:8787 \
-  --gateway-name portkey --gateway-pid "$PORTKEY" \
-  --gateway-header "x-portkey-config: $(tr -d '\n' < bench/peers/portkey-config.json)" \
+  --gateway-name portkey --gateway-pid "$PORTKEY" --gateway-key sk-fake \
+  --gateway-header "x-portkey-provider: openai" \
+  --gateway-header "x-portkey-custom-host: http://127.0.0.1:9101/v1" \
   --out "$OUT/portkey.json" > "$OUT/portkey.txt" || true
 uptime | tee -a "$OUT/uptime.txt"
 python bench/run.py "$@" "${common[@]}" --gateway http://127.0.0.1:4000 \
