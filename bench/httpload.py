@@ -42,6 +42,7 @@ class Target:
         stream_model: str,
         key: str | None,
         path: str = "/v1/chat/completions",
+        headers: dict[str, str] | None = None,
     ) -> Target:
         parts = urlsplit(base_url)
         host = parts.hostname or "127.0.0.1"
@@ -62,6 +63,7 @@ class Target:
             ]
             if key:
                 head.append(f"Authorization: Bearer {key}")
+            head += [f"{name}: {value}" for name, value in (headers or {}).items()]
             return ("\r\n".join(head) + "\r\n\r\n").encode() + payload
 
         messages = [{"role": "user", "content": "Say hello in five words."}]

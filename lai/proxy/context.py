@@ -7,13 +7,12 @@ ASGI headers itself); ``build_context()`` is the same for Quart's current reques
 from __future__ import annotations
 
 import re
-import secrets
 from typing import Any, Protocol
 
 from quart import g, request
 
 from lai.engine.quota import KeyQuota
-from lai.engine.types import RequestContext, new_request_id
+from lai.engine.types import RequestContext, new_request_id, time_ordered_hex
 from lai.errors import InvalidRequest
 from lai.proxy.access import request_info
 from lai.store.keyvalues import LOCAL_ONLY
@@ -23,7 +22,7 @@ _LABEL_MAX = 200
 
 
 def new_conversation_id() -> str:
-    return "conv_" + secrets.token_hex(12)
+    return "conv_" + time_ordered_hex()  # appended, not scattered, in the store's indexes
 
 
 class Headers(Protocol):

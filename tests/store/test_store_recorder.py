@@ -240,3 +240,40 @@ async def test_observe_from_another_thread(store: Store) -> None:
     await asyncio.to_thread(lambda: [rec.observe(finished()) for _ in range(10)])
     await rec.close()
     assert count_requests(store) == 10
+
+
+async def test_a_burst_while_running_lands_whole_and_the_backlog_returns_to_zero(
+    store: Store,
+) -> None:
+    # As under a flood through the proxy: records keep arriving while batches are written
+    # (more rows than one INSERT statement takes, in sizes that are not powers of two).
+    rec = Recorder(store, batch_size=300, linger=0.05)
+    bus = EventBus()
+    rec.attach(bus)
+    await rec.start()
+    sent: list[str] = []
+    for burst in range(25):
+        for i in range(117):
+            cid = f"burst-{burst}-{i}"
+            sent.append(cid)
+            bus.emit(finished(conversation_id=cid,
+                              messages=[{"role": "user", "content": f"question {cid}"}]))
+        # What settle() remembers of conversations never outgrows the backlog, though
+        # the queue never runs empty in between (it grew with every request).
+        assert len(rec._last_of) <= rec.backlog
+        await asyncio.sleep(0.005)
+    assert await rec.settle(sent[-1], timeout=120)
+    await rec.flush()
+    assert rec.backlog == 0 and not rec._last_of
+    await rec.close()
+    assert rec.stats.written == len(sent) == count_requests(store)
+    assert rec.stats.messages == 2 * len(sent) and rec.stats.failed_writes == 0
+    with store.session() as s:
+        stored = s.exec(select(RequestRecord).where(
+            RequestRecord.conversation_id == sent[1234])).one()
+        conv = s.get(Conversation, sent[1234])
+    assert stored.failover_from == ["other"] and stored.status == "success"
+    assert stored.started_at.tzinfo is not None and stored.prompt_tokens == 10
+    assert conv is not None and conv.message_count == 2 and conv.total_tokens == 15
+    assert _messages(store, sent[1234]) == [
+        (0, "user", f"question {sent[1234]}"), (1, "assistant", "Hello!")]

@@ -1,0 +1,26 @@
+"""Request and conversation ids: unique, the same shape as ever, and in creation order
+(so the store appends them to its indexes instead of scattering them)."""
+
+from __future__ import annotations
+
+import re
+import time
+
+from lai.engine.types import new_request_id
+from lai.proxy.context import new_conversation_id
+
+
+def test_ids_made_later_sort_later_and_never_repeat() -> None:
+    requests: list[str] = []
+    conversations: list[str] = []
+    for _ in range(5):
+        requests += [new_request_id() for _ in range(300)]
+        conversations += [new_conversation_id() for _ in range(300)]
+        time.sleep(0.003)  # into the next milliseconds
+    assert len(set(requests)) == len(requests) and len(set(conversations)) == len(conversations)
+    assert all(re.fullmatch(r"req_[0-9a-f]{24}", i) for i in requests)
+    assert all(re.fullmatch(r"conv_[0-9a-f]{24}", i) for i in conversations)
+    # Ordered by the time part; within one millisecond the random part decides.
+    assert [i[:16] for i in requests] == sorted(i[:16] for i in requests)
+    assert [i[:17] for i in conversations] == sorted(i[:17] for i in conversations)
+    assert requests[0][:16] < requests[-1][:16]
