@@ -293,9 +293,11 @@ class Engine:
         models = self.catalog.by_provider.get(provider_id, ())
         return len(models) == 1 and models[0].id == model_id and models[0].load_seconds is None
 
-    def estimate(self, cand: Candidate, shape: ChatShape, *,
-                 cached_tokens: int = 0) -> Estimate:
-        """The expected time to first token of a request of ``shape`` on ``cand`` now."""
+    def estimate(self, cand: Candidate, shape: ChatShape, *, cached_tokens: int = 0,
+                 priority: int = 1, key: str | None = None) -> Estimate:
+        """The expected time to first token of a request of ``shape`` on ``cand`` now,
+        queued behind the waiters that would be served before one of ``priority`` and
+        ``key`` (``SlotManager.ahead_for``: under ``fair``, keys take turns)."""
         pid, mid = cand.provider.id, cand.model.id
         warm = self._loaded(pid, mid)
         evicts = not warm and any(self._loaded(pid, m.id)
@@ -309,7 +311,8 @@ class Engine:
                 in_flight, capacity = mine, cap
         return self.estimator.estimate(
             cand.provider, cand.model, prompt_tokens=shape.prompt_tokens,
-            in_flight=in_flight, waiting=self.slots.queue_depth_for(pid),
+            in_flight=in_flight,
+            waiting=self.slots.ahead_for(pid, priority=priority, key=key),
             capacity=capacity, warm=warm, evicts=evicts, cached_tokens=cached_tokens,
         )
 
@@ -321,8 +324,9 @@ class Engine:
         run.conversation = names
         last = self.sticky.last(names) if continues else None
         estimates = [
-            self.estimate(c, run.shape, cached_tokens=(
-                last.tokens if last is not None and last.provider_id == c.provider.id else 0))
+            self.estimate(c, run.shape, priority=run.ctx.priority, key=run.ctx.key_name,
+                          cached_tokens=(last.tokens if last is not None
+                                         and last.provider_id == c.provider.id else 0))
             for c in candidates
         ]
         spill = run.ctx.spill_after if run.ctx.spill_after is not None else server.spill_after

@@ -223,6 +223,50 @@ async def test_auto_spills_to_the_cloud_when_the_local_wait_passes_spill_after(
     await holder
 
 
+async def test_a_batch_keys_queue_counts_as_one_turn_in_a_persons_estimate(
+    make_engine, upstream_factory
+) -> None:
+    box, cloud = upstream_factory(), upstream_factory()
+    providers, models = _lab(box, cloud)
+    # The box (one slot, 8 s a request by the guess) is busy and a batch key has five
+    # requests queued for it. Under fair a person's request waits for at most one of
+    # them: about 16 s, within spill_after 20 s, so it waits for the box. Counting the
+    # batch's five as ahead (48 s) would have sent it to the cloud, paid.
+    engine, _, finished = make_engine(providers, models, spill_after="20s")
+    box.default = Behaviour(delay=0.05)
+    holder = await busy(engine, box, "local", RequestContext(key_name="batch"))
+    batch = [asyncio.create_task(engine.complete(body("local"),
+                                                 RequestContext(key_name="batch")))
+             for _ in range(5)]
+    await box.wait_for_async(lambda: engine.slots.queue_depth == 5)
+    person = await engine.complete(body("auto"), RequestContext(key_name="ana"))
+    assert person.provider_id == "box"
+    assert cloud.chat_count == 0
+    mine = next(f for f in finished if f.context.key_name == "ana")
+    assert "2 ahead" in (mine.route_reason or "")  # the one in flight, one batch turn
+    await asyncio.gather(holder, *batch)
+
+
+async def test_a_lower_priority_queue_is_not_ahead_in_the_estimate(
+    make_engine, upstream_factory
+) -> None:
+    box, cloud = upstream_factory(), upstream_factory()
+    providers, models = _lab(box, cloud)
+    # Priority 5 requests queued for the box are served after a priority 1 one: they do
+    # not count in its estimate (8 s for the one in flight, within 10 s: no spill).
+    engine, _, finished = make_engine(providers, models, spill_after="10s")
+    box.default = Behaviour(delay=0.05)
+    holder = await busy(engine, box, "local", RequestContext(key_name="low", priority=5))
+    low = [asyncio.create_task(engine.complete(body("local"),
+                                               RequestContext(key_name="low", priority=5)))
+           for _ in range(3)]
+    await box.wait_for_async(lambda: engine.slots.queue_depth == 3)
+    person = await engine.complete(body("auto"), RequestContext(key_name="ana"))
+    assert person.provider_id == "box"
+    assert cloud.chat_count == 0
+    await asyncio.gather(holder, *low)
+
+
 async def test_a_local_only_key_never_reaches_the_cloud(make_engine, upstream_factory) -> None:
     box, cloud = upstream_factory(), upstream_factory()
     providers, models = _lab(box, cloud)
