@@ -275,7 +275,7 @@ class Engine:
         """Seconds until a request with ``ahead`` waiters before it gets a slot on
         ``cand``'s provider."""
         pid = cand.provider.id
-        service = self.estimator.service_s(cand.provider, cand.model)
+        service = self.estimator.provider_service_s(cand.provider, cand.model)
         capacity = max(1, self.slots.capacity.get(pid, 0))
         queued = self.slots.in_flight.get(pid, 0) + ahead - capacity + 1
         return max(0, queued) * service / capacity
@@ -305,15 +305,17 @@ class Engine:
         in_flight = self.slots.in_flight.get(pid, 0)
         capacity = self.slots.capacity.get(pid, cand.provider.max_concurrent)
         cap = cand.model.max_concurrent
+        model_bound = False
         if cap is not None:  # the model's own cap may be the one that binds
             mine = self.slots.model_in_flight.get(model_key(pid, mid), 0)
             if mine - cap > in_flight - capacity:
-                in_flight, capacity = mine, cap
+                in_flight, capacity, model_bound = mine, cap, True
         return self.estimator.estimate(
             cand.provider, cand.model, prompt_tokens=shape.prompt_tokens,
             in_flight=in_flight,
             waiting=self.slots.ahead_for(pid, priority=priority, key=key),
             capacity=capacity, warm=warm, evicts=evicts, cached_tokens=cached_tokens,
+            model_bound=model_bound,
         )
 
     def _route(self, run: Run, candidates: list[Candidate]) -> Route:

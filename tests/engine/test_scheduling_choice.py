@@ -162,6 +162,68 @@ async def test_a_cold_model_on_a_free_box_waits_for_a_warm_one_expected_sooner(
     assert "b/m, wait" in (finished[-1].route_reason or "")
 
 
+async def test_the_wait_counts_the_service_time_of_the_providers_other_models(
+    make_engine, upstream_factory
+) -> None:
+    box, cloud = upstream_factory(), upstream_factory()
+    engine, clock, finished = make_engine(
+        [provider("box", box.url, priority=1, max_concurrent=1),
+         provider("cloud", cloud.url + "/v1", type="openai", priority=10,
+                  auth_type="bearer", auth_secret="sk-test")],
+        [model("summary", "box", load_seconds=0),
+         model("chat", "box", load_seconds=0, fallbacks=["gpt"]), model("gpt", "cloud")],
+        prefer_priority_within=5)
+    # The box's requests: long summaries (30 s each), short chats (1 s each).
+    for name, seconds in (("summary", 30.0), ("summary", 30.0), ("chat", 1.0),
+                          ("chat", 1.0), ("summary", 30.0)):
+        box.script(Behaviour(delay=0.2))
+        task = asyncio.create_task(engine.complete(body(name), RequestContext()))
+        await box.wait_for_async(lambda: box.in_flight == 1)
+        clock.advance(seconds)
+        await task
+    # A summary holds the box: a chat behind it waits for a summary, not a chat (1 s,
+    # within 5 s, which kept the cloud back), so it goes to the cloud.
+    box.script(Behaviour(delay=0.3))
+    holder = await busy(engine, box, "summary")
+    done = await engine.complete(body("chat"), RequestContext())
+    await holder
+    assert done.provider_id == "cloud"
+    assert "box/chat" not in (finished[-1].route_reason or "")
+
+
+async def test_a_model_not_measured_yet_borrows_its_providers_prefill_rate(
+    make_engine, upstream_factory
+) -> None:
+    box, cloud = upstream_factory(), upstream_factory()
+    engine, clock, _ = make_engine(
+        [provider("box", box.url, priority=1, max_concurrent=1),
+         provider("cloud", cloud.url + "/v1", type="openai", priority=10,
+                  auth_type="bearer", auth_secret="sk-test")],
+        [model("chat", "box", context_window=65536),
+         model("coder", "box", context_window=65536, load_seconds=0, fallbacks=["gpt"]),
+         model("gpt", "cloud", context_window=65536)],
+        prefer_priority_within=5)
+    await engine.complete(body("chat"), RequestContext())  # warm now
+    # The box read a 4000-token prompt of chat in 1 s: 4000 tokens a second.
+    box.script(Behaviour(prefill_delay=0.3))
+    opening = asyncio.create_task(engine.stream(body("chat", "word " * 3200, stream=True),
+                                                RequestContext()))
+    await box.wait_for_async(lambda: box.in_flight == 1)
+    clock.advance(1.0)
+    stream = await opening
+    try:
+        async for _ in stream:
+            pass
+    finally:
+        await stream.aclose()
+    # An 8000-token prompt for coder: 2 s at the box's rate, within 5 s, so the free box
+    # serves it; the default guess (1000 a second: 8 s) sent it to the cloud (4 s).
+    cloud.reset_stats()
+    done = await engine.complete(body("coder", "word " * 6400), RequestContext())
+    assert done.provider_id == "box"
+    assert cloud.chat_count == 0
+
+
 # -- priorities -------------------------------------------------------------------
 
 
