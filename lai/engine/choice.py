@@ -21,6 +21,13 @@ ran past the best estimate (``Engine`` then waits on them too). The rules, in or
 5. Sticky: when the provider that served the conversation's last turn is a candidate
    (not held back by the rules above) expected within ``sticky_within`` seconds of the
    best, the request waits for it alone; the others are reserve.
+
+``Route.hold_s`` is the longest the rules that held candidates back allow waiting for
+the preferred ones (``spill_after`` for a cloud kept back, ``prefer_priority_within``
+for a lower priority, the sticky provider's estimate plus ``sticky_within``): once the
+wait passes it, the estimate was wrong and the bound the operator set is what counts,
+so the engine lets the held-back candidates join then (or a second past the best
+estimate, whichever comes first).
 """
 
 from __future__ import annotations
@@ -41,6 +48,9 @@ class Route:
     estimates: dict[tuple[str, str], Estimate] = field(default_factory=dict)
     note: str = ""
     """Why this order, for the request's row and the debug log."""
+    hold_s: float | None = None
+    """The longest wait the rules that held candidates back allow (None: no such
+    bound, only the estimate)."""
 
     def estimate_of(self, cand: Candidate) -> Estimate | None:
         return self.estimates.get((cand.provider.id, cand.model.id))
@@ -67,6 +77,7 @@ def choose(
     reserve: list[Candidate] = []
     notes: list[str] = []
     spilled: list[Candidate] = []
+    bounds: list[float] = []
     locals_ = [c for c in pool if not c.provider.is_cloud]
     clouds = [c for c in pool if c.provider.is_cloud]
     if auto and spill_after is not None and locals_ and clouds:
@@ -79,6 +90,7 @@ def choose(
         else:
             reserve += clouds
             pool = locals_
+            bounds.append(spill_after)
 
     # Tiers: runs of equal priority, in plan order.
     tiers: list[list[Candidate]] = []
@@ -95,6 +107,7 @@ def choose(
             if best <= prefer_within:
                 held = [c for t in tiers[i:] for c in t]
                 reserve += held
+                bounds.append(prefer_within)
                 notes.append(f"priority {kept[0].provider.priority} expected within "
                              f"{prefer_within:g}s")
                 break
@@ -119,6 +132,7 @@ def choose(
             # Only the sticky provider is waited on (the others are held back, so a
             # free one cannot take the request first), for at most about sticky_within.
             reserve += [c for c in ordered if c is not mine]
+            bounds.append(of(ordered[0]).rank_s + sticky_within)
             ordered = [mine]
             notes.append(f"sticky: {sticky} served the last turn")
     if not ordered:  # nothing survived (cannot happen with a non-empty plan)
@@ -128,4 +142,4 @@ def choose(
     # Reserve in plan order, without repeats.
     seen = {id(c) for c in ordered}
     rest = [c for c in candidates if id(c) not in seen and c in reserve]
-    return Route(ordered, rest, est, "; ".join(notes))
+    return Route(ordered, rest, est, "; ".join(notes), max(bounds) if bounds else None)

@@ -473,13 +473,17 @@ class Engine:
     def _patience(self, run: Run, reserve: list[Candidate]) -> float | None:
         """How long to wait on the preferred candidates before the held-back ones join:
         the best estimate plus a second (the estimate was wrong by then: a request of a
-        higher priority came in ahead, a box slowed down); None (no limit) when nothing
-        is held back or the queue timeout comes first."""
+        higher priority came in ahead, a box slowed down), but no longer than the bound
+        that held them back (``Route.hold_s``: past ``spill_after`` the cloud joins);
+        None (no limit) when nothing is held back or the queue timeout comes first."""
         if not reserve or run.route is None or not run.route.candidates:
             return None
         best = run.route.estimate_of(run.route.candidates[0])
         left = self.settings.server.queue_timeout - run.queue_ms / 1000
-        patience = (best.total_s if best else 0.0) + PATIENCE_SLACK_S
+        expected = best.total_s if best else 0.0
+        patience = expected + PATIENCE_SLACK_S
+        if run.route.hold_s is not None:  # never past the bound that held them back
+            patience = min(patience, max(expected, run.route.hold_s))
         return patience if patience < left else None
 
     def _took(self, run: Run, cand: Candidate) -> None:
@@ -765,7 +769,7 @@ class Engine:
             reason = estimate.reason + (f"; {run.route.note}" if run.route.note else "")
             if run.replanned_after_ms is not None:
                 reason += (f"; after {run.replanned_after_ms / 1000:.1f}s, past the "
-                           f"estimate, waited on every candidate")
+                           f"estimate or its bound, waited on every candidate")
         self.events.emit(RequestFinished(
             context=ctx,
             model_requested=model_req if isinstance(model_req, str) else "",

@@ -329,6 +329,29 @@ async def test_a_lower_priority_queue_is_not_ahead_in_the_estimate(
     await asyncio.gather(holder, *low)
 
 
+async def test_the_cloud_joins_once_the_wait_passes_spill_after(
+    make_engine, upstream_factory
+) -> None:
+    box, cloud = upstream_factory(), upstream_factory()
+    providers, models = _lab(box, cloud)
+    engine, clock, finished = make_engine(providers, models, spill_after=0.2)
+    await engine.complete(body("local"), RequestContext())  # warm
+    box.script(Behaviour(delay=0.05))
+    task = asyncio.create_task(engine.complete(body("local"), RequestContext()))
+    await box.wait_for_async(lambda: box.in_flight == 1)
+    clock.advance(0.1)  # the box's requests take 0.1 s
+    await task
+    # This one holds the box 0.8 s: expected 0.1 s, within spill_after, so the cloud is
+    # kept back; once the wait passes 0.2 s the cloud joins (it used to wait until a
+    # second past the estimate, 1.1 s, and the box freed first).
+    box.script(Behaviour(delay=0.8))
+    holder = await busy(engine, box, "local")
+    done = await engine.complete(body("auto"), RequestContext())
+    assert done.provider_id == "cloud"
+    assert "waited on every candidate" in (finished[-1].route_reason or "")
+    await holder
+
+
 async def test_a_local_only_key_never_reaches_the_cloud(make_engine, upstream_factory) -> None:
     box, cloud = upstream_factory(), upstream_factory()
     providers, models = _lab(box, cloud)
