@@ -12,6 +12,11 @@ ran past the best estimate (``Engine`` then waits on them too). The rules, in or
    candidates go first (the request takes one at once); otherwise they are reserve.
 2. Priorities: a lower priority (a larger number) is reserve while a higher one is
    expected to give the first token within ``prefer_priority_within`` seconds.
+
+   In rules 1 and 2 a candidate with a free slot and its model loaded, whose prefill
+   only the built-in guess prices (lai measured none on that provider), counts as
+   expected at once: it is tried and measured, rather than a guess sending its
+   provider's traffic to a lower priority or the cloud for good.
 3. What is left is ordered by rank (time to first token plus the cost of swapping back a
    model a cold load would evict), priority breaking ties.
 4. A candidate that would be worse than waiting for the best one even if its slot were
@@ -73,6 +78,12 @@ def choose(
     def of(c: Candidate) -> Estimate:
         return est[(c.provider.id, c.model.id)]
 
+    def expected(c: Candidate) -> float:
+        """Its time to first token for the spill and priority rules: 0 for a free,
+        loaded candidate only the built-in guess calls slow (``Estimate.untried``)."""
+        e = of(c)
+        return 0.0 if e.untried else e.total_s
+
     pool = list(candidates)
     reserve: list[Candidate] = []
     notes: list[str] = []
@@ -81,7 +92,7 @@ def choose(
     locals_ = [c for c in pool if not c.provider.is_cloud]
     clouds = [c for c in pool if c.provider.is_cloud]
     if auto and spill_after is not None and locals_ and clouds:
-        best_local = min(of(c).total_s for c in locals_)
+        best_local = min(expected(c) for c in locals_)
         if best_local > spill_after:
             spilled = sorted(clouds, key=lambda c: of(c).rank_s)
             notes.append(f"spill: every local candidate is over {spill_after:g}s "
@@ -103,7 +114,7 @@ def choose(
     tier_of: dict[int, int] = {}
     for i, tier in enumerate(tiers):
         if kept:
-            best = min(of(c).total_s for c in kept)
+            best = min(expected(c) for c in kept)
             if best <= prefer_within:
                 held = [c for t in tiers[i:] for c in t]
                 reserve += held

@@ -71,6 +71,15 @@ class Estimate:
     reason: str
     swap_s: float = 0.0
     """Loading the model evicts another warm one: what swapping it back will cost."""
+    guessed: bool = False
+    """The prefill rate is the built-in guess: lai has measured none on this provider."""
+
+    @property
+    def untried(self) -> bool:
+        """A free slot and a loaded model, and only the guess says it is slow: the
+        choice treats it as expected at once (otherwise a box never tried is never
+        measured, and a lower priority, a paid cloud, serves its traffic for good)."""
+        return self.guessed and self.wait_s == 0 and self.load_s == 0
 
     @property
     def total_s(self) -> float:
@@ -133,6 +142,12 @@ class Estimator:
             return stat.service_s
         return self.service_s(provider, model)
 
+    def measured_prefill(self, provider: ProviderConfig, model: ModelConfig) -> bool:
+        """Whether a prefill rate was measured for the model or its provider."""
+        return any(stat is not None and stat.prefill_tps is not None
+                   for stat in (self._stats.get((provider.id, model.id)),
+                                self._providers.get(provider.id)))
+
     def prefill_tps(self, provider: ProviderConfig, model: ModelConfig) -> float:
         for stat in (self._stats.get((provider.id, model.id)),
                      self._providers.get(provider.id)):
@@ -180,5 +195,6 @@ class Estimator:
             parts.append("evicts a warm model")
         if cached_tokens:
             parts.append(f"{min(cached_tokens, prompt_tokens)} tokens cached")
-        parts.append(f"prefill {prefill:.1f}s")
-        return Estimate(wait, load, prefill, ", ".join(parts), swap)
+        guessed = fresh > 0 and not self.measured_prefill(provider, model)
+        parts.append(f"prefill {prefill:.1f}s" + (" (guessed)" if guessed else ""))
+        return Estimate(wait, load, prefill, ", ".join(parts), swap, guessed)

@@ -191,36 +191,66 @@ async def test_the_wait_counts_the_service_time_of_the_providers_other_models(
     assert "box/chat" not in (finished[-1].route_reason or "")
 
 
-async def test_a_model_not_measured_yet_borrows_its_providers_prefill_rate(
-    make_engine, upstream_factory
-) -> None:
-    box, cloud = upstream_factory(), upstream_factory()
-    engine, clock, _ = make_engine(
-        [provider("box", box.url, priority=1, max_concurrent=1),
-         provider("cloud", cloud.url + "/v1", type="openai", priority=10,
-                  auth_type="bearer", auth_secret="sk-test")],
-        [model("chat", "box", context_window=65536),
-         model("coder", "box", context_window=65536, load_seconds=0, fallbacks=["gpt"]),
-         model("gpt", "cloud", context_window=65536)],
-        prefer_priority_within=5)
-    await engine.complete(body("chat"), RequestContext())  # warm now
-    # The box read a 4000-token prompt of chat in 1 s: 4000 tokens a second.
-    box.script(Behaviour(prefill_delay=0.3))
-    opening = asyncio.create_task(engine.stream(body("chat", "word " * 3200, stream=True),
-                                                RequestContext()))
+def _box_and_cloud(box: FakeUpstream, cloud: FakeUpstream) -> tuple[list[dict[str, Any]],
+                                                                      list[dict[str, Any]]]:
+    return ([provider("box", box.url, priority=1, max_concurrent=1),
+             provider("cloud", cloud.url + "/v1", type="openai", priority=10,
+                      auth_type="bearer", auth_secret="sk-test")],
+            [model("chat", "box", context_window=65536),
+             model("coder", "box", context_window=65536, load_seconds=0, fallbacks=["gpt"]),
+             model("gpt", "cloud", context_window=65536)])
+
+
+async def _measure_chat(engine: Engine, clock: StillClock, box: FakeUpstream, *,
+                        tokens: int, seconds: float) -> None:
+    """A streamed chat request whose first token came ``seconds`` after it took the box."""
+    box.script(Behaviour(prefill_delay=1.0))  # time for the test to move the clock
+    opening = asyncio.create_task(engine.stream(
+        body("chat", "word " * (tokens * 4 // 5), stream=True), RequestContext()))
     await box.wait_for_async(lambda: box.in_flight == 1)
-    clock.advance(1.0)
+    clock.advance(seconds)
     stream = await opening
     try:
         async for _ in stream:
             pass
     finally:
         await stream.aclose()
-    # An 8000-token prompt for coder: 2 s at the box's rate, within 5 s, so the free box
-    # serves it; the default guess (1000 a second: 8 s) sent it to the cloud (4 s).
+
+
+async def test_a_model_not_measured_yet_borrows_its_providers_prefill_rate(
+    make_engine, upstream_factory
+) -> None:
+    box, cloud = upstream_factory(), upstream_factory()
+    engine, clock, _ = make_engine(*_box_and_cloud(box, cloud), prefer_priority_within=5)
+    await engine.complete(body("chat"), RequestContext())  # warm now
+    # The box read a 4000-token prompt of chat in 4 s: 1000 tokens a second.
+    await _measure_chat(engine, clock, box, tokens=4000, seconds=4.0)
+    # An 8000-token prompt for coder, never measured: 8 s at the box's rate, past 5 s,
+    # so the cloud (4 s by its guess) serves it. Without the box's rate coder's estimate
+    # would be a guess only, and a free box is tried on a guess.
     cloud.reset_stats()
     done = await engine.complete(body("coder", "word " * 6400), RequestContext())
+    assert done.provider_id == "cloud"
+
+
+async def test_a_free_box_only_the_guess_calls_slow_is_tried_before_the_cloud(
+    make_engine, upstream_factory
+) -> None:
+    box, cloud = upstream_factory(), upstream_factory()
+    engine, clock, finished = make_engine(*_box_and_cloud(box, cloud),
+                                          prefer_priority_within=5)
+    # Nothing measured: an 8000-token prompt is 8 s at the guessed 1000 tokens a second,
+    # past 5 s, and the cloud's guess (2000) says 4 s; but the box is free: it is tried.
+    done = await engine.complete(body("coder", "word " * 6400), RequestContext())
     assert done.provider_id == "box"
+    assert cloud.chat_count == 0
+    assert "(guessed)" in (finished[-1].route_reason or "")
+    # Once measured fast (4000 tokens in 1 s) it keeps the traffic on its own merits.
+    await engine.complete(body("chat"), RequestContext())  # warm (a cold one teaches none)
+    await _measure_chat(engine, clock, box, tokens=4000, seconds=1.0)
+    done = await engine.complete(body("coder", "word " * 6400), RequestContext())
+    assert done.provider_id == "box"
+    assert "(guessed)" not in (finished[-1].route_reason or "")
     assert cloud.chat_count == 0
 
 
@@ -334,20 +364,22 @@ async def test_the_cloud_joins_once_the_wait_passes_spill_after(
 ) -> None:
     box, cloud = upstream_factory(), upstream_factory()
     providers, models = _lab(box, cloud)
-    engine, clock, finished = make_engine(providers, models, spill_after=0.2)
+    engine, clock, finished = make_engine(providers, models, spill_after=0.05)
     await engine.complete(body("local"), RequestContext())  # warm
     box.script(Behaviour(delay=0.05))
     task = asyncio.create_task(engine.complete(body("local"), RequestContext()))
     await box.wait_for_async(lambda: box.in_flight == 1)
-    clock.advance(0.1)  # the box's requests take 0.1 s
+    clock.advance(0.01)  # the box's requests take 0.01 s
     await task
-    # This one holds the box 0.8 s: expected 0.1 s, within spill_after, so the cloud is
-    # kept back; once the wait passes 0.2 s the cloud joins (it used to wait until a
-    # second past the estimate, 1.1 s, and the box freed first).
-    box.script(Behaviour(delay=0.8))
+    # This one holds the box 0.9 s: expected 0.01 s, within spill_after, so the cloud is
+    # kept back; once the wait passes 0.05 s the cloud joins and serves it while the box
+    # is still busy. It used to join only a second past the estimate, whatever
+    # spill_after said (1.01 s), and the freed box served it.
+    box.script(Behaviour(delay=0.9))
     holder = await busy(engine, box, "local")
     done = await engine.complete(body("auto"), RequestContext())
     assert done.provider_id == "cloud"
+    assert not holder.done()
     assert "waited on every candidate" in (finished[-1].route_reason or "")
     await holder
 
