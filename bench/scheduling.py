@@ -98,14 +98,22 @@ MAY_USE = {  # the providers each class's requests may be served by (for starvat
 }
 
 
-def has_server_hint() -> bool:
-    """Whether this lai knows a provider's ``server`` hint (the ``disc`` work)."""
-    from lai.config.models import ProviderConfig
-    return "server" in ProviderConfig.model_fields
+OPERATOR = {
+    # lai's own durations, in simulated seconds, as an operator of this lab would set
+    # them; lab_config multiplies them by the clock scale (lai does not know the bench
+    # scales time, so its durations must be the scaled equivalents).
+    "spill_after": 10.0,             # the issue's example
+    "prefer_priority_within": 5.0,   # lai's default
+    "sticky_within": 3.0,            # lai's default
+    "warm_timeout": 300.0,           # lai's default (the server's /api/ps decides here)
+    "health_check_interval": 10.0,   # /api/ps is cheap: polled every 10 s
+}
+"""Simulated seconds; the estimator's built-in guesses (``lai.engine.estimate``) have no
+key and are not scaled: they hold until the first requests on a model finished."""
 
 
-def lab_config(path: Path, urls: dict[str, str], scheduling: str) -> None:
-    hint = 'server = "ollama"\n' if has_server_hint() else ""
+def lab_config(path: Path, urls: dict[str, str], scheduling: str, scale: float = 0.1) -> None:
+    op = {k: round(v * scale, 4) for k, v in OPERATOR.items()}
     parts = [textwrap.dedent(f"""\
         [server]
         host = "127.0.0.1"
@@ -117,6 +125,10 @@ def lab_config(path: Path, urls: dict[str, str], scheduling: str) -> None:
         queue_max_size = 1000
         cloud_fallback = true
         access_log = false
+        spill_after = {op["spill_after"]}
+        prefer_priority_within = {op["prefer_priority_within"]}
+        sticky_within = {op["sticky_within"]}
+        warm_timeout = {op["warm_timeout"]}
         """)]
     for spec in LAB:
         kind = "openai" if spec.cloud else "local"
@@ -128,9 +140,9 @@ def lab_config(path: Path, urls: dict[str, str], scheduling: str) -> None:
             endpoint = "{endpoint}"
             priority = {2 if spec.cloud else 1}
             max_concurrent = {spec.parallel}
-            health_check_interval = 30
+            health_check_interval = {op["health_check_interval"]}
             read_timeout = 600
-            """) + ("" if spec.cloud else hint))
+            """) + ("" if spec.cloud else 'server = "ollama"\n'))
     for mid, (upstream, providers) in LAI_MODELS.items():
         for pid in providers:
             spec = next(s for s in LAB if s.name == pid)
@@ -140,6 +152,8 @@ def lab_config(path: Path, urls: dict[str, str], scheduling: str) -> None:
             if mid == "cloud-4o":
                 extra += (f"cost_per_1k_input = {spec.price_in}\n"
                           f"cost_per_1k_output = {spec.price_out}\n")
+            else:  # the box's real swap time, as its operator measured it
+                extra += f"load_seconds = {round(spec.swap_s * scale, 4)}\n"
             if mid == "qwen2.5-coder-14b":
                 extra += 'fallbacks = ["cloud-4o"]\n'
             parts.append(textwrap.dedent(f"""
@@ -150,14 +164,6 @@ def lab_config(path: Path, urls: dict[str, str], scheduling: str) -> None:
                 context_window = 32768
                 """) + extra)
     path.write_text("".join(parts))
-
-
-def local_only_supported() -> bool:
-    """Whether ``lai keys create`` has ``--local-only`` (the ``est`` work)."""
-    done = subprocess.run([sys.executable, "-m", "lai.cli", "keys", "create", "--help"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
-    return "--local-only" in done.stdout
 
 
 def make_key(config: Path, name: str, *flags: str) -> str:
@@ -262,6 +268,7 @@ class Result:
     """The answer carried X-Queue-Wait-Ms: it waited in lai's queue."""
     provider: str | None = None
     error: str = ""
+    request_id: str | None = None
 
 
 @dataclass
@@ -299,6 +306,7 @@ class Runner:
                 res.queued = "x-queue-wait-ms" in r.headers
                 res.queue_ms = float(r.headers.get("x-queue-wait-ms") or 0)
                 res.provider = r.headers.get("x-provider")
+                res.request_id = r.headers.get("x-request-id")
                 if r.status_code != 200:
                     res.error = (await r.aread()).decode(errors="replace")[:300]
                     return ""
@@ -374,8 +382,23 @@ def starved(results: list[Result], scale: float) -> list[dict[str, Any]]:
     return out
 
 
+def rows(db: Path) -> dict[str, dict[str, Any]]:
+    """The stored ``requests`` rows by request id: what lai chose and why."""
+    import sqlite3
+    if not db.exists():
+        return {}
+    con = sqlite3.connect(db)
+    try:
+        con.row_factory = sqlite3.Row
+        return {r["request_id"]: dict(r) for r in con.execute(
+            "SELECT request_id, provider_id, model_id, queue_ms, ttft_ms, estimate_ms, "
+            "route_reason FROM requests")}
+    finally:
+        con.close()
+
+
 def summarize(mode: str, runner: Runner, boxes: dict[str, Box], cloud_cost_lai: float | None,
-              local_only: bool) -> dict[str, Any]:
+              stored: dict[str, dict[str, Any]]) -> dict[str, Any]:
     scale = runner.scale
     results = runner.results
     per_class: dict[str, Any] = {}
@@ -401,7 +424,7 @@ def summarize(mode: str, runner: Runner, boxes: dict[str, Box], cloud_cost_lai: 
         "every_request_answered": not failed,
         "max_concurrent_held": not over,
         "no_starvation": not starving,
-        "local_only_stayed_home": (private_in_cloud == 0) if local_only else "pending",
+        "local_only_stayed_home": private_in_cloud == 0,
     }
     return {
         "mode": mode,
@@ -418,12 +441,33 @@ def summarize(mode: str, runner: Runner, boxes: dict[str, Box], cloud_cost_lai: 
         "failed": [{"key": r.key, "status": r.status, "error": r.error} for r in failed][:20],
         "longest_service_s": round(max((r.duration - r.queue_ms / 1000 for r in results
                                         if r.duration is not None), default=0) / scale, 1),
-        "requests": [[r.key, round(r.arrived / scale, 2), round(r.queue_ms / 1000 / scale, 2),
-                      None if r.ttft is None else round(r.ttft / scale, 2), r.provider]
-                     for r in results],
+        "requests": [trace(r, stored.get(r.request_id or ""), scale) for r in results],
         "wall_s": round(runner.now(), 1),
         "checks": checks,
     }
+
+
+def trace(r: Result, row: dict[str, Any] | None, scale: float) -> dict[str, Any]:
+    """One request as the bench saw it and as lai recorded it (simulated seconds)."""
+    row = row or {}
+    est = row.get("estimate_ms")
+    return {"key": r.key, "at": round(r.arrived / scale, 2),
+            "queue_s": round(r.queue_ms / 1000 / scale, 2),
+            "ttft_s": None if r.ttft is None else round(r.ttft / scale, 2),
+            "provider": r.provider, "model": row.get("model_id"),
+            "estimate_s": None if est is None else round(est / 1000 / scale, 2),
+            "route_reason": row.get("route_reason")}
+
+
+def print_trace(run: dict[str, Any], classes: set[str]) -> None:
+    print(f"--- {run['mode']}: requests of {', '.join(sorted(classes))} "
+          "(simulated s: arrival, queue wait, ttft, estimate)")
+    for t in sorted(run["requests"], key=lambda t: t["at"]):
+        if CLASS[t["key"]] not in classes:
+            continue
+        print(f"{t['at']:7.1f} {t['key']:14} q {t['queue_s']:6.2f} ttft {fmt(t['ttft_s']):>6} "
+              f"est {fmt(t['estimate_s']):>6} {t['provider'] or '-':9} {t['model'] or '-':18} "
+              f"{t['route_reason'] or ''}")
 
 
 async def cloud_cost(http: httpx.AsyncClient, key: str, requests: int) -> float | None:
@@ -454,7 +498,7 @@ async def wait_ready(http: httpx.AsyncClient) -> None:
     raise SystemExit("bench: lai proxy did not answer /health")
 
 
-async def make_keys(workdir: Path, local_only: bool) -> dict[str, str]:
+async def make_keys(workdir: Path) -> dict[str, str]:
     """The workload's keys, made once with ``lai keys create`` in ``workdir/keys/data``
     (each run starts from a copy of that store)."""
     here = workdir / "keys"
@@ -463,18 +507,18 @@ async def make_keys(workdir: Path, local_only: bool) -> dict[str, str]:
     lab_config(config, {s.name: "http://127.0.0.1:9" for s in LAB}, "fair")
     keys = {}
     for name in KEYS:
-        flags = ("--local-only",) if name == "private-notes" and local_only else ()
+        flags = ("--local-only",) if name == "private-notes" else ()
         keys[name] = await asyncio.to_thread(make_key, config, name, *flags)
     return keys
 
 
 async def run_mode(mode: str, work: Workload, scale: float, workdir: Path,
-                   keys: dict[str, str], local_only: bool) -> dict[str, Any]:
+                   keys: dict[str, str]) -> dict[str, Any]:
     here = workdir / mode
     shutil.copytree(workdir / "keys" / "data", here / "data")
     boxes = {s.name: await Box(s, scale).start() for s in LAB}
     config = here / "config.toml"
-    lab_config(config, {n: b.url for n, b in boxes.items()}, mode)
+    lab_config(config, {n: b.url for n, b in boxes.items()}, mode, scale)
     proc: Proc | None = None
     try:
         proc, url = await asyncio.to_thread(
@@ -490,7 +534,7 @@ async def run_mode(mode: str, work: Workload, scale: float, workdir: Path,
                 b.start_clock()
             await runner.run(work)
             cost = await cloud_cost(http, keys["ana"], work.count)
-        res = summarize(mode, runner, boxes, cost, local_only)
+        res = summarize(mode, runner, boxes, cost, rows(here / "data" / "lai.db"))
         code = proc.stop()
         if code not in (0, None):
             res["checks"]["proxy_exited_cleanly"] = False
@@ -556,6 +600,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=14)
     p.add_argument("--out", default="bench/results/scheduling.json")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
+    p.add_argument("--trace", default="", help="print each request of these classes "
+                   "(comma-separated: people,agent,batch,private, or all) with lai's "
+                   "choice and reason from the store")
     return p.parse_args(argv)
 
 
@@ -566,17 +613,10 @@ async def main_async(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     else:
         work = workload(args.seed, horizon=420, batch=24, bursts=6)
         scale = args.scale or 0.1
-    local_only = await asyncio.to_thread(local_only_supported)
-    notes = []
-    if not local_only:
-        notes.append("lai keys create has no --local-only yet (helper est): private-notes "
-                     "is an ordinary key and its check is pending")
-    if not has_server_hint():
-        notes.append('providers have no server = "ollama" hint yet (helper disc): lai does '
-                     "not read /api/ps, the fakes serve it anyway")
+    notes: list[str] = []
     modes = ["fair", "fifo"] if args.mode == "both" else [args.mode]
-    keys = await make_keys(workdir, local_only)
-    runs = [await run_mode(m, work, scale, workdir, keys, local_only) for m in modes]
+    keys = await make_keys(workdir)
+    runs = [await run_mode(m, work, scale, workdir, keys) for m in modes]
     return {"scale": scale, "seed": args.seed, "smoke": bool(args.smoke),
             "requests": work.count, "notes": notes, "runs": runs}
 
@@ -591,6 +631,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench: work directory kept: {workdir}", file=sys.stderr)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+    if args.trace:
+        classes = set(CLASS.values()) if args.trace == "all" else set(args.trace.split(","))
+        for run in res["runs"]:
+            print_trace(run, classes)
     print(report(res["runs"], res["scale"], res["notes"]))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,11 @@ ran past the best estimate (``Engine`` then waits on them too). The rules, in or
    candidates go first (the request takes one at once); otherwise they are reserve.
 2. Priorities: a lower priority (a larger number) is reserve while a higher one is
    expected to give the first token within ``prefer_priority_within`` seconds.
+
+   In rules 1 and 2 a candidate with a free slot and its model loaded, whose prefill
+   only the built-in guess prices (lai measured none on that provider), counts as
+   expected at once: it is tried and measured, rather than a guess sending its
+   provider's traffic to a lower priority or the cloud for good.
 3. What is left is ordered by rank (time to first token plus the cost of swapping back a
    model a cold load would evict), priority breaking ties.
 4. A candidate that would be worse than waiting for the best one even if its slot were
@@ -21,6 +26,13 @@ ran past the best estimate (``Engine`` then waits on them too). The rules, in or
 5. Sticky: when the provider that served the conversation's last turn is a candidate
    (not held back by the rules above) expected within ``sticky_within`` seconds of the
    best, the request waits for it alone; the others are reserve.
+
+``Route.hold_s`` is the longest the rules that held candidates back allow waiting for
+the preferred ones (``spill_after`` for a cloud kept back, ``prefer_priority_within``
+for a lower priority, the sticky provider's estimate plus ``sticky_within``): once the
+wait passes it, the estimate was wrong and the bound the operator set is what counts,
+so the engine lets the held-back candidates join then (or a second past the best
+estimate, whichever comes first).
 """
 
 from __future__ import annotations
@@ -41,6 +53,9 @@ class Route:
     estimates: dict[tuple[str, str], Estimate] = field(default_factory=dict)
     note: str = ""
     """Why this order, for the request's row and the debug log."""
+    hold_s: float | None = None
+    """The longest wait the rules that held candidates back allow (None: no such
+    bound, only the estimate)."""
 
     def estimate_of(self, cand: Candidate) -> Estimate | None:
         return self.estimates.get((cand.provider.id, cand.model.id))
@@ -63,14 +78,21 @@ def choose(
     def of(c: Candidate) -> Estimate:
         return est[(c.provider.id, c.model.id)]
 
+    def expected(c: Candidate) -> float:
+        """Its time to first token for the spill and priority rules: 0 for a free,
+        loaded candidate only the built-in guess calls slow (``Estimate.untried``)."""
+        e = of(c)
+        return 0.0 if e.untried else e.total_s
+
     pool = list(candidates)
     reserve: list[Candidate] = []
     notes: list[str] = []
     spilled: list[Candidate] = []
+    bounds: list[float] = []
     locals_ = [c for c in pool if not c.provider.is_cloud]
     clouds = [c for c in pool if c.provider.is_cloud]
     if auto and spill_after is not None and locals_ and clouds:
-        best_local = min(of(c).total_s for c in locals_)
+        best_local = min(expected(c) for c in locals_)
         if best_local > spill_after:
             spilled = sorted(clouds, key=lambda c: of(c).rank_s)
             notes.append(f"spill: every local candidate is over {spill_after:g}s "
@@ -79,6 +101,7 @@ def choose(
         else:
             reserve += clouds
             pool = locals_
+            bounds.append(spill_after)
 
     # Tiers: runs of equal priority, in plan order.
     tiers: list[list[Candidate]] = []
@@ -91,10 +114,11 @@ def choose(
     tier_of: dict[int, int] = {}
     for i, tier in enumerate(tiers):
         if kept:
-            best = min(of(c).total_s for c in kept)
+            best = min(expected(c) for c in kept)
             if best <= prefer_within:
                 held = [c for t in tiers[i:] for c in t]
                 reserve += held
+                bounds.append(prefer_within)
                 notes.append(f"priority {kept[0].provider.priority} expected within "
                              f"{prefer_within:g}s")
                 break
@@ -119,6 +143,7 @@ def choose(
             # Only the sticky provider is waited on (the others are held back, so a
             # free one cannot take the request first), for at most about sticky_within.
             reserve += [c for c in ordered if c is not mine]
+            bounds.append(of(ordered[0]).rank_s + sticky_within)
             ordered = [mine]
             notes.append(f"sticky: {sticky} served the last turn")
     if not ordered:  # nothing survived (cannot happen with a non-empty plan)
@@ -128,4 +153,4 @@ def choose(
     # Reserve in plan order, without repeats.
     seen = {id(c) for c in ordered}
     rest = [c for c in candidates if id(c) not in seen and c in reserve]
-    return Route(ordered, rest, est, "; ".join(notes))
+    return Route(ordered, rest, est, "; ".join(notes), max(bounds) if bounds else None)

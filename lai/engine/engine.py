@@ -275,7 +275,7 @@ class Engine:
         """Seconds until a request with ``ahead`` waiters before it gets a slot on
         ``cand``'s provider."""
         pid = cand.provider.id
-        service = self.estimator.service_s(cand.provider, cand.model)
+        service = self.estimator.provider_service_s(cand.provider, cand.model)
         capacity = max(1, self.slots.capacity.get(pid, 0))
         queued = self.slots.in_flight.get(pid, 0) + ahead - capacity + 1
         return max(0, queued) * service / capacity
@@ -293,9 +293,11 @@ class Engine:
         models = self.catalog.by_provider.get(provider_id, ())
         return len(models) == 1 and models[0].id == model_id and models[0].load_seconds is None
 
-    def estimate(self, cand: Candidate, shape: ChatShape, *,
-                 cached_tokens: int = 0) -> Estimate:
-        """The expected time to first token of a request of ``shape`` on ``cand`` now."""
+    def estimate(self, cand: Candidate, shape: ChatShape, *, cached_tokens: int = 0,
+                 priority: int = 1, key: str | None = None) -> Estimate:
+        """The expected time to first token of a request of ``shape`` on ``cand`` now,
+        queued behind the waiters that would be served before one of ``priority`` and
+        ``key`` (``SlotManager.ahead_for``: under ``fair``, keys take turns)."""
         pid, mid = cand.provider.id, cand.model.id
         warm = self._loaded(pid, mid)
         evicts = not warm and any(self._loaded(pid, m.id)
@@ -303,14 +305,17 @@ class Engine:
         in_flight = self.slots.in_flight.get(pid, 0)
         capacity = self.slots.capacity.get(pid, cand.provider.max_concurrent)
         cap = cand.model.max_concurrent
+        model_bound = False
         if cap is not None:  # the model's own cap may be the one that binds
             mine = self.slots.model_in_flight.get(model_key(pid, mid), 0)
             if mine - cap > in_flight - capacity:
-                in_flight, capacity = mine, cap
+                in_flight, capacity, model_bound = mine, cap, True
         return self.estimator.estimate(
             cand.provider, cand.model, prompt_tokens=shape.prompt_tokens,
-            in_flight=in_flight, waiting=self.slots.queue_depth_for(pid),
+            in_flight=in_flight,
+            waiting=self.slots.ahead_for(pid, priority=priority, key=key),
             capacity=capacity, warm=warm, evicts=evicts, cached_tokens=cached_tokens,
+            model_bound=model_bound,
         )
 
     def _route(self, run: Run, candidates: list[Candidate]) -> Route:
@@ -321,8 +326,9 @@ class Engine:
         run.conversation = names
         last = self.sticky.last(names) if continues else None
         estimates = [
-            self.estimate(c, run.shape, cached_tokens=(
-                last.tokens if last is not None and last.provider_id == c.provider.id else 0))
+            self.estimate(c, run.shape, priority=run.ctx.priority, key=run.ctx.key_name,
+                          cached_tokens=(last.tokens if last is not None
+                                         and last.provider_id == c.provider.id else 0))
             for c in candidates
         ]
         spill = run.ctx.spill_after if run.ctx.spill_after is not None else server.spill_after
@@ -467,13 +473,17 @@ class Engine:
     def _patience(self, run: Run, reserve: list[Candidate]) -> float | None:
         """How long to wait on the preferred candidates before the held-back ones join:
         the best estimate plus a second (the estimate was wrong by then: a request of a
-        higher priority came in ahead, a box slowed down); None (no limit) when nothing
-        is held back or the queue timeout comes first."""
+        higher priority came in ahead, a box slowed down), but no longer than the bound
+        that held them back (``Route.hold_s``: past ``spill_after`` the cloud joins);
+        None (no limit) when nothing is held back or the queue timeout comes first."""
         if not reserve or run.route is None or not run.route.candidates:
             return None
         best = run.route.estimate_of(run.route.candidates[0])
         left = self.settings.server.queue_timeout - run.queue_ms / 1000
-        patience = (best.total_s if best else 0.0) + PATIENCE_SLACK_S
+        expected = best.total_s if best else 0.0
+        patience = expected + PATIENCE_SLACK_S
+        if run.route.hold_s is not None:  # never past the bound that held them back
+            patience = min(patience, max(expected, run.route.hold_s))
         return patience if patience < left else None
 
     def _took(self, run: Run, cand: Candidate) -> None:
@@ -759,7 +769,7 @@ class Engine:
             reason = estimate.reason + (f"; {run.route.note}" if run.route.note else "")
             if run.replanned_after_ms is not None:
                 reason += (f"; after {run.replanned_after_ms / 1000:.1f}s, past the "
-                           f"estimate, waited on every candidate")
+                           f"estimate or its bound, waited on every candidate")
         self.events.emit(RequestFinished(
             context=ctx,
             model_requested=model_req if isinstance(model_req, str) else "",

@@ -9,11 +9,15 @@ For a candidate (provider, model) and a request of ``prompt_tokens``::
     total   = wait + load + prefill
 
 ``in flight`` counts the provider's requests holding a slot, ``waiting`` the queued
-requests that could be served by it. ``service`` is the EWMA of how long a request to
-that model on that provider held its slot (from slot taken to the last byte), the
-prefill rate the EWMA of prompt tokens per second of time to first token, both from
-lai's own traffic (requests on a cold model are left out: their time was the load).
-Before any traffic the guesses below are used.
+requests that would be served before this one. ``service`` is the EWMA of how long a
+request on that provider held its slot (from slot taken to the last byte), over all its
+models: the requests ahead are anyone's, a batch's long summaries as much as a chat's
+short answers (when the model's own ``max_concurrent`` binds, the model's own EWMA).
+The prefill rate is the EWMA of prompt tokens per second of time to first token for
+that model on that provider; for a model it has not measured yet, the provider's over
+its other models (the same GPU), before any the guess below. Both come from lai's own
+traffic (requests on a cold model are left out: their time was the load). Before any
+traffic the guesses below are used.
 
 A cold model on a provider where another model is warm also costs a swap back later:
 ``swap_s`` (its load_seconds again) is added to the rank candidates are ordered by, not
@@ -67,6 +71,15 @@ class Estimate:
     reason: str
     swap_s: float = 0.0
     """Loading the model evicts another warm one: what swapping it back will cost."""
+    guessed: bool = False
+    """The prefill rate is the built-in guess: lai has measured none on this provider."""
+
+    @property
+    def untried(self) -> bool:
+        """A free slot and a loaded model, and only the guess says it is slow: the
+        choice treats it as expected at once (otherwise a box never tried is never
+        measured, and a lower priority, a paid cloud, serves its traffic for good)."""
+        return self.guessed and self.wait_s == 0 and self.load_s == 0
 
     @property
     def total_s(self) -> float:
@@ -95,21 +108,25 @@ class Estimator:
 
     def __init__(self) -> None:
         self._stats: dict[tuple[str, str], _Ewma] = {}
+        self._providers: dict[str, _Ewma] = {}
+        """Per provider, over all its models."""
 
     def observe(self, provider_id: str, model_id: str, *, service_s: float,
                 prompt_tokens: int, prefill_s: float | None) -> None:
         """A request on a warm model held its slot ``service_s`` seconds; for a stream,
         its first token came ``prefill_s`` after it took the slot."""
-        stat = self._stats.setdefault((provider_id, model_id), _Ewma())
-        stat.service_s = _mix(stat.service_s, max(0.0, service_s))
-        stat.served += 1
-        if prefill_s is not None and prefill_s >= MIN_PREFILL_S and prompt_tokens > 0:
-            stat.prefill_tps = _mix(stat.prefill_tps, prompt_tokens / prefill_s)
+        for stat in (self._stats.setdefault((provider_id, model_id), _Ewma()),
+                     self._providers.setdefault(provider_id, _Ewma())):
+            stat.service_s = _mix(stat.service_s, max(0.0, service_s))
+            stat.served += 1
+            if prefill_s is not None and prefill_s >= MIN_PREFILL_S and prompt_tokens > 0:
+                stat.prefill_tps = _mix(stat.prefill_tps, prompt_tokens / prefill_s)
 
     def forget(self, provider_id: str) -> None:
         """Drop what was learnt about a provider (a reload removed or changed it)."""
         for key in [k for k in self._stats if k[0] == provider_id]:
             del self._stats[key]
+        self._providers.pop(provider_id, None)
 
     def service_s(self, provider: ProviderConfig, model: ModelConfig) -> float:
         stat = self._stats.get((provider.id, model.id))
@@ -117,10 +134,25 @@ class Estimator:
             return stat.service_s
         return DEFAULT_SERVICE_S[_kind(provider)]
 
+    def provider_service_s(self, provider: ProviderConfig, model: ModelConfig) -> float:
+        """How long a request on ``provider`` held its slot, whatever its model; the
+        model's own figure (or guess) before the provider served any."""
+        stat = self._providers.get(provider.id)
+        if stat is not None and stat.service_s is not None:
+            return stat.service_s
+        return self.service_s(provider, model)
+
+    def measured_prefill(self, provider: ProviderConfig, model: ModelConfig) -> bool:
+        """Whether a prefill rate was measured for the model or its provider."""
+        return any(stat is not None and stat.prefill_tps is not None
+                   for stat in (self._stats.get((provider.id, model.id)),
+                                self._providers.get(provider.id)))
+
     def prefill_tps(self, provider: ProviderConfig, model: ModelConfig) -> float:
-        stat = self._stats.get((provider.id, model.id))
-        if stat is not None and stat.prefill_tps is not None:
-            return stat.prefill_tps
+        for stat in (self._stats.get((provider.id, model.id)),
+                     self._providers.get(provider.id)):
+            if stat is not None and stat.prefill_tps is not None:
+                return stat.prefill_tps
         return DEFAULT_PREFILL_TPS[_kind(provider)]
 
     def estimate(
@@ -135,12 +167,16 @@ class Estimator:
         warm: bool,
         evicts: bool = False,
         cached_tokens: int = 0,
+        model_bound: bool = False,
     ) -> Estimate:
         """The estimate for one candidate. ``warm``: the model is loaded (or serving);
         ``evicts``: loading it would push out another model that is warm there;
         ``cached_tokens``: prompt tokens the server likely holds in its prefix cache
-        (this conversation's last turn went there)."""
-        service = self.service_s(provider, model)
+        (this conversation's last turn went there); ``model_bound``: ``in_flight`` and
+        ``capacity`` are the model's own (its ``max_concurrent`` binds), so the wait is
+        for requests of this model."""
+        service = (self.service_s(provider, model) if model_bound
+                   else self.provider_service_s(provider, model))
         capacity = max(1, capacity)
         ahead = in_flight + waiting - capacity + 1
         wait = max(0, ahead) * service / capacity
@@ -159,5 +195,6 @@ class Estimator:
             parts.append("evicts a warm model")
         if cached_tokens:
             parts.append(f"{min(cached_tokens, prompt_tokens)} tokens cached")
-        parts.append(f"prefill {prefill:.1f}s")
-        return Estimate(wait, load, prefill, ", ".join(parts), swap)
+        guessed = fresh > 0 and not self.measured_prefill(provider, model)
+        parts.append(f"prefill {prefill:.1f}s" + (" (guessed)" if guessed else ""))
+        return Estimate(wait, load, prefill, ", ".join(parts), swap, guessed)

@@ -162,6 +162,98 @@ async def test_a_cold_model_on_a_free_box_waits_for_a_warm_one_expected_sooner(
     assert "b/m, wait" in (finished[-1].route_reason or "")
 
 
+async def test_the_wait_counts_the_service_time_of_the_providers_other_models(
+    make_engine, upstream_factory
+) -> None:
+    box, cloud = upstream_factory(), upstream_factory()
+    engine, clock, finished = make_engine(
+        [provider("box", box.url, priority=1, max_concurrent=1),
+         provider("cloud", cloud.url + "/v1", type="openai", priority=10,
+                  auth_type="bearer", auth_secret="sk-test")],
+        [model("summary", "box", load_seconds=0),
+         model("chat", "box", load_seconds=0, fallbacks=["gpt"]), model("gpt", "cloud")],
+        prefer_priority_within=5)
+    # The box's requests: long summaries (30 s each), short chats (1 s each).
+    for name, seconds in (("summary", 30.0), ("summary", 30.0), ("chat", 1.0),
+                          ("chat", 1.0), ("summary", 30.0)):
+        box.script(Behaviour(delay=0.2))
+        task = asyncio.create_task(engine.complete(body(name), RequestContext()))
+        await box.wait_for_async(lambda: box.in_flight == 1)
+        clock.advance(seconds)
+        await task
+    # A summary holds the box: a chat behind it waits for a summary, not a chat (1 s,
+    # within 5 s, which kept the cloud back), so it goes to the cloud.
+    box.script(Behaviour(delay=0.3))
+    holder = await busy(engine, box, "summary")
+    done = await engine.complete(body("chat"), RequestContext())
+    await holder
+    assert done.provider_id == "cloud"
+    assert "box/chat" not in (finished[-1].route_reason or "")
+
+
+def _box_and_cloud(box: FakeUpstream, cloud: FakeUpstream) -> tuple[list[dict[str, Any]],
+                                                                      list[dict[str, Any]]]:
+    return ([provider("box", box.url, priority=1, max_concurrent=1),
+             provider("cloud", cloud.url + "/v1", type="openai", priority=10,
+                      auth_type="bearer", auth_secret="sk-test")],
+            [model("chat", "box", context_window=65536),
+             model("coder", "box", context_window=65536, load_seconds=0, fallbacks=["gpt"]),
+             model("gpt", "cloud", context_window=65536)])
+
+
+async def _measure_chat(engine: Engine, clock: StillClock, box: FakeUpstream, *,
+                        tokens: int, seconds: float) -> None:
+    """A streamed chat request whose first token came ``seconds`` after it took the box."""
+    box.script(Behaviour(prefill_delay=1.0))  # time for the test to move the clock
+    opening = asyncio.create_task(engine.stream(
+        body("chat", "word " * (tokens * 4 // 5), stream=True), RequestContext()))
+    await box.wait_for_async(lambda: box.in_flight == 1)
+    clock.advance(seconds)
+    stream = await opening
+    try:
+        async for _ in stream:
+            pass
+    finally:
+        await stream.aclose()
+
+
+async def test_a_model_not_measured_yet_borrows_its_providers_prefill_rate(
+    make_engine, upstream_factory
+) -> None:
+    box, cloud = upstream_factory(), upstream_factory()
+    engine, clock, _ = make_engine(*_box_and_cloud(box, cloud), prefer_priority_within=5)
+    await engine.complete(body("chat"), RequestContext())  # warm now
+    # The box read a 4000-token prompt of chat in 4 s: 1000 tokens a second.
+    await _measure_chat(engine, clock, box, tokens=4000, seconds=4.0)
+    # An 8000-token prompt for coder, never measured: 8 s at the box's rate, past 5 s,
+    # so the cloud (4 s by its guess) serves it. Without the box's rate coder's estimate
+    # would be a guess only, and a free box is tried on a guess.
+    cloud.reset_stats()
+    done = await engine.complete(body("coder", "word " * 6400), RequestContext())
+    assert done.provider_id == "cloud"
+
+
+async def test_a_free_box_only_the_guess_calls_slow_is_tried_before_the_cloud(
+    make_engine, upstream_factory
+) -> None:
+    box, cloud = upstream_factory(), upstream_factory()
+    engine, clock, finished = make_engine(*_box_and_cloud(box, cloud),
+                                          prefer_priority_within=5)
+    # Nothing measured: an 8000-token prompt is 8 s at the guessed 1000 tokens a second,
+    # past 5 s, and the cloud's guess (2000) says 4 s; but the box is free: it is tried.
+    done = await engine.complete(body("coder", "word " * 6400), RequestContext())
+    assert done.provider_id == "box"
+    assert cloud.chat_count == 0
+    assert "(guessed)" in (finished[-1].route_reason or "")
+    # Once measured fast (4000 tokens in 1 s) it keeps the traffic on its own merits.
+    await engine.complete(body("chat"), RequestContext())  # warm (a cold one teaches none)
+    await _measure_chat(engine, clock, box, tokens=4000, seconds=1.0)
+    done = await engine.complete(body("coder", "word " * 6400), RequestContext())
+    assert done.provider_id == "box"
+    assert "(guessed)" not in (finished[-1].route_reason or "")
+    assert cloud.chat_count == 0
+
+
 # -- priorities -------------------------------------------------------------------
 
 
@@ -220,6 +312,75 @@ async def test_auto_spills_to_the_cloud_when_the_local_wait_passes_spill_after(
     # A key's own --spill-after of 20 s: it waits for the box instead.
     waited = await engine.complete(body("auto"), RequestContext(spill_after=20.0))
     assert waited.provider_id == "box"
+    await holder
+
+
+async def test_a_batch_keys_queue_counts_as_one_turn_in_a_persons_estimate(
+    make_engine, upstream_factory
+) -> None:
+    box, cloud = upstream_factory(), upstream_factory()
+    providers, models = _lab(box, cloud)
+    # The box (one slot, 8 s a request by the guess) is busy and a batch key has five
+    # requests queued for it. Under fair a person's request waits for at most one of
+    # them: about 16 s, within spill_after 20 s, so it waits for the box. Counting the
+    # batch's five as ahead (48 s) would have sent it to the cloud, paid.
+    engine, _, finished = make_engine(providers, models, spill_after="20s")
+    box.default = Behaviour(delay=0.05)
+    holder = await busy(engine, box, "local", RequestContext(key_name="batch"))
+    batch = [asyncio.create_task(engine.complete(body("local"),
+                                                 RequestContext(key_name="batch")))
+             for _ in range(5)]
+    await box.wait_for_async(lambda: engine.slots.queue_depth == 5)
+    person = await engine.complete(body("auto"), RequestContext(key_name="ana"))
+    assert person.provider_id == "box"
+    assert cloud.chat_count == 0
+    mine = next(f for f in finished if f.context.key_name == "ana")
+    assert "2 ahead" in (mine.route_reason or "")  # the one in flight, one batch turn
+    await asyncio.gather(holder, *batch)
+
+
+async def test_a_lower_priority_queue_is_not_ahead_in_the_estimate(
+    make_engine, upstream_factory
+) -> None:
+    box, cloud = upstream_factory(), upstream_factory()
+    providers, models = _lab(box, cloud)
+    # Priority 5 requests queued for the box are served after a priority 1 one: they do
+    # not count in its estimate (8 s for the one in flight, within 10 s: no spill).
+    engine, _, finished = make_engine(providers, models, spill_after="10s")
+    box.default = Behaviour(delay=0.05)
+    holder = await busy(engine, box, "local", RequestContext(key_name="low", priority=5))
+    low = [asyncio.create_task(engine.complete(body("local"),
+                                               RequestContext(key_name="low", priority=5)))
+           for _ in range(3)]
+    await box.wait_for_async(lambda: engine.slots.queue_depth == 3)
+    person = await engine.complete(body("auto"), RequestContext(key_name="ana"))
+    assert person.provider_id == "box"
+    assert cloud.chat_count == 0
+    await asyncio.gather(holder, *low)
+
+
+async def test_the_cloud_joins_once_the_wait_passes_spill_after(
+    make_engine, upstream_factory
+) -> None:
+    box, cloud = upstream_factory(), upstream_factory()
+    providers, models = _lab(box, cloud)
+    engine, clock, finished = make_engine(providers, models, spill_after=0.05)
+    await engine.complete(body("local"), RequestContext())  # warm
+    box.script(Behaviour(delay=0.05))
+    task = asyncio.create_task(engine.complete(body("local"), RequestContext()))
+    await box.wait_for_async(lambda: box.in_flight == 1)
+    clock.advance(0.01)  # the box's requests take 0.01 s
+    await task
+    # This one holds the box 0.9 s: expected 0.01 s, within spill_after, so the cloud is
+    # kept back; once the wait passes 0.05 s the cloud joins and serves it while the box
+    # is still busy. It used to join only a second past the estimate, whatever
+    # spill_after said (1.01 s), and the freed box served it.
+    box.script(Behaviour(delay=0.9))
+    holder = await busy(engine, box, "local")
+    done = await engine.complete(body("auto"), RequestContext())
+    assert done.provider_id == "cloud"
+    assert not holder.done()
+    assert "waited on every candidate" in (finished[-1].route_reason or "")
     await holder
 
 
