@@ -183,7 +183,7 @@ async def test_the_wait_counts_the_service_time_of_the_providers_other_models(
         await task
     # A summary holds the box: a chat behind it waits for a summary, not a chat (1 s,
     # within 5 s, which kept the cloud back), so it goes to the cloud.
-    box.script(Behaviour(delay=0.3))
+    box.script(Behaviour(delay=2.0))
     holder = await busy(engine, box, "summary")
     done = await engine.complete(body("chat"), RequestContext())
     await holder
@@ -266,7 +266,7 @@ async def test_a_lower_priority_waits_while_a_higher_one_is_expected_soon(
     models = [model("m", "hi"), model("m", "lo")]
     # Nothing learnt: hi's wait is one default service time, 8 s, past 5 s: lo serves.
     engine, clock, _ = make_engine(providers, models, prefer_priority_within=5)
-    hi.script(Behaviour(delay=0.3))
+    hi.script(Behaviour(delay=2.0))
     holder = await busy(engine, hi, "hi/m")
     assert (await engine.complete(body("m"), RequestContext())).provider_id == "lo"
     await holder
@@ -413,7 +413,7 @@ async def test_fifo_ignores_spill_after_and_takes_the_first_free_provider(
     providers, models = _lab(box, cloud)
     engine, _, finished = make_engine(providers, models, spill_after="60s",
                                       scheduling="fifo")
-    box.script(Behaviour(delay=0.3))
+    box.script(Behaviour(delay=2.0))
     holder = await busy(engine, box, "local")
     done = await engine.complete(body("auto"), RequestContext())
     await holder
