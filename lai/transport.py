@@ -453,14 +453,10 @@ class PoolTransport(httpx.AsyncBaseTransport):
             return conn
         raise httpx.RemoteProtocolError(_CLOSED_EARLY, request=request)
 
-    async def post(self, url: httpx.URL, headers: list[tuple[bytes, bytes]], body: bytes,
-                   timeouts: dict[str, Any]) -> Answer:
-        """POST ``body`` and read the whole answer: what ``AsyncClient.post`` does over
-        this transport, without httpx's request, client and response layers (~65 us of
-        CPU a request, bench/README.md). ``headers`` are sent as given, after ``host``
-        and before ``content-length`` (see ``lean_headers``). Raises the httpx errors of
-        ``handle_async_request``; any way out (cancellation included) lets go of the
-        connection, closing it unless the answer was read to its end."""
+    async def _start(self, url: httpx.URL, headers: list[tuple[bytes, bytes]], body: bytes,
+                    timeouts: dict[str, Any]) -> _Connection:
+        """POST ``body`` on a pooled connection; returns it once the answer's head is in.
+        ``headers`` are sent as given, after ``host`` and before ``content-length``."""
         if self._closed:
             raise httpx.ConnectError("the transport is closed")
         scheme = url.raw_scheme
@@ -471,8 +467,34 @@ class PoolTransport(httpx.AsyncBaseTransport):
         for name, value in headers:
             lines.append(b"%s: %s\r\n" % (name, value))
         lines.append(b"content-length: %d\r\n\r\n" % len(body))
-        conn = await self._exchange((scheme, url.host, port), timeouts, None,
+        return await self._exchange((scheme, url.host, port), timeouts, None,
                                     b"".join(lines), body)
+
+    async def open(self, url: httpx.URL, headers: list[tuple[bytes, bytes]], body: bytes,
+                   timeouts: dict[str, Any]) -> httpx.Response:
+        """POST ``body``; returns the streamed response once its head is in, as
+        ``client.send(request, stream=True)`` does over this transport but without
+        httpx's request and client layers. The caller owns the response: closing it lets
+        go of the connection (closed unless read to its end)."""
+        conn = await self._start(url, headers, body, timeouts)
+        read = timeouts.get("read")
+        return httpx.Response(
+            status_code=conn.status,
+            headers=conn.headers,
+            stream=_Body(self, conn, read),
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": conn.reason,
+                        BODY_COMPLETE: lambda: conn.complete},
+        )
+
+    async def post(self, url: httpx.URL, headers: list[tuple[bytes, bytes]], body: bytes,
+                   timeouts: dict[str, Any]) -> Answer:
+        """POST ``body`` and read the whole answer: what ``AsyncClient.post`` does over
+        this transport, without httpx's request, client and response layers (~65 us of
+        CPU a request, bench/README.md). ``headers`` are sent as given, after ``host``
+        and before ``content-length`` (see ``lean_headers``). Raises the httpx errors of
+        ``handle_async_request``; any way out (cancellation included) lets go of the
+        connection, closing it unless the answer was read to its end."""
+        conn = await self._start(url, headers, body, timeouts)
         try:
             chunks = [chunk async for chunk in conn.body(timeouts.get("read"))]
         finally:
@@ -535,18 +557,46 @@ async def post(client: httpx.AsyncClient, url: httpx.URL, content: bytes,
     way (the client's default headers included). A 200 whose body is not encoded comes
     back as an ``Answer``; anything else (errors, a gzip body, which httpx decodes) as
     an ``httpx.Response``. Raises the httpx errors ``client.post`` raises."""
-    transport = client._transport
-    if (not isinstance(transport, PoolTransport) or client._mounts or client._auth is not None
-            or client._event_hooks["request"] or client._event_hooks["response"]):
+    transport = _lean(client)
+    if transport is None:
         return await client.post(url, content=content, headers=headers, timeout=timeout)
-    own = {name.lower() for name in headers}
-    raw = [(name, value) for name, value in client.headers.raw
-           if name.decode("latin-1").lower() not in own]
-    raw.extend((name.encode("latin-1"), value.encode()) for name, value in headers.items())
-    answer = await transport.post(url, raw, content, timeout.as_dict())
+    answer = await transport.post(url, _headers(client, headers), content, timeout.as_dict())
     if answer.status_code == 200 and not answer.encoded:
         return answer
     return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content,
                           request=httpx.Request("POST", url),
                           extensions={"http_version": b"HTTP/1.1",
                                       "reason_phrase": answer.reason})
+
+
+async def open_stream(client: httpx.AsyncClient, url: httpx.URL, content: bytes,
+                      headers: dict[str, str], timeout: httpx.Timeout) -> httpx.Response:
+    """``client.send(client.build_request("POST", ...), stream=True)``, through
+    ``PoolTransport.open`` when ``client`` is a plain client over this transport (see
+    ``post``). The caller owns the response and must close it."""
+    transport = _lean(client)
+    if transport is None:
+        request = client.build_request("POST", url, content=content, headers=headers,
+                                       timeout=timeout)
+        return await client.send(request, stream=True)
+    return await transport.open(url, _headers(client, headers), content, timeout.as_dict())
+
+
+def _lean(client: httpx.AsyncClient) -> PoolTransport | None:
+    """The client's PoolTransport when nothing of the client's own would change a
+    request (no mounts, hooks or auth), else None."""
+    transport = client._transport
+    if (not isinstance(transport, PoolTransport) or client._mounts or client._auth is not None
+            or client._event_hooks["request"] or client._event_hooks["response"]):
+        return None
+    return transport
+
+
+def _headers(client: httpx.AsyncClient, headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    """The client's default headers (Accept, Accept-Encoding, ...) that ``headers`` does
+    not set, then ``headers``: what httpx would send, bar ``host`` and ``content-length``."""
+    own = {name.lower() for name in headers}
+    raw = [(name, value) for name, value in client.headers.raw
+           if name.decode("latin-1").lower() not in own]
+    raw.extend((name.encode("latin-1"), value.encode()) for name, value in headers.items())
+    return raw

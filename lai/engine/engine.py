@@ -67,7 +67,7 @@ from lai.errors import (
     UpstreamRejected,
     UpstreamTimeout,
 )
-from lai.transport import Answer
+from lai.transport import Answer, open_stream
 from lai.transport import post as upstream_post
 
 log = logging.getLogger("lai.engine")
@@ -674,11 +674,9 @@ class Engine:
         adapter = self._adapter(run, cand)
         for attempt in (1, 2):
             t = self.clock.monotonic()
-            request = self.client.build_request("POST", self._url(req.url), content=req.content,
-                                                headers=req.headers,
-                                                timeout=self.timeouts[pid])
             try:
-                resp = await self.client.send(request, stream=True)
+                resp = await open_stream(self.client, self._url(req.url), req.content,
+                                         req.headers, self.timeouts[pid])
             except httpx.PoolTimeout:
                 raise self._pool_exhausted(cand) from None
             except TIMEOUTS as exc:
