@@ -19,6 +19,10 @@ byte of an answer, closed cleanly (the server had just closed it as idle), is se
 more on a new connection; a reset is a failure like any other.
 No proxies, no HTTP/2: lai talks to model servers and APIs directly.
 
+The engine's own chat calls skip httpx's client layers when the client is a plain one
+over this transport (``post`` and ``open_stream`` below): the same bytes go upstream,
+the same errors come back, ~65 us less CPU a request (bench/README.md, round two).
+
 Failures are the httpx exceptions httpcore raises for the same events, so ``lai.engine``
 keeps one vocabulary: ``ConnectError`` (the ``OSError`` as its cause), ``ConnectTimeout``,
 ``PoolTimeout``, ``ReadTimeout``, ``RemoteProtocolError`` (closed early, malformed),
@@ -87,6 +91,8 @@ class _Connection(asyncio.BufferedProtocol):
         self._loop = asyncio.get_running_loop()
         self._waiter: asyncio.Future[None] | None = None
         self._request: httpx.Request | None = None
+        self._busy = False
+        """A request is under way (sent, its answer not let go of)."""
         self._error: Exception | None = None
         self._got_bytes = False
         # The current response.
@@ -128,7 +134,7 @@ class _Connection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self._request is None or self.complete:
+        if not self._busy or self.complete:
             return
         if self._head_done and self._until_close and exc is None:
             self.complete = True  # a body that ends with the connection
@@ -209,24 +215,22 @@ class _Connection(asyncio.BufferedProtocol):
         if self._error is not None:
             raise self._error
 
-    async def send(self, request: httpx.Request, body: bytes, read: float | None) -> None:
-        """Write ``request`` and wait for the head of the answer. Raises _Retry, httpx
-        errors, or ReadTimeout."""
+    async def send(self, request: httpx.Request | None, head: bytes, body: bytes,
+                   read: float | None) -> None:
+        """Write a request (``head``, its lines up to the blank one, and ``body``) and
+        wait for the head of the answer. ``request`` is what httpx errors name (None for
+        ``PoolTransport.post``). Raises _Retry, httpx errors, or ReadTimeout."""
         self._request = request
+        self._busy = True
         self.status, self.reason, self.headers = 0, b"", []
         self._head_done = self._until_close = self.complete = self._keep_alive = False
         self._got_bytes = False
         self._error = None
         self._buffered = 0
-        url = request.url
-        head = [b"%s %s HTTP/1.1\r\n" % (request.method.encode(), url.raw_path)]
-        for name, value in request.headers.raw:
-            head.append(b"%s: %s\r\n" % (name, value))
-        head.append(b"\r\n")
         if self.closed or self.transport is None:
             raise _Retry() if self.reused else httpx.WriteError("connection closed",
                                                                request=request)
-        self.transport.write(b"".join(head) + body)
+        self.transport.write(head + body)
         while not self._head_done:
             self._raise_failure()
             if self.closed and not self._head_done:
@@ -255,6 +259,7 @@ class _Connection(asyncio.BufferedProtocol):
     def done(self) -> None:
         """The response is over (read to its end or abandoned)."""
         self._request = None
+        self._busy = False
         if not self.reusable:
             self.close()
 
@@ -279,6 +284,27 @@ class _Body(httpx.AsyncByteStream):
         if not self._released:
             self._released = True
             self._pool._release(self._conn)
+
+
+class Answer:
+    """A whole answer read by ``PoolTransport.post``: status, head and raw body."""
+
+    __slots__ = ("content", "headers", "reason", "status_code")
+
+    def __init__(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]],
+                 content: bytes) -> None:
+        self.status_code = status
+        self.reason = reason
+        self.headers = headers
+        self.content = content
+
+    @property
+    def encoded(self) -> bool:
+        """True when the body has a Content-Encoding other than identity (gzip, ...)."""
+        for name, value in self.headers:
+            if name.lower() == b"content-encoding" and value.strip().lower() != b"identity":
+                return True
+        return False
 
 
 class PoolTransport(httpx.AsyncBaseTransport):
@@ -331,7 +357,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
         return True
 
     async def _acquire(self, origin: _Origin, timeouts: dict[str, Any],
-                       request: httpx.Request) -> _Connection:
+                       request: httpx.Request | None) -> _Connection:
         """An idle connection to ``origin``, else a new one once the pool has room.
         Raises PoolTimeout, ConnectTimeout or ConnectError."""
         loop = asyncio.get_running_loop()
@@ -372,7 +398,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
         self._notify()
 
     async def _connect(self, origin: _Origin, timeouts: dict[str, Any],
-                       request: httpx.Request) -> _Connection:
+                       request: httpx.Request | None) -> _Connection:
         self._open += 1
         scheme, host, port = origin
         loop = asyncio.get_running_loop()
@@ -410,6 +436,76 @@ class PoolTransport(httpx.AsyncBaseTransport):
             self._close_oldest_idle()
         self._notify()
 
+    async def _exchange(self, origin: _Origin, timeouts: dict[str, Any],
+                        request: httpx.Request | None, head: bytes,
+                        body: bytes) -> _Connection:
+        """Send a request on a pooled connection (once more on a new one, see the module
+        docstring); returns the connection once the answer's head is in. Whatever fails
+        or cancels this closes the connection and frees its place in the pool."""
+        for _attempt in (1, 2):
+            conn = await self._acquire(origin, timeouts, request)
+            try:
+                await conn.send(request, head, body, timeouts.get("read"))
+            except _Retry:
+                conn.close()
+                self._free_slot()
+                continue
+            except BaseException:
+                conn.close()
+                self._free_slot()
+                raise
+            return conn
+        raise httpx.RemoteProtocolError(_CLOSED_EARLY, request=request)
+
+    async def _start(self, url: httpx.URL, headers: list[tuple[bytes, bytes]], body: bytes,
+                    timeouts: dict[str, Any]) -> _Connection:
+        """POST ``body`` on a pooled connection; returns it once the answer's head is in.
+        ``headers`` are sent as given, after ``host`` and before ``content-length``."""
+        if self._closed:
+            raise httpx.ConnectError("the transport is closed")
+        scheme = url.raw_scheme
+        if scheme not in (b"http", b"https"):
+            raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}")
+        port = url.port or (443 if scheme == b"https" else 80)
+        lines = [b"POST %s HTTP/1.1\r\nhost: %s\r\n" % (url.raw_path, url.netloc)]
+        for name, value in headers:
+            lines.append(b"%s: %s\r\n" % (name, value))
+        lines.append(b"content-length: %d\r\n\r\n" % len(body))
+        return await self._exchange((scheme, url.host, port), timeouts, None,
+                                    b"".join(lines), body)
+
+    async def open(self, url: httpx.URL, headers: list[tuple[bytes, bytes]], body: bytes,
+                   timeouts: dict[str, Any]) -> httpx.Response:
+        """POST ``body``; returns the streamed response once its head is in, as
+        ``client.send(request, stream=True)`` does over this transport but without
+        httpx's request and client layers. The caller owns the response: closing it lets
+        go of the connection (closed unless read to its end)."""
+        conn = await self._start(url, headers, body, timeouts)
+        read = timeouts.get("read")
+        return httpx.Response(
+            status_code=conn.status,
+            headers=conn.headers,
+            stream=_Body(self, conn, read),
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": conn.reason,
+                        BODY_COMPLETE: lambda: conn.complete},
+        )
+
+    async def post(self, url: httpx.URL, headers: list[tuple[bytes, bytes]], body: bytes,
+                   timeouts: dict[str, Any]) -> Answer:
+        """POST ``body`` and read the whole answer: what ``AsyncClient.post`` does over
+        this transport, without httpx's request, client and response layers (~65 us of
+        CPU a request, bench/README.md). ``headers`` are sent as given, after ``host``
+        and before ``content-length`` (see ``lean_headers``). Raises the httpx errors of
+        ``handle_async_request``; any way out (cancellation included) lets go of the
+        connection, closing it unless the answer was read to its end."""
+        conn = await self._start(url, headers, body, timeouts)
+        try:
+            chunks = [chunk async for chunk in conn.body(timeouts.get("read"))]
+        finally:
+            self._release(conn)
+        return Answer(conn.status, conn.reason, conn.headers,
+                      chunks[0] if len(chunks) == 1 else b"".join(chunks))
+
     # -- httpx ----------------------------------------------------------------------------
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -428,21 +524,11 @@ class PoolTransport(httpx.AsyncBaseTransport):
             body = request.content
         except httpx.RequestNotRead:
             body = await request.aread()
-        for _attempt in (1, 2):
-            conn = await self._acquire(origin, timeouts, request)
-            try:
-                await conn.send(request, body, read)
-            except _Retry:
-                conn.close()
-                self._free_slot()
-                continue
-            except BaseException:
-                conn.close()
-                self._free_slot()
-                raise
-            break
-        else:
-            raise httpx.RemoteProtocolError(_CLOSED_EARLY, request=request)
+        lines = [b"%s %s HTTP/1.1\r\n" % (request.method.encode(), url.raw_path)]
+        for name, value in request.headers.raw:
+            lines.append(b"%s: %s\r\n" % (name, value))
+        lines.append(b"\r\n")
+        conn = await self._exchange(origin, timeouts, request, b"".join(lines), body)
         if request.method == "HEAD":  # no body follows, whatever the headers say
             conn.complete = True
             conn.close()
@@ -465,3 +551,56 @@ class PoolTransport(httpx.AsyncBaseTransport):
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_result(None)
+
+
+async def post(client: httpx.AsyncClient, url: httpx.URL, content: bytes,
+               headers: dict[str, str], timeout: httpx.Timeout) -> httpx.Response | Answer:
+    """``client.post(url, content=..., headers=..., timeout=...)``, read whole: through
+    ``PoolTransport.post`` when ``client`` is a plain client over this transport (no
+    mounts, hooks or auth), else through ``client``. The same bytes go upstream either
+    way (the client's default headers included). A 200 whose body is not encoded comes
+    back as an ``Answer``; anything else (errors, a gzip body, which httpx decodes) as
+    an ``httpx.Response``. Raises the httpx errors ``client.post`` raises."""
+    transport = _lean(client)
+    if transport is None:
+        return await client.post(url, content=content, headers=headers, timeout=timeout)
+    answer = await transport.post(url, _headers(client, headers), content, timeout.as_dict())
+    if answer.status_code == 200 and not answer.encoded:
+        return answer
+    return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content,
+                          request=httpx.Request("POST", url),
+                          extensions={"http_version": b"HTTP/1.1",
+                                      "reason_phrase": answer.reason})
+
+
+async def open_stream(client: httpx.AsyncClient, url: httpx.URL, content: bytes,
+                      headers: dict[str, str], timeout: httpx.Timeout) -> httpx.Response:
+    """``client.send(client.build_request("POST", ...), stream=True)``, through
+    ``PoolTransport.open`` when ``client`` is a plain client over this transport (see
+    ``post``). The caller owns the response and must close it."""
+    transport = _lean(client)
+    if transport is None:
+        request = client.build_request("POST", url, content=content, headers=headers,
+                                       timeout=timeout)
+        return await client.send(request, stream=True)
+    return await transport.open(url, _headers(client, headers), content, timeout.as_dict())
+
+
+def _lean(client: httpx.AsyncClient) -> PoolTransport | None:
+    """The client's PoolTransport when nothing of the client's own would change a
+    request (no mounts, hooks or auth), else None."""
+    transport = client._transport
+    if (not isinstance(transport, PoolTransport) or client._mounts or client._auth is not None
+            or client._event_hooks["request"] or client._event_hooks["response"]):
+        return None
+    return transport
+
+
+def _headers(client: httpx.AsyncClient, headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    """The client's default headers (Accept, Accept-Encoding, ...) that ``headers`` does
+    not set, then ``headers``: what httpx would send, bar ``host`` and ``content-length``."""
+    own = {name.lower() for name in headers}
+    raw = [(name, value) for name, value in client.headers.raw
+           if name.decode("latin-1").lower() not in own]
+    raw.extend((name.encode("latin-1"), value.encode()) for name, value in headers.items())
+    return raw

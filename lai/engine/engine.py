@@ -67,6 +67,8 @@ from lai.errors import (
     UpstreamRejected,
     UpstreamTimeout,
 )
+from lai.transport import Answer, open_stream
+from lai.transport import post as upstream_post
 
 log = logging.getLogger("lai.engine")
 
@@ -519,7 +521,7 @@ class Engine:
             return run.adapters(cand.provider)
         return adapter_for(cand.provider)
 
-    def _rejected(self, run: Run, cand: Candidate, resp: httpx.Response,
+    def _rejected(self, run: Run, cand: Candidate, resp: httpx.Response | Answer,
                   raw: bytes) -> LaiError:
         # Relayed to the client: an upstream refusing a key often quotes it.
         message = self.redact(self._adapter(run, cand).error_message(raw))
@@ -599,9 +601,8 @@ class Engine:
             try:
                 # Not streamed, httpx reads the whole body inside post() and closes the
                 # response on any way out of it (cancellation included).
-                resp = await self.client.post(self._url(req.url), content=req.content,
-                                              headers=req.headers,
-                                              timeout=self.timeouts[pid])
+                resp = await upstream_post(self.client, self._url(req.url), req.content,
+                                           req.headers, self.timeouts[pid])
             except httpx.PoolTimeout:
                 raise self._pool_exhausted(cand) from None
             except TIMEOUTS as exc:
@@ -637,7 +638,9 @@ class Engine:
                                   run.queue_ms if run.queued else None)
             if status == 429 or status >= 500:
                 if attempt == 1:
-                    await self._retry_wait(run, resp)
+                    # Only a 200 comes back as a bare Answer (lai.transport.post).
+                    await self._retry_wait(run, resp if isinstance(resp, httpx.Response)
+                                           else None)
                     continue
                 raise ProviderFailed(f"HTTP {status}: {adapter.error_message(resp.content)}")
             raise self._rejected(run, cand, resp, resp.content)
@@ -681,11 +684,9 @@ class Engine:
         adapter = self._adapter(run, cand)
         for attempt in (1, 2):
             t = self.clock.monotonic()
-            request = self.client.build_request("POST", self._url(req.url), content=req.content,
-                                                headers=req.headers,
-                                                timeout=self.timeouts[pid])
             try:
-                resp = await self.client.send(request, stream=True)
+                resp = await open_stream(self.client, self._url(req.url), req.content,
+                                         req.headers, self.timeouts[pid])
             except httpx.PoolTimeout:
                 raise self._pool_exhausted(cand) from None
             except TIMEOUTS as exc:

@@ -399,6 +399,24 @@ async def test_body_that_does_not_decode_is_a_502(proxy_factory, upstream_factor
     assert [c async for c in stream]
 
 
+async def test_a_gzip_answer_is_decoded(proxy_factory, upstream_factory) -> None:
+    """An upstream that compresses its answer (lai asks for gzip, as httpx does)."""
+    import gzip
+
+    up = upstream_factory()
+    proxy = await proxy_factory([provider("a", up.url)], [model("small", "a")])
+    answer = {"id": "c1", "object": "chat.completion", "created": 1, "model": "m",
+              "choices": [{"index": 0, "finish_reason": "stop",
+                           "message": {"role": "assistant", "content": "unzipped"}}],
+              "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}}
+    up.default = Behaviour(raw_body=gzip.compress(orjson.dumps(answer)),
+                           raw_headers={"content-encoding": "gzip"})
+    done = await sdk(proxy).chat.completions.create(
+        model="small", messages=[{"role": "user", "content": "hi"}])
+    assert done.choices[0].message.content == "unzipped"
+    assert "gzip" in up.requests[-1].headers.get("accept-encoding", "")
+
+
 async def test_a_parser_that_raises_still_ends_the_stream_cleanly(
     proxy_factory, upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
