@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
-from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Static
+from textual.containers import Vertical
+from textual.widgets import Checkbox, Input, Label, RadioButton, RadioSet, Static
+
+from lai.tui.screens.form import FormScreen
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,13 +23,14 @@ class KeyRequest:
     """0 or 1; None lets the store decide (0 for names starting agent-, else 1)."""
 
 
-class KeyFormScreen(ModalScreen[KeyRequest | None]):
+class KeyFormScreen(FormScreen[KeyRequest]):
     """Dismisses with a KeyRequest, or None when cancelled. Values are checked by the
     store when the key is made; the form only requires a name."""
 
+    SUBMIT_LABEL = "Create (ctrl+s)"
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="key-form-cancel"),
-        Binding("ctrl+s", "create", "Create", id="key-form-create"),
+        Binding("ctrl+s", "submit", "Create", id="key-form-create"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -45,24 +47,12 @@ class KeyFormScreen(ModalScreen[KeyRequest | None]):
                                   id="priority-auto")
                 yield RadioButton("1 · normal", id="priority-1")
                 yield RadioButton("0 · first in the queue (agents)", id="priority-0")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Create (ctrl+s)", variant="primary", id="create")
-                yield Button("Cancel (esc)", id="cancel")
+            yield from self.buttons()
 
     def on_mount(self) -> None:
         self.query_one("#key-name", Input).focus()
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "create":
-            self.action_create()
-        else:
-            self.dismiss(None)
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        self.action_create()
-
-    def action_create(self) -> None:
+    def action_submit(self) -> None:
         name = self.query_one("#key-name", Input).value.strip()
         if not name:
             self.notify("A key needs a name.", title="New key", severity="warning")
@@ -73,6 +63,3 @@ class KeyFormScreen(ModalScreen[KeyRequest | None]):
         pressed = self.query_one("#key-priority", RadioSet).pressed_button
         priority = {"priority-0": 0, "priority-1": 1}.get((pressed.id or "") if pressed else "")
         self.dismiss(KeyRequest(name, expires, scopes, priority))
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)

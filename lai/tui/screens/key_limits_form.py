@@ -14,11 +14,11 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Input, Label, Static
 
 from lai.tui.client import ClientError, LaiClient, LimitsEdit
 from lai.tui.notify import error_text
+from lai.tui.screens.form import FormScreen
 
 LIMIT_FIELDS = (("max_concurrent", "In flight at most"), ("max_queued", "Queued at most"),
                 ("rpm", "Requests per minute"), ("tpm", "Tokens per minute"))
@@ -32,13 +32,13 @@ def _text(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-class KeyLimitsFormScreen(ModalScreen[list[dict[str, Any]] | None]):
+class KeyLimitsFormScreen(FormScreen[list[dict[str, Any]]]):
     """Edit the limits of ``key`` (a keys-pane dict) and every key of its name. Dismisses
     with the keys as stored after the change, or None when cancelled."""
 
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="limits-form-cancel"),
-        Binding("ctrl+s", "save", "Save", id="limits-form-save"),
+        Binding("ctrl+s", "submit", "Save", id="limits-form-save"),
     ]
 
     def __init__(self, key: dict[str, Any], client: LaiClient) -> None:
@@ -65,25 +65,13 @@ class KeyLimitsFormScreen(ModalScreen[list[dict[str, Any]] | None]):
                         yield Label(label)
                         yield Input(self.before[period], placeholder="no budget",
                                     id=f"budget-{period}")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Save (ctrl+s)", variant="primary", id="save")
-                yield Button("Cancel (esc)", id="cancel")
+            yield from self.buttons()
             yield Static("Empty means no limit. Saved like `lai keys update`, for every key "
                          "of this name; a running proxy applies it within 5 s.",
                          classes="dialog-hint")
 
     def on_mount(self) -> None:
         self.query_one("#limit-max_concurrent", Input).focus()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "save":
-            self.action_save()
-        else:
-            self.dismiss(None)
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        self.action_save()
 
     def edit(self) -> LimitsEdit:
         """The fields whose text changed."""
@@ -96,7 +84,7 @@ class KeyLimitsFormScreen(ModalScreen[list[dict[str, Any]] | None]):
             limits={n: t for n, t in changed.items() if n in dict(LIMIT_FIELDS)},
             budgets={p: t for p, t in changed.items() if p in dict(BUDGET_FIELDS)})
 
-    def action_save(self) -> None:
+    def action_submit(self) -> None:
         edit = self.edit()
         if not edit.limits and not edit.budgets:
             self.notify("Nothing changed.", title="Key limits", timeout=3)
@@ -114,6 +102,3 @@ class KeyLimitsFormScreen(ModalScreen[list[dict[str, Any]] | None]):
             self.notify(error_text(exc), title="Key limits", severity="error", timeout=8)
             return
         self.dismiss(records)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)

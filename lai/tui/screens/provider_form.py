@@ -12,6 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Static
 
 from lai.engine.types import ProviderSnapshot
+from lai.tui.screens.form import FormScreen
 
 
 class ToggleScreen(ModalScreen[str | None]):
@@ -59,13 +60,13 @@ class ProviderEdit:
     values: dict[str, object]
 
 
-class ProviderFormScreen(ModalScreen[ProviderEdit | None]):
+class ProviderFormScreen(FormScreen[ProviderEdit]):
     """Edit a provider's ``enabled``, ``priority`` and ``max_concurrent``; the file
     validates the values when it is written."""
 
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="provider-form-cancel"),
-        Binding("ctrl+s", "save", "Save", id="provider-form-save"),
+        Binding("ctrl+s", "submit", "Save", id="provider-form-save"),
     ]
 
     def __init__(self, provider: ProviderSnapshot) -> None:
@@ -81,9 +82,7 @@ class ProviderFormScreen(ModalScreen[ProviderEdit | None]):
             yield Input(str(p.priority), id="provider-priority", type="integer")
             yield Label("max_concurrent (requests in flight at most)")
             yield Input(str(p.max_concurrent), id="provider-max", type="integer")
-            with Horizontal(classes="dialog-buttons"):
-                yield Button("Save (ctrl+s)", variant="primary", id="save")
-                yield Button("Cancel (esc)", id="cancel")
+            yield from self.buttons()
             yield Static("Saved to the config file with its comments kept, then the "
                          "config is reloaded, so the values apply at once.",
                          classes="dialog-hint")
@@ -91,17 +90,7 @@ class ProviderFormScreen(ModalScreen[ProviderEdit | None]):
     def on_mount(self) -> None:
         self.query_one("#provider-priority", Input).focus()
 
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "save":
-            self.action_save()
-        else:
-            self.dismiss(None)
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        self.action_save()
-
-    def action_save(self) -> None:
+    def action_submit(self) -> None:
         p = self.provider
         values: dict[str, object] = {}
         enabled = self.query_one("#provider-enabled", Checkbox).value
@@ -120,6 +109,3 @@ class ProviderFormScreen(ModalScreen[ProviderEdit | None]):
             if number != old:
                 values[field] = number
         self.dismiss(ProviderEdit(p.id, values))
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
