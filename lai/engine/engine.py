@@ -380,10 +380,9 @@ class Engine:
             upstream_body = {**body, "messages": messages}
         run = Run(ctx, shape, body, upstream_body, started_at, t0, adapters=adapters)
         if self.settings.server.scheduling == "fair":
+            # Under fifo nothing reads the sticky map: no fingerprint, nothing remembered.
             run.route = self._route(run, candidates)
             candidates = run.route.candidates
-        else:
-            run.conversation = conversation_names(ctx.conversation_id, messages)[0]
         return run, candidates
 
     async def _acquire(self, run: Run, remaining: list[Candidate],
