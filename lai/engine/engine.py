@@ -295,11 +295,11 @@ class Engine:
         models = self.catalog.by_provider.get(provider_id, ())
         return len(models) == 1 and models[0].id == model_id and models[0].load_seconds is None
 
-    def estimate(self, cand: Candidate, shape: ChatShape, *, cached_tokens: int = 0,
-                 priority: int = 1, key: str | None = None) -> Estimate:
+    def estimate(self, cand: Candidate, shape: ChatShape, *, waiting: int,
+                 cached_tokens: int = 0) -> Estimate:
         """The expected time to first token of a request of ``shape`` on ``cand`` now,
-        queued behind the waiters that would be served before one of ``priority`` and
-        ``key`` (``SlotManager.ahead_for``: under ``fair``, keys take turns)."""
+        queued behind ``waiting`` waiters that would be served before it
+        (``SlotManager.ahead_for``: under ``fair``, keys take turns)."""
         pid, mid = cand.provider.id, cand.model.id
         warm = self._loaded(pid, mid)
         evicts = not warm and any(self._loaded(pid, m.id)
@@ -315,7 +315,7 @@ class Engine:
         return self.estimator.estimate(
             cand.provider, cand.model, prompt_tokens=shape.prompt_tokens,
             in_flight=in_flight,
-            waiting=self.slots.ahead_for(pid, priority=priority, key=key),
+            waiting=waiting,
             capacity=capacity, warm=warm, evicts=evicts, cached_tokens=cached_tokens,
             model_bound=model_bound,
         )
@@ -327,8 +327,10 @@ class Engine:
                                               run.body.get("messages") or ())
         run.conversation = names
         last = self.sticky.last(names) if continues else None
+        ahead = self.slots.ahead_for([c.provider.id for c in candidates],
+                                     priority=run.ctx.priority, key=run.ctx.key_name)
         estimates = [
-            self.estimate(c, run.shape, priority=run.ctx.priority, key=run.ctx.key_name,
+            self.estimate(c, run.shape, waiting=ahead[c.provider.id],
                           cached_tokens=(last.tokens if last is not None
                                          and last.provider_id == c.provider.id else 0))
             for c in candidates

@@ -115,20 +115,29 @@ class SlotManager:
         """Waiters that could be served by ``provider_id``."""
         return sum(1 for w in self._waiters if provider_id in w.providers)
 
-    def ahead_for(self, provider_id: str, *, priority: int, key: str | None) -> int:
-        """Waiters that could be served by ``provider_id`` and would be served before a
-        request of ``priority`` and ``key`` queued now: under ``fair`` those whose tag
-        is before the one it would get (a key with twenty waiting puts about one of
-        them ahead of another key's request, not twenty); under ``fifo`` every waiter
-        of its priority or a higher one. Lower priorities never count."""
+    def ahead_for(self, provider_ids: Sequence[str], *, priority: int,
+                  key: str | None) -> dict[str, int]:
+        """Per provider of ``provider_ids``, the waiters that could be served by it and
+        would be served before a request of ``priority`` and ``key`` queued now (one pass
+        over the queue): under ``fair`` those whose tag is before the one it would get (a
+        key with twenty waiting puts about one of them ahead of another key's request,
+        not twenty); under ``fifo`` every waiter of its priority or a higher one. Lower
+        priorities never count."""
+        counts = dict.fromkeys(provider_ids, 0)
         if self.scheduling == "fair":
             tag = max(self._served_tag.get(priority, 0),
                       self._last_tag.get((priority, key), 0)) + 1
-            mine = (priority, tag, math.inf)
-            return sum(1 for w in self._waiters if provider_id in w.providers
-                       and w.fair_order() < mine)
-        return sum(1 for w in self._waiters if provider_id in w.providers
-                   and w.priority <= priority)
+            mine: tuple[float, ...] = (priority, tag, math.inf)
+        else:
+            mine = (priority, math.inf, 0)
+        # The queue is sorted in the order it is served: the ones ahead are a prefix.
+        for w in self._waiters:
+            if self._order(w) >= mine:
+                break
+            for pid in counts:
+                if pid in w.providers:
+                    counts[pid] += 1
+        return counts
 
     def queued_for_key(self, key: str | None) -> int:
         """Waiters of ``key``."""
