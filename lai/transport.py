@@ -123,10 +123,12 @@ class _Connection(asyncio.BufferedProtocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
+            # Stray bytes after a whole answer end here too: the answer stands, the
+            # connection is not kept. Either way the reader must wake (connection_lost
+            # does not when the answer is complete).
             self._fail(httpx.RemoteProtocolError(f"malformed response: {exc}",
                                                  request=self._request))
             self.close()
-            return
         self._wake()
 
     def eof_received(self) -> bool | None:

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from lai.transport import PoolTransport
+from lai.transport import post as lean_post
 from tests.tools import OPENSSL, require_tool
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -168,6 +169,23 @@ async def test_failures_are_the_httpx_errors_the_engine_maps(serve) -> None:
             await http.get((await serve(silent)).url, timeout=httpx.Timeout(5.0, read=0.1))
         with pytest.raises(httpx.RemoteProtocolError):
             await http.get((await serve(garbage)).url)
+
+
+async def test_an_answer_followed_by_stray_bytes_is_returned_and_not_reused(serve) -> None:
+    # One read holds a whole answer and bytes that are no answer: the answer is the
+    # request's (at once, not a read timeout later), the connection is not kept.
+    async def handler(reader, writer):
+        while True:
+            await read_request(reader)
+            writer.write(ok() + b"not http\r\n\r\n")
+            await writer.drain()
+
+    raw = await serve(handler)
+    async with client() as http:
+        assert (await http.get(raw.url)).text == "hello"
+        answer = await lean_post(http, httpx.URL(raw.url), b"{}", {}, httpx.Timeout(5.0))
+        assert answer.content == b"hello"
+    assert raw.connections == 2
 
 
 async def test_closing_a_stream_early_closes_its_connection(serve) -> None:
