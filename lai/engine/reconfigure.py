@@ -4,7 +4,8 @@ New requests use the new providers, models, prices, timeouts, priorities and lim
 once; requests in flight finish on the provider and model objects they started with
 (frozen config values they hold). For a provider that stays, its slots, queue places,
 health and warm models carry over (what its server reported loaded too, unless its
-``server`` or ``endpoint`` changed) and ``max_concurrent`` changes in place (a lower one
+``server`` or ``endpoint`` changed; the service times and prefill rates learnt on it,
+unless its ``endpoint`` changed) and ``max_concurrent`` changes in place (a lower one
 applies as requests finish, a higher one serves waiters at once). A change of
 ``server.scheduling`` re-sorts the requests already queued. A removed provider
 takes no new requests and drains; an added one is probed at once.
@@ -82,6 +83,8 @@ def apply(engine: Engine, new: Settings) -> list[str]:
             if (cfg.server, cfg.endpoint) != (before.server, before.endpoint):
                 # Another server (or kind) now: what the old one had loaded says nothing.
                 state.loaded = state.load = state.loaded_at = None
+            if cfg.endpoint != before.endpoint:
+                engine.estimator.forget(pid)  # another box: its times are not the old one's
         engine.timeouts[pid] = provider_timeout(cfg, engine.pool_timeout)
         engine.slots.set_capacity(pid, cfg.max_concurrent)
     engine.settings = new

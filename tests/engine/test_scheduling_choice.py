@@ -501,3 +501,27 @@ async def test_a_wait_far_past_its_estimate_joins_the_held_back_candidates(
     reason = finished[-1].route_reason or ""
     assert "priority 1 expected within 0.5s" in reason and "past the estimate" in reason
     holder.cancel()
+
+
+async def test_a_reload_that_moves_a_provider_forgets_its_learnt_times(
+    make_engine, upstream_factory
+) -> None:
+    first, second = upstream_factory(), upstream_factory()
+    providers = [provider("box", first.url)]
+    models = [model("m", "box")]
+    engine, clock, _ = make_engine(providers, models)
+    first.script(Behaviour(delay=0.2))
+    task = asyncio.create_task(engine.complete(body("m"), RequestContext()))
+    await first.wait_for_async(lambda: first.in_flight == 1)
+    clock.advance(2.0)
+    await task
+    p, m = engine.settings.providers[0], engine.settings.models[0]
+    assert engine.estimator.provider_service_s(p, m) == pytest.approx(2.0)
+    engine.reload(Settings.model_validate({"server": {"queue_timeout": 10},
+                                           "providers": providers, "models": models}))
+    assert engine.estimator.provider_service_s(p, m) == pytest.approx(2.0)  # same box
+    engine.reload(Settings.model_validate({
+        "server": {"queue_timeout": 10}, "providers": [provider("box", second.url)],
+        "models": models}))
+    # Another box now: the old one's service time says nothing about it.
+    assert engine.estimator.provider_service_s(p, m) == DEFAULT_SERVICE_S["local"]
