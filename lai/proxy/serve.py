@@ -390,9 +390,16 @@ async def serve_app(
 
 
 def install_reload_handler(reload: Callable[[], None]) -> None:
-    """SIGHUP reloads the config (``systemctl reload``, ``kill -HUP``)."""
-    with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):
-        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
+    """SIGHUP reloads the config (``systemctl reload``, ``kill -HUP``). Nothing is
+    installed where there is no SIGHUP (Windows) or the loop cannot take signal
+    handlers (not the main thread, no Unix signals): ``lai config reload`` still works.
+    Raises RuntimeError without a running loop."""
+    sighup = getattr(signal, "SIGHUP", None)
+    loop = asyncio.get_running_loop()
+    if sighup is None:
+        return
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(sighup, reload)
 
 
 def install_signal_handlers(

@@ -275,3 +275,20 @@ def test_lai_config_reload_without_a_proxy_says_so(tmp_path: Path, upstream: Fak
     done = lai("config", "reload", config=config)
     assert done.returncode == 1
     assert "no lai proxy answers on" in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+def test_the_sighup_handler_needs_a_running_loop_and_says_so() -> None:
+    # Without a running loop the handler cannot be installed: an error, not a proxy
+    # that silently ignores `kill -HUP`.
+    from lai.proxy.serve import install_reload_handler
+
+    with pytest.raises(RuntimeError):
+        install_reload_handler(lambda: None)
+
+
+async def test_the_sighup_handler_is_installed_on_the_running_loop() -> None:
+    from lai.proxy.serve import install_reload_handler
+
+    loop = asyncio.get_running_loop()
+    install_reload_handler(lambda: None)
+    assert loop.remove_signal_handler(signal.SIGHUP)  # it was there
