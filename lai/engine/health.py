@@ -197,6 +197,8 @@ class HealthMonitor:
         cfg = state.config
         _, headers = adapter_for(cfg).probe(cfg)
         found = await discovery.poll(self._client, cfg, headers)
+        if (state.config.server, state.config.endpoint) != (cfg.server, cfg.endpoint):
+            return  # a reload moved it meanwhile: the answer is the old server's
         state.loaded, state.load = found.loaded, found.load
         state.loaded_at = self._clock.monotonic()
 

@@ -313,3 +313,20 @@ def test_parsers_never_raise_on_mutated_real_answers() -> None:
                     answers[path] = orjson.dumps(mutate(rng, orjson.loads(real[path])))
             found = kind.parse(answers)
             assert found.loaded is None or all(isinstance(n, str) for n in found.loaded)
+
+
+async def test_a_poll_under_way_when_a_reload_changes_the_server_is_not_kept(
+        fakes: list[FakeUpstream]) -> None:
+    fake = boxes.box("ollama", ["m"])
+    fakes.append(fake)
+    providers = [{"id": "box", "endpoint": fake.url, "server": "ollama"}]
+    models = [{"id": "m", "provider_id": "box"}]
+    engine = make_engine(providers, models)
+    poll = asyncio.create_task(engine.health.discover("box"))
+    await asyncio.sleep(0)  # the poll of the ollama server is on its way
+    engine.reload(Settings.model_validate(
+        {"providers": [{**providers[0], "server": "lmstudio"}], "models": models}))
+    await poll
+    # The ollama answer says nothing about what the lmstudio server has loaded.
+    assert engine.is_loaded("box", "m") is None
+    await engine.client.aclose()
