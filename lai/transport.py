@@ -497,9 +497,9 @@ class PoolTransport(httpx.AsyncBaseTransport):
         """POST ``body`` and read the whole answer: what ``AsyncClient.post`` does over
         this transport, without httpx's request, client and response layers (~65 us of
         CPU a request, bench/README.md). ``headers`` are sent as given, after ``host``
-        and before ``content-length`` (see ``lean_headers``). Raises the httpx errors of
-        ``handle_async_request``; any way out (cancellation included) lets go of the
-        connection, closing it unless the answer was read to its end."""
+        and before ``content-length`` (``_headers`` below makes them). Raises the httpx
+        errors of ``handle_async_request``; any way out (cancellation included) lets go
+        of the connection, closing it unless the answer was read to its end."""
         conn = await self._start(url, headers, body, timeouts)
         try:
             chunks = [chunk async for chunk in conn.body(timeouts.get("read"))]

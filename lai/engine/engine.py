@@ -600,8 +600,8 @@ class Engine:
         for attempt in (1, 2):
             t = self.clock.monotonic()
             try:
-                # Not streamed, httpx reads the whole body inside post() and closes the
-                # response on any way out of it (cancellation included).
+                # Not streamed, lai.transport.post reads the whole body and lets go of
+                # the connection on any way out of it (cancellation included).
                 resp = await upstream_post(self.client, self._url(req.url), req.content,
                                            req.headers, self.timeouts[pid])
             except httpx.PoolTimeout:
