@@ -152,6 +152,6 @@ def choose(
         notes.insert(0, f"best of {len(candidates)}")
     # Reserve in plan order, without repeats.
     seen = {id(c) for c in ordered}
-    held = {id(c) for c in reserve}
-    rest = [c for c in candidates if id(c) not in seen and id(c) in held]
+    reserved = {id(c) for c in reserve}
+    rest = [c for c in candidates if id(c) not in seen and id(c) in reserved]
     return Route(ordered, rest, est, "; ".join(notes), max(bounds) if bounds else None)
