@@ -119,6 +119,11 @@ class _Connection(asyncio.BufferedProtocol):
         self.data_received(self._read_buffer[:nbytes])
 
     def data_received(self, data: bytes | memoryview) -> None:
+        if not self._busy:
+            # Bytes on an idle connection answer nothing lai asked: parsed, they would
+            # become the start of the next request's answer. The pool drops it.
+            self.close()
+            return
         self._got_bytes = True
         try:
             self._parser.feed_data(data)

@@ -188,6 +188,36 @@ async def test_an_answer_followed_by_stray_bytes_is_returned_and_not_reused(serv
     assert raw.connections == 2
 
 
+async def test_bytes_an_upstream_sends_on_an_idle_connection_reach_no_request(serve) -> None:
+    # An answer nobody asked for, sent while the connection waits in the pool: the next
+    # request goes on a new connection and gets its own answer, not that one.
+    async def handler(reader, writer):
+        await read_request(reader)
+        writer.write(ok(b"first"))
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(ok(b"stale"))
+        await writer.drain()
+        while True:
+            await read_request(reader)
+            writer.write(ok(b"wrong"))
+            await writer.drain()
+
+    async def fresh(reader, writer):
+        while True:
+            await read_request(reader)
+            writer.write(ok(b"fresh"))
+            await writer.drain()
+
+    raw = await serve(handler)
+    async with client() as http:
+        assert (await http.get(raw.url)).text == "first"
+        await asyncio.sleep(0.3)  # the stray answer is in, the connection idle
+        raw.handler = fresh
+        assert (await http.get(raw.url)).text == "fresh"
+    assert raw.connections == 2
+
+
 async def test_closing_a_stream_early_closes_its_connection(serve) -> None:
     closed = asyncio.Event()
 
