@@ -493,7 +493,9 @@ async def test_a_wait_far_past_its_estimate_joins_the_held_back_candidates(
         await task
     # Now hi hangs on a request far longer than that: the request that waited for hi
     # (lo held back) gives up on the estimate after its patience (1 s) and takes lo.
-    hi.script(Behaviour(delay=3.0))
+    # (hi holds it 10 s of real time, far past the 1 s patience even on a loaded machine;
+    # the holder is cancelled once lo has answered.)
+    hi.script(Behaviour(delay=10.0))
     holder = await busy(engine, hi, "hi/m")
     done = await engine.complete(body("m"), RequestContext())
     assert done.provider_id == "lo"
