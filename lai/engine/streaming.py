@@ -204,9 +204,11 @@ class EngineStream:
         complete = state.done or state.finish_reason is not None
         cancelled = self._error is None and not complete and self._provider_failed is None
         try:
-            if complete:
-                await self._read_to_end()
-            await self._resp.aclose()
+            try:
+                if complete:
+                    await self._read_to_end()
+            finally:  # whatever the reading raised (a cancellation too), let go of it
+                await self._resp.aclose()
         finally:
             run.upstream_ms += (engine.clock.monotonic() - self._t_sent) * 1000
             engine.slots.release(pid, key=run.ctx.key_name,
