@@ -168,7 +168,10 @@ def test_limits_are_set_at_creation_changed_by_update_and_listed(config: Path) -
 def test_local_only_and_spill_after_on_create_and_update(config: Path) -> None:
     r = lai(config, "create", "home", "--local-only", "--spill-after", "5s")
     assert r.returncode == 0, r.stderr
-    assert "local-only, spill after 5s" in r.stderr
+    # local-only is a scope: said once, among the scopes, not again after the limits.
+    assert r.stderr.count("local-only") == 1, r.stderr
+    assert "scopes: local-only, " in r.stderr
+    assert "limits: none, spill after 5s, " in r.stderr
     store = db(config)
     try:
         info = verify_key(store, r.stdout.strip())

@@ -180,9 +180,11 @@ def _rotate(args: argparse.Namespace, store: Store) -> int:
     return 0
 
 
-def _routing(record: KeyRecord) -> str:
-    """``, local-only, spill after 5s`` (what the key says about where it may go)."""
-    parts = [LOCAL_ONLY] if LOCAL_ONLY in record.scopes else []
+def _routing(record: KeyRecord, *, with_scope: bool = True) -> str:
+    """``, local-only, spill after 5s`` (what the key says about where it may go);
+    without ``local-only`` when ``with_scope`` is false, for a line that lists the
+    scopes already."""
+    parts = [LOCAL_ONLY] if with_scope and LOCAL_ONLY in record.scopes else []
     if record.spill_after is not None:
         parts.append(f"spill after {record.spill_after:g}s")
     return "".join(f", {p}" for p in parts)
@@ -193,7 +195,8 @@ def _summary(record: KeyRecord) -> str:
     models = ", ".join(record.models) if record.models is not None else "all"
     expires = f"{_time(record.expires_at)} UTC" if record.expires_at else "never"
     return (f"priority {record.priority}, scopes: {scopes}, models: {models}, "
-            f"limits: {record.quota.describe()}{_routing(record)}, expires {expires}")
+            f"limits: {record.quota.describe()}{_routing(record, with_scope=False)}, "
+            f"expires {expires}")
 
 
 def _time(value: datetime | None) -> str:
