@@ -6,6 +6,7 @@ committing them.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from textual.pilot import Pilot
@@ -315,6 +316,16 @@ class TestUsage:
             await settle(pilot, "5", "d", "g")
 
         client = FakeClient(usage_data=usage_rows())
+        assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
+
+    def test_by_key_with_a_long_key_name(self, snap_compare: Any) -> None:
+        async def run_before(pilot: Pilot[Any]) -> None:
+            await settle(pilot, "5", "g", "g", "g")
+
+        long_name = "nightly-batch-summaries-for-the-team-wiki"
+        rows = [replace(r, key_name=long_name) if r.key_name == "nightly-batch" else r
+                for r in usage_rows()]
+        client = FakeClient(usage_data=rows)
         assert snap_compare(app_for(client), terminal_size=SIZE, run_before=run_before)
 
     def test_key_limits_and_their_use(self, snap_compare: Any) -> None:

@@ -66,3 +66,43 @@ async def test_usage_pane_shows_what_lai_stats_prints(tmp_path: Path) -> None:
     assert shown["groups"] == printed["groups"] and shown["total"] == printed["total"]
     assert on_screen == {str(g["group"]): str(g["requests"]) for g in printed["groups"]}
     assert sum(g["requests"] for g in printed["groups"]) == printed["total"]["requests"] > 0
+
+
+async def test_by_key_fits_a_120_column_terminal(tmp_path: Path) -> None:
+    """Over SSH in 120x40: by key, with a 64-character key name, durations past 100 s
+    and enough keys for a vertical scrollbar, every column is on screen (nothing to
+    scroll sideways) and the long name keeps its start and its end."""
+    config = write_config(tmp_path)
+    long_name = "nightly-" + "x" * 48 + "-summary"
+    assert len(long_name) == 64
+    names = [long_name, *(f"agent-{n:02d}" for n in range(40))]
+    rows = [row for _ in names for row in known_rows(datetime.now(UTC))[:3]]
+    for i, row in enumerate(rows):
+        row.update(request_id=f"req_wide_{i:04d}", key_name=names[i // 3],
+                   duration_ms=123_456.0 + i, prompt_tokens=999_000)
+    store = open_store(f"sqlite:///{tmp_path / 'lai.db'}")
+    try:
+        store.upgrade()
+        insert(store, rows)
+    finally:
+        store.dispose()
+    settings, _ = load_settings(config)
+    app = LaiApp(EmbeddedClient(build_runtime(settings), config_path=config))
+
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("5")
+        usage = app.screen
+        assert isinstance(usage, UsageScreen)
+        await wait_for(pilot, lambda: usage.report is not None, what="the first report")
+        await pilot.press("g", "g", "g")
+        await wait_for(pilot, lambda: usage.report is not None and usage.report.by == "key",
+                       what="by key")
+        table = usage.query_one("#usage", DataTable)
+        await wait_for(pilot, lambda: table.row_count == len(names), what="every key")
+        await pilot.pause()
+        assert table.show_vertical_scrollbar
+        assert table.max_scroll_x == 0, (table.virtual_size.width, table.size.width)
+        shown = str(table.get_cell(long_name, "group"))
+        assert shown.startswith("nightly-") and shown.endswith("-summary") and "…" in shown
+        assert len(shown) < len(long_name)
+        assert str(table.get_cell(long_name, "p95")).strip() == "123 s"

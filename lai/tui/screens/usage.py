@@ -32,11 +32,15 @@ if TYPE_CHECKING:
 
 WINDOWS = (1, 7, 30)
 GROUPINGS = ("day", "model", "provider", "key")
-BAR_WIDTH = 16
+BAR_WIDTH = 10
+GROUP_WIDTH = 20
+"""Cells of the group column: with the others the table fits 120 columns (the TUI's
+terminal over SSH), a vertical scrollbar included; a longer key or model is cut in the
+middle so that names differing only at the end stay apart."""
 REFRESH_SECONDS = 10.0
-COLUMNS = (("group", "Group"), ("requests", "Requests"), ("bar", "Share of requests"),
+COLUMNS = (("group", "Group"), ("requests", "Requests"), ("bar", "Req. share"),
            ("errors", "Errors"), ("tokens", "Tokens"), ("cost", "Cost (USD)"),
-           ("cost_bar", "Share of cost"), ("local", "Local"), ("p50", "p50"),
+           ("cost_bar", "Cost share"), ("local", "Local"), ("p50", "p50"),
            ("p95", "p95"), ("failovers", "Failovers"))
 LIMIT_COLUMNS = (("key", "Key"), ("in_flight", "In flight"), ("queued", "Queued"),
                  ("rpm", "Requests/min"), ("tpm", "Tokens/min"), ("day", "Today (USD)"),
@@ -71,11 +75,23 @@ def usd(value: float) -> str:
 def duration(ms: float | None) -> str:
     if ms is None:
         return "–"
-    return f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    # Whole seconds from 100 s: at most six characters, as the p50 and p95 columns allow.
+    return f"{ms / 1000:.1f} s" if ms < 99_950 else f"{ms / 1000:.0f} s"
 
 
 def share(value: float | None) -> str:
     return "–" if value is None else f"{value:.0%}"
+
+
+def fit(text: str, width: int = GROUP_WIDTH) -> str:
+    """``text`` if it has at most ``width`` characters, else its start and end around an
+    ellipsis (``agent-clau…laptop-2``)."""
+    if len(text) <= width:
+        return text
+    tail = (width - 1) // 2
+    return f"{text[:width - 1 - tail]}…{text[-tail:]}"
 
 
 def _num(text: str, style: str = "") -> Text:
@@ -84,7 +100,7 @@ def _num(text: str, style: str = "") -> Text:
 
 
 def group_cells(g: GroupStats, most_requests: int, most_cost: float) -> tuple[Any, ...]:
-    return (g.group if g.group is not None else "(none)", _num(str(g.requests)),
+    return (fit(g.group) if g.group is not None else "(none)", _num(str(g.requests)),
             bar(g.requests, most_requests), _num(str(g.errors), "bold red" if g.errors else ""),
             _num(count(g.total_tokens)), _num(usd(g.cost_usd)), bar(g.cost_usd, most_cost),
             _num(share(g.local_share)), _num(duration(g.p50_duration_ms)),
