@@ -48,6 +48,11 @@ async def test_a_queued_request_is_listed_until_it_gets_a_slot(
                        what="the waiting request on the board")
         row = queue.get_row_at(0)
         assert (row[0], row[1], row[2]) == ("1", "nightly-batch", "auto")
+        # When it should get its slot, as the engine expects it (the first request's
+        # service time: one ahead on one slot), e.g. "~2.0 s".
+        (waiting,) = engine.queued()
+        assert waiting.estimated_start_ms is not None and waiting.estimated_start_ms > 0
+        assert str(row[5]) == f"~{waiting.estimated_start_ms / 1000:.1f} s"
         await asyncio.gather(first, second)
         await wait_for(pilot, lambda: queue.row_count == 0 and not queue.display,
                        what="the queue to empty")

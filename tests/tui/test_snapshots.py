@@ -73,8 +73,9 @@ class TestBoard:
 
     def test_queue_and_recent_failures(self, snap_compare: Any) -> None:
         flights = [InFlight("req_1", "agent-ci", "qwen2.5-14b", "gaming-pc", NOW - 3.4, True, 57)]
-        queue = [Queued("req_q1", "ana-laptop", "auto", 0, 1, NOW - 2.5, 2500.0),
-                 Queued("req_q2", "nightly-batch", "qwen2.5-14b", 1, 2, NOW - 9.1, 9100.0)]
+        queue = [Queued("req_q1", "ana-laptop", "auto", 0, 1, NOW - 2.5, 2500.0, None, 3200.0),
+                 Queued("req_q2", "nightly-batch", "qwen2.5-14b", 1, 2, NOW - 9.1, 9100.0, None,
+                        11_800.0)]
         failures = [
             Failure(NOW - 40, "req_f1", "nuc", "agent-ci", "auto", "failover", None,
                     "connection refused (ConnectError) (moved to gaming-pc)"),

@@ -44,7 +44,7 @@ PROVIDER_COLUMNS = (("status", "Status"), ("name", "Provider"), ("type", "Type")
 FLIGHT_COLUMNS = (("key", "Key"), ("model", "Model"), ("provider", "Provider"),
                   ("elapsed", "Elapsed"), ("tokens", "Tokens"))
 QUEUE_COLUMNS = (("position", "#"), ("key", "Key"), ("model", "Model"),
-                 ("priority", "Priority"), ("waited", "Waited"))
+                 ("priority", "Priority"), ("waited", "Waited"), ("starts", "Starts in"))
 FAILURE_COLUMNS = (("at", "Time"), ("provider", "Provider"), ("status", "Status"),
                    ("reason", "Reason"), ("key", "Key"))
 FAILURES_SHOWN = 12
@@ -146,7 +146,17 @@ def flight_cells(f: FlightRow, now: float, *, stale: bool = False) -> tuple[Any,
 
 def queue_cells(q: Queued, *, stale: bool = False) -> tuple[Any, ...]:
     waited = f"since {clock(q.since)}" if stale else f"{q.waited_ms / 1000:.1f}s"
-    return (str(q.position), q.key_name or "(none)", q.model, str(q.priority), waited)
+    return (str(q.position), q.key_name or "(none)", q.model, str(q.priority), waited,
+            starts_in(q, stale=stale))
+
+
+def starts_in(q: Queued, *, stale: bool = False) -> Text:
+    """``~3.2 s``: the engine's estimate, at the last poll, of the time until the request
+    gets a slot; "–" when there is none or the board is stale (the proxy may have moved
+    on)."""
+    if stale or q.estimated_start_ms is None:
+        return Text("–", style="dim")
+    return Text(f"~{q.estimated_start_ms / 1000:.1f} s")
 
 
 def failure_cells(f: Failure) -> tuple[Any, ...]:
