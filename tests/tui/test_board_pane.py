@@ -136,8 +136,8 @@ async def test_a_persistent_toggle_and_the_edit_form_change_only_their_lines(
 
 def test_the_detail_line_says_what_the_server_reports() -> None:
     from lai.engine.types import ServerLoad
+    from lai.tui.board_cells import server_summary
     from lai.tui.client import provider_from_dict
-    from lai.tui.screens.board import server_summary
 
     base = {"id": "nuc", "models": ["coder"], "warm_models": ["coder"]}
     assert server_summary(provider_from_dict(base)) == ""

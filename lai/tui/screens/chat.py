@@ -20,10 +20,10 @@ from textual.widgets import Footer, Input, Markdown, OptionList, Static
 from textual.widgets.option_list import Option
 
 from lai.engine.types import ProviderSnapshot
+from lai.tui.board_cells import STATUS_STYLE
 from lai.tui.client import Attachment, ChatDelta, ChatFinished, ChatStarted, ClientError
 from lai.tui.notify import notify_error
 from lai.tui.screens.base import PaneScreen
-from lai.tui.screens.board import STATUS_STYLE
 from lai.tui.screens.prompt import PromptScreen
 from lai.tui.widgets.chat import AnswerView, AttachPathSuggester, UserMessage
 from lai.tui.widgets.header import PaneHeader
