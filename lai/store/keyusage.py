@@ -251,16 +251,16 @@ class KeyUsage:
         return out
 
     async def usage(self, key_name: str, quota: KeyQuota) -> list[LimitUse]:
-        """How much of each of ``quota``'s rpm, tpm and budgets ``key_name`` uses now
-        (read from the store when not cached)."""
-        if not quota.limits_usage:
-            return []
-        tally = await self._tally(key_name)
-        wall = self.clock.time()
-        now = datetime.fromtimestamp(wall, UTC)
-        tally.prune(wall)
-        return usage_of(quota, len(tally.requests), sum(n for _, n in tally.tokens),
-                        {p: tally.spent(p, now) for p, _ in quota.budgets}, now)
+        """How much of each of ``quota``'s rpm, tpm and budgets ``key_name`` has used now,
+        as the store says (:func:`read_usage`, on this object's clock): the figures of
+        ``lai keys list`` and the terminal UI, for ``GET /v1/stats?by=key``.
+
+        Not this process's counts, which ``admit`` checks against: those see another
+        process's traffic on the same database only at their next re-read (up to
+        ``refresh`` s later), and count a request from its admission, while the store
+        has it once the recorder wrote it, finished."""
+        now = datetime.fromtimestamp(self.clock.time(), UTC)
+        return await asyncio.to_thread(read_usage, self.store, key_name, quota, now)
 
 
 def usage_of(quota: KeyQuota, requests: int, tokens: int, spend: dict[str, float],

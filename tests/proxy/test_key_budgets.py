@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -17,7 +17,9 @@ import pytest
 from lai.engine.clock import SystemClock
 from lai.store.db import Store, open_store
 from lai.store.keyquota import KeyQuota
-from lai.store.keys import create_key
+from lai.store.keys import create_key, list_keys
+from lai.store.keyusage import keys_usage
+from lai.store.models import RequestRecord
 from tests.fakes.upstream import Behaviour
 from tests.harness import model, provider
 
@@ -150,3 +152,34 @@ async def test_usage_against_each_limit_is_in_stats_by_key_and_metrics(
     assert limits["rpm"]["used"] == 1 and limits["rpm"]["allowed"] == 10
     assert limits["month"]["used"] == pytest.approx(spent)
     assert limits["month"]["resets_at"] == "2027-01-01T00:00:00+00:00"
+
+
+async def test_stats_by_key_shows_the_stores_figures_with_another_proxy_on_the_database(
+        proxy_factory, upstream, keys) -> None:
+    """Requests another lai process recorded in the same database count in the
+    ``limits`` of GET /v1/stats?by=key at once, as in `lai keys list` and the usage pane
+    (the proxy's own counts would see them only at their next re-read, up to 60 s on)."""
+    key = create_key(keys, "batch", quota=KeyQuota(rpm=10, budgets=(("month", 50.0),)))
+    admin = create_key(keys, "ops", scopes=["admin"])
+    proxy = await proxy_factory([provider("box", upstream.url)],
+                                [model("m", "box", cost_per_1k_tokens=10.0)], auth=True)
+    c = client(proxy.url, key.raw_key)
+    await c.chat.completions.create(model="m", messages=ASK)  # read and counted here
+    await c.close()
+    await proxy.runtime.recorder.flush()  # type: ignore[union-attr]
+    now = datetime.now(UTC)
+    with keys.write_session() as session:  # what a second proxy's recorder writes
+        for n in range(2):
+            session.add(RequestRecord(
+                request_id=f"req_elsewhere_{n}", key_name="batch", model_requested="m",
+                model_id="m", provider_id="box", status="success", prompt_tokens=40,
+                completion_tokens=10, cost_usd=1.5, started_at=now - timedelta(seconds=5)))
+    r = await proxy.http.get("/v1/stats?by=key",
+                             headers={"Authorization": f"Bearer {admin.raw_key}"})
+    assert r.status_code == 200, r.text
+    group = {g["group"]: g for g in r.json()["groups"]}["batch"]
+    limits = {u["limit"]: u for u in group["limits"]}
+    assert group["requests"] == 3 and limits["rpm"]["used"] == 3
+    records = list_keys(keys)
+    (shown,) = keys_usage(keys, records, datetime.now(UTC)).values()  # pane 5, lai keys list
+    assert group["limits"] == [u.to_dict() for u in shown]
