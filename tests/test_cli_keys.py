@@ -13,7 +13,8 @@ import orjson
 import pytest
 
 from lai.store.db import open_store
-from lai.store.keys import create_key, list_keys, verify_key
+from lai.store.keylookup import verify_key
+from lai.store.keys import create_key, list_keys
 
 LAI = shutil.which("lai")
 pytestmark = pytest.mark.skipif(LAI is None, reason="run `pip install -e . --no-deps` first")

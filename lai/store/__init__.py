@@ -3,7 +3,8 @@
 Nothing here touches a database at import time; ``open_store(url)`` builds a
 :class:`Store`, ``Store.upgrade()`` migrates it, :class:`Recorder` writes engine events
 into it. Repositories: ``lai.store.conversations``, ``lai.store.requests``,
-``lai.store.keys`` (the proxy checks keys through ``lai.store.keyservice``).
+``lai.store.keys`` (the proxy checks keys through ``lai.store.keyservice``, which asks
+``lai.store.keylookup``).
 """
 
 from lai.store.db import Store, open_store

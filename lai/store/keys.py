@@ -1,5 +1,5 @@
-"""The API key repository: issuing, listing, rotating, revoking and deleting keys, and
-looking up the ones clients send.
+"""The API key repository: issuing, listing, rotating, revoking, updating and deleting
+keys.
 
 The values it speaks in (key material, :class:`~lai.store.keyvalues.KeyInfo`,
 :class:`~lai.store.keyvalues.KeyRecord`, :class:`~lai.store.keyvalues.IssuedKey`, and the
@@ -15,21 +15,21 @@ in their grace period or dead. Operations take a name or a prefix (see
 ``enable`` and ``rotate`` on the current one; a prefix must match exactly one key.
 
 Repository functions are blocking and open one session each; async callers use
-``asyncio.to_thread``. The proxy verifies keys through
-:class:`lai.store.keyservice.KeyService`, which caches :func:`lookup_key` and batches
-:func:`touch_last_used`.
+``asyncio.to_thread``. Rows become records and new rows are checked in
+:mod:`lai.store.keyrows`. Looking up the keys clients send is
+:mod:`lai.store.keylookup`, which the proxy uses through
+:class:`lai.store.keyservice.KeyService`.
 
 Errors: :class:`KeyNotFound` (404), :class:`AmbiguousKey` and :class:`KeyConflict`
 (400, lai errors the CLI turns into exit 1), ``ValueError`` for an invalid name, scope or
-priority (the CLI's exit 2), and :class:`~lai.errors.AuthenticationFailed` from
-verification. No message ever contains more of a key than its prefix.
+priority (the CLI's exit 2). No message ever contains more of a key than its prefix.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -37,26 +37,32 @@ from sqlmodel import col, select
 
 from lai.errors import InvalidRequest, NotFound
 from lai.store.db import Store
-from lai.store.keyquota import PERIODS, KeyQuota, quota_from_row
+from lai.store.keyquota import KeyQuota
+from lai.store.keyrows import (
+    apply_quota,
+    check_quota,
+    check_spill,
+    new_row,
+    now_or,
+    row_quota,
+    to_records,
+    valid_models,
+    valid_scopes,
+)
 from lai.store.keyvalues import (
     KEY_PREFIX,
     LOCAL_ONLY,
     PREFIX_LENGTH,
-    SCOPES,
     IssuedKey,
-    KeyInfo,
-    KeyLookup,
     KeyRecord,
     default_priority,
     generate_key,
     hash_key,
     is_key_format,
-    key_prefix,
-    require_format,
     utc_text,
     validate_name,
 )
-from lai.store.models import ApiKey, UTCDateTime
+from lai.store.models import ApiKey
 
 log = logging.getLogger("lai.keys")
 
@@ -83,138 +89,6 @@ class KeyConflict(InvalidRequest):
     code = "key_conflict"
 
 
-# -- repository ----------------------------------------------------------------------------
-
-
-def _now(now: datetime | None) -> datetime:
-    return datetime.now(UTC) if now is None else now
-
-
-def _records(session: Any, rows: Sequence[ApiKey]) -> list[KeyRecord]:
-    """Rows to records, with the prefixes of the keys they replaced and were replaced by."""
-    ids = [r.id for r in rows if r.id is not None]
-    linked = {r.rotated_from for r in rows if r.rotated_from is not None}
-    prefixes: dict[int, str] = {r.id: r.key_prefix for r in rows if r.id is not None}
-    successors: dict[int, tuple[int, str]] = {}
-    if ids or linked:
-        related = session.exec(
-            select(ApiKey).where(
-                sa.or_(col(ApiKey.rotated_from).in_(ids), col(ApiKey.id).in_(linked))
-            )
-        ).all()
-        for r in related:
-            prefixes[r.id] = r.key_prefix
-            if r.rotated_from is not None:
-                successors[r.rotated_from] = (r.id, r.key_prefix)
-    for r in rows:
-        if r.rotated_from is not None and r.id is not None:
-            successors[r.rotated_from] = (r.id, r.key_prefix)
-    out = []
-    for r in rows:
-        assert r.id is not None
-        succ = successors.get(r.id)
-        out.append(
-            KeyRecord(
-                id=r.id,
-                name=r.name,
-                prefix=r.key_prefix,
-                scopes=tuple(r.scopes or ()),
-                priority=r.priority,
-                models=None if r.models is None else tuple(r.models),
-                created_at=r.created_at,
-                last_used_at=r.last_used_at,
-                expires_at=r.expires_at,
-                enabled=r.enabled,
-                revoked_at=r.revoked_at,
-                grace_until=r.grace_until,
-                rotated_from=r.rotated_from,
-                rotated_from_prefix=(
-                    prefixes.get(r.rotated_from) if r.rotated_from is not None else None
-                ),
-                replaced_by=succ[0] if succ else None,
-                replaced_by_prefix=succ[1] if succ else None,
-                quota=_quota(r),
-                spill_after=r.spill_after,
-            )
-        )
-    return out
-
-
-def _quota(row: ApiKey) -> KeyQuota:
-    return quota_from_row(row.max_concurrent, row.max_queued, row.rpm, row.tpm, row.budgets)
-
-
-def _apply_quota(row: ApiKey, quota: KeyQuota) -> None:
-    row.max_concurrent = quota.max_concurrent
-    row.max_queued = quota.max_queued
-    row.rpm = quota.rpm
-    row.tpm = quota.tpm
-    row.budgets = dict(quota.budgets) or None
-
-
-def _check_quota(quota: KeyQuota) -> None:
-    for name in ("max_concurrent", "rpm", "tpm"):
-        value = getattr(quota, name)
-        if value is not None and value < 1:
-            raise ValueError(f"{name} must be >= 1, not {value}")
-    if quota.max_queued is not None and quota.max_queued < 0:
-        raise ValueError(f"max_queued must be >= 0, not {quota.max_queued}")
-    for period, usd in quota.budgets:
-        if period not in PERIODS or not usd > 0:
-            raise ValueError(f"a budget must be more than 0 USD per {', '.join(PERIODS)}")
-
-
-def _check_spill(spill_after: float | None) -> None:
-    if spill_after is not None and not spill_after >= 0:
-        raise ValueError(f"--spill-after must be 0s or more, not {spill_after!r}")
-
-
-def _clean_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
-    out: list[str] = []
-    for scope in scopes:
-        scope = scope.strip().lower()
-        if scope not in SCOPES:
-            known = ", ".join(sorted(SCOPES))
-            raise ValueError(f"unknown scope {scope!r}: known scopes are {known}")
-        if scope not in out:
-            out.append(scope)
-    return tuple(out)
-
-
-def _clean_models(models: Iterable[str] | None) -> list[str] | None:
-    if models is None:
-        return None
-    out = [m.strip() for m in models if m.strip()]
-    if not out:
-        raise ValueError("--models needs at least one model id")
-    return list(dict.fromkeys(out))
-
-
-def _new_row(
-    raw: str,
-    *,
-    name: str,
-    now: datetime,
-    expires_at: datetime | None,
-    scopes: Sequence[str],
-    priority: int,
-    models: list[str] | None,
-    rotated_from: int | None = None,
-) -> ApiKey:
-    return ApiKey(
-        name=name,
-        key_hash=hash_key(raw),
-        key_prefix=key_prefix(raw),
-        created_at=now,
-        expires_at=expires_at,
-        enabled=True,
-        scopes=list(scopes),
-        priority=priority,
-        models=models,
-        rotated_from=rotated_from,
-    )
-
-
 def create_key(
     store: Store,
     name: str,
@@ -237,17 +111,17 @@ def create_key(
     """
     validate_name(name)
     quota = quota or KeyQuota()
-    _check_quota(quota)
-    _check_spill(spill_after)
-    clean_scopes = _clean_scopes(scopes)
+    check_quota(quota)
+    check_spill(spill_after)
+    clean_scopes = valid_scopes(scopes)
     if priority is None:
         priority = default_priority(name)
     if priority not in (0, 1):
         raise ValueError(f"invalid priority {priority}: use 0 (first in the queue) or 1")
-    clean_models = _clean_models(models)
+    clean_models = valid_models(models)
     if expires_in is not None and expires_in <= timedelta(0):
         raise ValueError("the expiry must be longer than 0 seconds")
-    now = _now(now)
+    now = now_or(now)
     expires_at = None if expires_in is None else now + expires_in
     raw = generate_key()
     with store.write_session() as session:
@@ -257,13 +131,13 @@ def create_key(
                 f"a key named {name!r} exists already ({existing.key_prefix}); rotate it "
                 f"with `lai keys rotate {name}`, or delete it first"
             )
-        row = _new_row(raw, name=name, now=now, expires_at=expires_at, scopes=clean_scopes,
-                       priority=priority, models=clean_models)
-        _apply_quota(row, quota)
+        row = new_row(raw, name=name, now=now, expires_at=expires_at, scopes=clean_scopes,
+                      priority=priority, models=clean_models)
+        apply_quota(row, quota)
         row.spill_after = spill_after
         session.add(row)
         session.flush()
-        (record,) = _records(session, [row])
+        (record,) = to_records(session, [row])
     log.info("created API key %r (%s)", name, record.prefix)
     return IssuedKey(raw, record)
 
@@ -274,7 +148,7 @@ def list_keys(store: Store) -> list[KeyRecord]:
         rows = session.exec(
             select(ApiKey).order_by(col(ApiKey.name), col(ApiKey.created_at), col(ApiKey.id))
         ).all()
-        return _records(session, rows)
+        return to_records(session, rows)
 
 
 def _match(session: Any, name_or_prefix: str) -> tuple[Literal["name", "prefix"], list[ApiKey]]:
@@ -308,7 +182,7 @@ def _select(
     if not rows:
         raise KeyNotFound(f"no key has the name or prefix {name_or_prefix.strip()!r}")
     if kind == "prefix" and len(rows) > 1:
-        records = _records(session, rows)
+        records = to_records(session, rows)
         raise AmbiguousKey(
             f"{name_or_prefix.strip()!r} matches {len(rows)} keys: {_describe(records, now)}; "
             "give the name or a longer prefix",
@@ -325,8 +199,8 @@ def find_keys(store: Store, name_or_prefix: str, *, now: datetime | None = None)
     matched by its hash). Raises KeyNotFound and AmbiguousKey.
     """
     with store.session() as session:
-        _, rows = _select(session, name_or_prefix, _now(now))
-        return _records(session, rows)
+        _, rows = _select(session, name_or_prefix, now_or(now))
+        return to_records(session, rows)
 
 
 def _select_one(session: Any, name_or_prefix: str, now: datetime) -> ApiKey:
@@ -353,7 +227,7 @@ def revoke_keys(
     Returns them as they are now. Revoking a revoked key changes nothing.
     Raises KeyNotFound and AmbiguousKey.
     """
-    now = _now(now)
+    now = now_or(now)
     with store.write_session() as session:
         _, rows = _select(session, name_or_prefix, now)
         for row in rows:
@@ -362,7 +236,7 @@ def revoke_keys(
                 row.revoked_at = now
             session.add(row)
         session.flush()
-        records = _records(session, rows)
+        records = to_records(session, rows)
     for r in records:
         log.info("revoked API key %r (%s)", r.name, r.prefix)
     return records
@@ -374,14 +248,14 @@ def enable_key(store: Store, name_or_prefix: str, *, now: datetime | None = None
     Expiry and a rotation's grace period still apply. Raises KeyNotFound, AmbiguousKey
     and KeyConflict (every key of the name was rotated out).
     """
-    now = _now(now)
+    now = now_or(now)
     with store.write_session() as session:
         row = _select_one(session, name_or_prefix, now)
         row.enabled = True
         row.revoked_at = None
         session.add(row)
         session.flush()
-        (record,) = _records(session, [row])
+        (record,) = to_records(session, [row])
     log.info("enabled API key %r (%s)", record.name, record.prefix)
     return record
 
@@ -412,12 +286,12 @@ def update_key(
     if unknown:
         raise ValueError(f"unknown key limit(s): {', '.join(sorted(unknown))}")
     if spill_after != "keep":
-        _check_spill(spill_after)
-    now = _now(now)
+        check_spill(spill_after)
+    now = now_or(now)
     with store.write_session() as session:
         _, rows = _select(session, name_or_prefix, now)
         for row in rows:
-            quota = _quota(row)
+            quota = row_quota(row)
             spend = {} if clear_budgets else dict(quota.budgets)
             for period, usd in (budgets or {}).items():
                 if usd is None:
@@ -430,8 +304,8 @@ def update_key(
                 limits.get("rpm", quota.rpm),
                 limits.get("tpm", quota.tpm),
             ).with_budgets(spend)
-            _check_quota(new)
-            _apply_quota(row, new)
+            check_quota(new)
+            apply_quota(row, new)
             if spill_after != "keep":
                 row.spill_after = spill_after
             if local_only is not None:
@@ -439,7 +313,7 @@ def update_key(
                 row.scopes = [*scopes, LOCAL_ONLY] if local_only else scopes
             session.add(row)
         session.flush()
-        records = _records(session, rows)
+        records = to_records(session, rows)
     for r in records:
         log.info("updated API key %r (%s): limits %s", r.name, r.prefix, r.quota.describe())
     return records
@@ -451,10 +325,10 @@ def delete_keys(
     """Delete the designated keys for good (by name: every key of it); returns them as
     they were. A successor of a deleted key keeps working (its ``rotated_from`` is
     cleared). Raises KeyNotFound and AmbiguousKey."""
-    now = _now(now)
+    now = now_or(now)
     with store.write_session() as session:
         _, rows = _select(session, name_or_prefix, now)
-        records = _records(session, rows)
+        records = to_records(session, rows)
         ids = [r.id for r in records]
         # Explicit, rather than relying on ON DELETE SET NULL: SQLite enforces it only
         # with the foreign_keys pragma on.
@@ -485,7 +359,7 @@ def rotate_key(
     """
     if grace < timedelta(0):
         raise ValueError("the grace period cannot be negative")
-    now = _now(now)
+    now = now_or(now)
     raw = generate_key()
     with store.write_session() as session:
         old = _select_one(session, name_or_prefix, now)
@@ -502,79 +376,17 @@ def rotate_key(
         expires_at = None
         if old.expires_at is not None:
             expires_at = now + (old.expires_at - old.created_at)
-        new = _new_row(raw, name=old.name, now=now, expires_at=expires_at,
-                       scopes=tuple(old.scopes or ()), priority=old.priority,
-                       models=None if old.models is None else list(old.models),
-                       rotated_from=old.id)
-        _apply_quota(new, _quota(old))
+        new = new_row(raw, name=old.name, now=now, expires_at=expires_at,
+                      scopes=tuple(old.scopes or ()), priority=old.priority,
+                      models=None if old.models is None else list(old.models),
+                      rotated_from=old.id)
+        apply_quota(new, row_quota(old))
         new.spill_after = old.spill_after
         old.grace_until = now + grace
         session.add(old)
         session.add(new)
         session.flush()
-        new_record, old_record = _records(session, [new, old])
+        new_record, old_record = to_records(session, [new, old])
     log.info("rotated API key %r: %s replaces %s (grace until %s)", new_record.name,
              new_record.prefix, old_record.prefix, utc_text(old_record.grace_until))
     return IssuedKey(raw, new_record, replaced=old_record)
-
-
-def touch_last_used(store: Store, used: dict[int, datetime]) -> None:
-    """Set ``last_used_at`` of several keys in one UPDATE (deleted keys are skipped).
-
-    Raises ``sqlalchemy.exc.SQLAlchemyError`` when the database fails.
-    """
-    if not used:
-        return
-    when = sa.case(
-        *[
-            (col(ApiKey.id) == key_id, sa.bindparam(f"used_{i}", at, type_=UTCDateTime()))
-            for i, (key_id, at) in enumerate(used.items())
-        ],
-        else_=col(ApiKey.last_used_at),
-    )
-    with store.write_session() as session:
-        session.execute(
-            sa.update(ApiKey).where(col(ApiKey.id).in_(list(used))).values(last_used_at=when)
-        )
-
-
-
-# -- verification ------------------------------------------------------------------------------
-
-
-def lookup_key(store: Store, key_hash: str) -> KeyLookup:
-    """The row of the key whose hash is ``key_hash``, as a KeyLookup (no clock involved).
-
-    Raises ``sqlalchemy.exc.SQLAlchemyError`` when the database fails.
-    """
-    with store.session() as session:
-        row = session.exec(select(ApiKey).where(ApiKey.key_hash == key_hash)).first()
-    if row is None:
-        return KeyLookup(None, None)
-    assert row.id is not None
-    info = KeyInfo(
-        id=row.id,
-        name=row.name,
-        prefix=row.key_prefix,
-        scopes=frozenset(row.scopes or ()),
-        priority=row.priority,
-        models=None if row.models is None else tuple(row.models),
-        expires_at=row.expires_at,
-        grace_until=row.grace_until,
-        quota=_quota(row),
-        spill_after=row.spill_after,
-    )
-    if not row.enabled:
-        return KeyLookup(info, f"API key {info.label()} has been revoked.")
-    return KeyLookup(info, None)
-
-
-def verify_key(store: Store, raw_key: str | None, *, now: datetime | None = None) -> KeyInfo:
-    """Check a key against the database, without any cache.
-
-    Raises AuthenticationFailed (401 ``invalid_api_key``) for a missing, malformed,
-    unknown, revoked, expired or rotated-out key, with a message naming at most its
-    prefix; ``sqlalchemy.exc.SQLAlchemyError`` when the database fails.
-    """
-    raw = require_format(raw_key)
-    return lookup_key(store, hash_key(raw)).check(raw, _now(now))

@@ -2,8 +2,8 @@
 ``last_used_at`` written in batches rather than per request.
 
 The keys themselves (issuing, rotating, revoking) live in :mod:`lai.store.keys`, the rules
-a key is judged by in :mod:`lai.store.keyvalues`; :class:`KeyService` only decides when
-to ask that repository.
+a key is judged by in :mod:`lai.store.keyvalues`, the queries made here in
+:mod:`lai.store.keylookup`; :class:`KeyService` only decides when to ask them.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from lai.engine.clock import Clock, SystemClock
 from lai.errors import ServiceUnavailable
 from lai.store.db import Store
-from lai.store.keys import lookup_key, touch_last_used
+from lai.store.keylookup import lookup_key, touch_last_used
 from lai.store.keyvalues import KeyInfo, KeyLookup, hash_key, require_format
 
 log = logging.getLogger("lai.keys")

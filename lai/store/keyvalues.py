@@ -7,7 +7,7 @@ only its SHA-256 hash and its first 8 characters (``lai_5f4d``, the *prefix*).
 :class:`KeyRecord` a key as the CLI and the TUI show it (and its status),
 :class:`IssuedKey` a key just made, :class:`KeyLookup` what the database says about a key
 hash (and whether the key may be used now). The repository that reads and writes keys,
-and speaks in these values, is :mod:`lai.store.keys`.
+and speaks in these values, is :mod:`lai.store.keys` (lookups: :mod:`lai.store.keylookup`).
 
 Errors: ``ValueError`` from :func:`validate_name`, and
 :class:`~lai.errors.AuthenticationFailed` from :func:`require_format` and

@@ -14,6 +14,7 @@ from sqlmodel import select
 from lai.errors import AuthenticationFailed
 from lai.store import keys as repo
 from lai.store.db import Store
+from lai.store.keylookup import touch_last_used, verify_key
 from lai.store.keys import (
     AmbiguousKey,
     KeyConflict,
@@ -25,7 +26,6 @@ from lai.store.keys import (
     list_keys,
     revoke_keys,
     rotate_key,
-    verify_key,
 )
 from lai.store.models import ApiKey
 
@@ -260,7 +260,7 @@ def test_touch_last_used_is_one_update(store: Store) -> None:
 
     sa.event.listen(store.engine, "before_cursor_execute", count)
     try:
-        repo.touch_last_used(store, {a.id: T0, b.id: T0 + timedelta(seconds=5), 999: T0})
+        touch_last_used(store, {a.id: T0, b.id: T0 + timedelta(seconds=5), 999: T0})
     finally:
         sa.event.remove(store.engine, "before_cursor_execute", count)
     assert sum(s.lstrip().upper().startswith("UPDATE") for s in statements) == 1

@@ -9,7 +9,8 @@ from datetime import timedelta
 import pytest
 
 from lai.store.db import Store
-from lai.store.keys import create_key, list_keys, lookup_key, rotate_key, update_key
+from lai.store.keylookup import lookup_key
+from lai.store.keys import create_key, list_keys, rotate_key, update_key
 from lai.store.keyvalues import LOCAL_ONLY, hash_key
 from lai.store.recorder import Recorder
 from lai.store.requests import get_request

@@ -9,6 +9,7 @@ from textual.widgets import DataTable, Input
 
 from lai.errors import AuthenticationFailed
 from lai.store import keys as keyrepo
+from lai.store.keylookup import verify_key
 from lai.tui.screens.confirm import ConfirmScreen
 from lai.tui.screens.key_created import KeyCreatedScreen
 from lai.tui.screens.key_form import KeyFormScreen
@@ -35,7 +36,7 @@ async def test_create_rotate_and_revoke_a_key(embedded_app: Any, upstream: Any) 
         first_secret = app.screen.secret  # type: ignore[attr-defined]
         (record,) = keyrepo.list_keys(store)
         assert record.name == "laptop" and record.expires_at is not None
-        assert keyrepo.verify_key(store, first_secret).name == "laptop"
+        assert verify_key(store, first_secret).name == "laptop"
         await pilot.press("enter")
         await wait_for(pilot, lambda: table.row_count == 1, what="the new row")
         assert first_secret not in str(table.get_row_at(0))  # only the prefix is listed
@@ -52,7 +53,7 @@ async def test_create_rotate_and_revoke_a_key(embedded_app: Any, upstream: Any) 
         assert second_secret != first_secret
         old, new = keyrepo.list_keys(store)
         assert old.grace_until is not None and new.rotated_from == old.id
-        assert keyrepo.verify_key(store, first_secret).id == old.id  # still in its grace
+        assert verify_key(store, first_secret).id == old.id  # still in its grace
         await pilot.press("enter")
         await wait_for(pilot, lambda: table.row_count == 2, what="two rows")
 
@@ -63,7 +64,7 @@ async def test_create_rotate_and_revoke_a_key(embedded_app: Any, upstream: Any) 
         await pilot.press("y")
         await wait_for(pilot, lambda: not keyrepo.list_keys(store)[1].enabled, what="revoked")
         with pytest.raises(AuthenticationFailed):
-            keyrepo.verify_key(store, second_secret)
+            verify_key(store, second_secret)
         await wait_for(pilot, lambda: "revoked" in str(table.get_row_at(1)), what="shown")
 
 
