@@ -1,22 +1,26 @@
 """Anthropic Messages requests as OpenAI chat bodies, for the engine to route.
 
-Translated: ``system`` (a string or text blocks) -> one system message; user and
-assistant ``text``; ``image`` blocks (base64 -> a data: URL, url -> the URL) -> image_url
-parts; assistant ``tool_use`` -> ``tool_calls``; ``tool_result`` -> ``tool`` messages
-(placed first, right after the assistant turn that called, as OpenAI wants; images in a
-result follow as a user message); text ``document`` blocks -> text, PDF and file
-documents -> a one-line note that they were left out; ``tools`` (custom tools with
+Translated: ``system`` (a string or text blocks) -> one system message; ``system``
+messages inside ``messages`` (Claude Code's mid-conversation system messages: a string
+or text blocks) -> a system message in the same place (joined with a system message
+right before it, since many local chat templates take one system message at a time);
+user and assistant ``text``; ``image`` blocks (base64 -> a data: URL, url -> the URL) ->
+image_url parts; assistant ``tool_use`` -> ``tool_calls``; ``tool_result`` -> ``tool``
+messages (placed first, right after the assistant turn that called, as OpenAI wants;
+images in a result follow as a user message); text ``document`` blocks -> text, PDF and
+file documents -> a one-line note that they were left out; ``tools`` (custom tools with
 ``input_schema``) -> function tools; ``tool_choice`` (auto, any, tool, none,
 ``disable_parallel_tool_use``); ``max_tokens``; ``stop_sequences`` -> ``stop``;
 ``temperature``, ``top_p``; ``metadata.user_id`` -> ``user``; ``stream``.
 
 Accepted and not sent upstream (an OpenAI-compatible server has no equivalent, or a
-strict one such as OpenAI's refuses the field): ``thinking``, ``cache_control`` on any
-block, ``top_k``, ``service_tier``, ``container``, ``mcp_servers``, server tools (web
-search, code execution, bash, text editor, computer: a ``tools`` entry with a ``type``),
+strict one such as OpenAI's refuses the field): ``thinking``, ``output_config``,
+``context_management``, ``cache_control`` on any block,
+``top_k``, ``service_tier``, ``container``, ``mcp_servers``, server tools (web search,
+code execution, bash, text editor, computer: a ``tools`` entry with a ``type``),
 ``thinking`` / ``redacted_thinking`` / server-tool blocks in the history. Refused with a
 400 naming the field: a missing or malformed ``model``, ``max_tokens`` or ``messages``,
-a role other than user/assistant, block types lai does not know.
+a role other than user/assistant/system, block types lai does not know.
 """
 
 from __future__ import annotations
@@ -181,17 +185,28 @@ def _assistant(content: Any, where: str) -> dict[str, Any]:
     return message
 
 
-def _system(system: Any) -> str:
+def _system(system: Any, where: str = "system") -> str:
     if isinstance(system, str):
         return system
     if not isinstance(system, list):
-        raise _bad("'system' must be a string or an array of text blocks.", "system")
+        raise _bad(f"'{where}' must be a string or an array of text blocks.", where)
     texts = []
     for j, block in enumerate(system):
         if not isinstance(block, dict) or block.get("type") != "text":
-            raise _bad(f"system[{j}] must be a text block.", "system")
-        texts.append(_text_of(block, f"system[{j}]"))
+            raise _bad(f"{where}[{j}] must be a text block.", where)
+        texts.append(_text_of(block, f"{where}[{j}]"))
     return "\n\n".join(texts)
+
+
+def _add_system(chat: list[dict[str, Any]], text: str) -> None:
+    # Joined with a system message right before it: many local chat templates refuse two
+    # system messages in a row (Claude Code puts one right after its system prompt).
+    if not text:
+        return
+    if chat and chat[-1]["role"] == "system":
+        chat[-1] = {"role": "system", "content": f"{chat[-1]['content']}\n\n{text}"}
+    else:
+        chat.append({"role": "system", "content": text})
 
 
 def _tools(tools: Any) -> list[dict[str, Any]]:
@@ -267,9 +282,7 @@ def chat_body(body: Any, *, counting: bool = False) -> dict[str, Any]:
         raise _bad("'messages' must be a non-empty array of messages.", "messages")
     chat: list[dict[str, Any]] = []
     if body.get("system") is not None:
-        system = _system(body["system"])
-        if system:
-            chat.append({"role": "system", "content": system})
+        _add_system(chat, _system(body["system"]))
     for i, msg in enumerate(messages):
         where = f"messages[{i}]"
         if not isinstance(msg, dict):
@@ -279,8 +292,10 @@ def chat_body(body: Any, *, counting: bool = False) -> dict[str, Any]:
             chat.extend(_user(msg.get("content"), where))
         elif role == "assistant":
             chat.append(_assistant(msg.get("content"), where))
+        elif role == "system":
+            _add_system(chat, _system(msg.get("content"), f"{where}.content"))
         else:
-            raise _bad(f"{where}.role must be 'user' or 'assistant'.", where)
+            raise _bad(f"{where}.role must be 'user', 'assistant' or 'system'.", where)
     out["messages"] = chat
     stream = body.get("stream", False)
     if stream is not None and not isinstance(stream, bool):

@@ -1,0 +1,64 @@
+"""Claude Code's requests (tests/proxy/claude_code_shapes.py) through the anthropic SDK,
+against a real proxy in front of fake upstreams: what reaches a local model (the system
+message after the user's, no billing block, a JSON schema for structured outputs) and
+what Claude Code gets back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.fakes.upstream import Behaviour, FakeUpstream
+from tests.harness import model, provider
+from tests.proxy.claude_code_shapes import (
+    AGENTS,
+    HEADERS,
+    USER_TURN,
+    client,
+    main_turn,
+)
+
+
+@pytest.fixture
+async def local(proxy_factory: Any, upstream: FakeUpstream) -> Any:
+    proxy = await proxy_factory([provider("box", upstream.url)],
+                                [model("coder", "box", max_tokens=16384,
+                                       aliases=["claude-*"])])
+    return proxy, upstream
+
+
+async def test_a_system_message_after_the_users_is_answered_and_sent_in_place(
+    local: Any,
+) -> None:
+    proxy, upstream = local
+    upstream.script(Behaviour(content="Running them now."))
+    final, _ = await main_turn(client(proxy), [USER_TURN, AGENTS])
+    assert final.content[0].type == "text"
+    assert final.content[0].text == "Running them now."
+    assert final.model == "claude-opus-4-8"
+    sent = upstream.requests[-1].body["messages"]
+    assert [m["role"] for m in sent] == ["system", "user", "system"]
+    assert sent[2] == {"role": "system", "content": AGENTS["content"]}
+    assert "run the tests" in sent[1]["content"]
+    assert upstream.requests[-1].body["max_tokens"] == 16384
+
+
+async def test_system_messages_in_a_row_are_joined_and_odd_roles_still_refused(
+    local: Any,
+) -> None:
+    proxy, upstream = local
+    r = await proxy.http.post("/v1/messages", headers=HEADERS, json={
+        "model": "coder", "max_tokens": 50, "system": "Top.",
+        "messages": [{"role": "system", "content": [{"type": "text", "text": "More."}]},
+                     {"role": "user", "content": "hi"}]})
+    assert r.status_code == 200, r.text
+    assert upstream.requests[-1].body["messages"][0] == {"role": "system",
+                                                         "content": "Top.\n\nMore."}
+    r = await proxy.http.post("/v1/messages", json={
+        "model": "coder", "max_tokens": 50,
+        "messages": [{"role": "user", "content": "hi"},
+                     {"role": "system", "content": [{"type": "image"}]}]})
+    assert r.status_code == 400
+    assert r.json()["error"]["type"] == "invalid_request_error"
+    assert "messages[1].content[0]" in r.json()["error"]["message"]
