@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.upstream import Behaviour, FakeUpstream
 from tests.harness import model, provider
 from tests.proxy.claude_code_shapes import (
@@ -16,7 +17,9 @@ from tests.proxy.claude_code_shapes import (
     HEADERS,
     USER_TURN,
     client,
+    extra,
     main_turn,
+    system,
 )
 
 
@@ -62,3 +65,39 @@ async def test_system_messages_in_a_row_are_joined_and_odd_roles_still_refused(
     assert r.status_code == 400
     assert r.json()["error"]["type"] == "invalid_request_error"
     assert "messages[1].content[0]" in r.json()["error"]["message"]
+
+
+async def test_the_billing_block_never_reaches_a_local_model(local: Any) -> None:
+    """Its hash differs per session; at the top of the prompt it would defeat the local
+    server's cache of the whole system prompt for every new session."""
+    proxy, upstream = local
+    c = client(proxy)
+    for billing in ("cc_version=2.1.197.1c0; cc_entrypoint=sdk-cli;",
+                    "cc_version=2.1.197.3bb; cc_entrypoint=sdk-cli;"):
+        await main_turn(c, [USER_TURN], system=system(billing))
+    first, second = (r.body["messages"][0] for r in upstream.requests[-2:])
+    assert first == second == {"role": "system",
+                               "content": "You are a coding agent.\n\nUse the tools you are given."}
+
+
+async def test_the_billing_block_is_dropped_for_a_messages_server_not_for_anthropic(
+    proxy_factory: Any,
+) -> None:
+    with FakeAnthropic(api_key=None) as local, FakeAnthropic() as cloud:  # type: ignore[arg-type]
+        proxy = await proxy_factory(
+            [provider("llama", local.url, messages_api=True, health_check_path="/v1/models"),
+             provider("claude", cloud.url, type="anthropic", auth_type="api_key",
+                      auth_secret="sk-test")],
+            [model("qwen", "llama"), model("sonnet", "claude", upstream_id="claude-x")])
+        c = client(proxy)
+        for name in ("qwen", "sonnet"):
+            async with c.messages.stream(model=name, max_tokens=100, system=system(),
+                                         messages=[USER_TURN, AGENTS],
+                                         extra_body=extra()) as stream:
+                await stream.get_final_message()
+        [to_local] = local.message_requests
+        [to_cloud] = cloud.message_requests
+    assert [b["text"] for b in to_local.body["system"]] == [
+        "You are a coding agent.", "Use the tools you are given."]
+    assert to_local.body["messages"][1] == AGENTS  # passed through as sent
+    assert to_cloud.body["system"] == system()

@@ -15,7 +15,8 @@ file documents -> a one-line note that they were left out; ``tools`` (custom too
 
 Accepted and not sent upstream (an OpenAI-compatible server has no equivalent, or a
 strict one such as OpenAI's refuses the field): ``thinking``, ``output_config``,
-``context_management``, ``cache_control`` on any block,
+``context_management``, Claude Code's billing block at the top of ``system``
+(``lai.engine.adapters.messages.BILLING_PREFIX``), ``cache_control`` on any block,
 ``top_k``, ``service_tier``, ``container``, ``mcp_servers``, server tools (web search,
 code execution, bash, text editor, computer: a ``tools`` entry with a ``type``),
 ``thinking`` / ``redacted_thinking`` / server-tool blocks in the history. Refused with a
@@ -29,6 +30,7 @@ from typing import Any
 
 import orjson
 
+from lai.engine.adapters.messages import is_billing_block
 from lai.errors import InvalidRequest
 
 _DROPPED_ASSISTANT = frozenset({"thinking", "redacted_thinking", "server_tool_use",
@@ -194,7 +196,9 @@ def _system(system: Any, where: str = "system") -> str:
     for j, block in enumerate(system):
         if not isinstance(block, dict) or block.get("type") != "text":
             raise _bad(f"{where}[{j}] must be a text block.", where)
-        texts.append(_text_of(block, f"{where}[{j}]"))
+        text = _text_of(block, f"{where}[{j}]")
+        if not is_billing_block(block):
+            texts.append(text)
     return "\n\n".join(texts)
 
 
