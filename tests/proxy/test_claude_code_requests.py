@@ -101,3 +101,27 @@ async def test_the_billing_block_is_dropped_for_a_messages_server_not_for_anthro
         "You are a coding agent.", "Use the tools you are given."]
     assert to_local.body["messages"][1] == AGENTS  # passed through as sent
     assert to_cloud.body["system"] == system()
+
+
+async def test_an_output_format_becomes_a_json_schema_response_format(local: Any) -> None:
+    proxy, upstream = local
+    schema = {"type": "object", "properties": {"title": {"type": "string"}}}
+    for body in ({"output_config": {"effort": "low", "format": {"type": "json_schema",
+                                                                  "schema": schema}}},
+                 {"output_format": {"type": "json_schema", "schema": schema}}):
+        upstream.script(Behaviour(content=['{"title": "x"}']))
+        r = await proxy.http.post("/v1/messages", json={
+            "model": "coder", "max_tokens": 50, "messages": [USER_TURN], **body})
+        assert r.status_code == 200, r.text
+        assert r.json()["content"][0]["text"] == '{"title": "x"}'
+        assert upstream.requests[-1].body["response_format"] == {
+            "type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
+    r = await proxy.http.post("/v1/messages", json={
+        "model": "coder", "max_tokens": 50, "messages": [USER_TURN],
+        "output_config": {"format": {"type": "regex", "pattern": "a+"}}})
+    assert r.status_code == 400
+    assert "output_config.format" in r.json()["error"]["message"]
+    r = await proxy.http.post("/v1/messages", json={
+        "model": "coder", "max_tokens": 50, "messages": [USER_TURN],
+        "output_config": {"effort": "low"}})
+    assert r.status_code == 200 and "response_format" not in upstream.requests[-1].body

@@ -11,17 +11,20 @@ images in a result follow as a user message); text ``document`` blocks -> text, 
 file documents -> a one-line note that they were left out; ``tools`` (custom tools with
 ``input_schema``) -> function tools; ``tool_choice`` (auto, any, tool, none,
 ``disable_parallel_tool_use``); ``max_tokens``; ``stop_sequences`` -> ``stop``;
-``temperature``, ``top_p``; ``metadata.user_id`` -> ``user``; ``stream``.
+``temperature``, ``top_p``; ``metadata.user_id`` -> ``user``; ``stream``; structured
+outputs (``output_config.format``, or the older ``output_format``: a JSON schema) ->
+``response_format`` of type ``json_schema``.
 
 Accepted and not sent upstream (an OpenAI-compatible server has no equivalent, or a
-strict one such as OpenAI's refuses the field): ``thinking``, ``output_config``,
+strict one such as OpenAI's refuses the field): ``thinking``, ``output_config.effort``,
 ``context_management``, Claude Code's billing block at the top of ``system``
 (``lai.engine.adapters.messages.BILLING_PREFIX``), ``cache_control`` on any block,
 ``top_k``, ``service_tier``, ``container``, ``mcp_servers``, server tools (web search,
 code execution, bash, text editor, computer: a ``tools`` entry with a ``type``),
 ``thinking`` / ``redacted_thinking`` / server-tool blocks in the history. Refused with a
 400 naming the field: a missing or malformed ``model``, ``max_tokens`` or ``messages``,
-a role other than user/assistant/system, block types lai does not know.
+a role other than user/assistant/system, block types lai does not know, an output
+format other than a JSON schema.
 """
 
 from __future__ import annotations
@@ -202,6 +205,23 @@ def _system(system: Any, where: str = "system") -> str:
     return "\n\n".join(texts)
 
 
+def _response_format(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The chat ``response_format`` for structured outputs: ``output_config.format`` (or
+    the older top-level ``output_format``) ``{"type": "json_schema", "schema": ...}``."""
+    config = body.get("output_config")
+    where = "output_config.format"
+    fmt = config.get("format") if isinstance(config, dict) else None
+    if fmt is None and body.get("output_format") is not None:
+        fmt, where = body["output_format"], "output_format"
+    if fmt is None:
+        return None
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema" \
+            or not isinstance(fmt.get("schema"), dict):
+        raise _bad(f"'{where}' must be {{\"type\": \"json_schema\", \"schema\": {{...}}}}.",
+                   where)
+    return {"type": "json_schema", "json_schema": {"name": "output", "schema": fmt["schema"]}}
+
+
 def _add_system(chat: list[dict[str, Any]], text: str) -> None:
     # Joined with a system message right before it: many local chat templates refuse two
     # system messages in a row (Claude Code puts one right after its system prompt).
@@ -330,4 +350,7 @@ def chat_body(body: Any, *, counting: bool = False) -> dict[str, Any]:
     if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str) \
             and metadata["user_id"]:
         out["user"] = metadata["user_id"]
+    response_format = _response_format(body)
+    if response_format is not None:
+        out["response_format"] = response_format
     return out
