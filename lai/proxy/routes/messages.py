@@ -32,7 +32,7 @@ from lai.engine.requests import inspect_chat
 from lai.engine.sse import SSEDecoder
 from lai.engine.types import RequestContext
 from lai.errors import LaiError, UpstreamError
-from lai.proxy.access import request_info
+from lai.proxy.access import RequestInfo, request_info
 from lai.proxy.anthropic.answer import PassthroughRelay, StreamTranslator, message
 from lai.proxy.anthropic.errors import error_body, http_error_body
 from lai.proxy.anthropic.request import chat_body
@@ -138,9 +138,9 @@ class MessagesEndpoint:
             watch = _Disconnect(receive)
             adapters = messages_adapters(cast(dict[str, Any], body))  # chat_body checked it
             if chat.get("stream"):
-                await self._stream(send, chat, ctx, watch, progress, adapters)
+                await self._stream(send, chat, ctx, watch, progress, adapters, info)
             else:
-                await self._complete(send, chat, ctx, watch, progress, adapters)
+                await self._complete(send, chat, ctx, watch, progress, adapters, info)
         except asyncio.CancelledError:
             if watch is None or not watch.gone:
                 raise
@@ -191,11 +191,13 @@ class MessagesEndpoint:
         await _send_json(send, 200, orjson.dumps({"input_tokens": tokens}))
 
     async def _complete(self, send: Send, chat: dict[str, Any], ctx: RequestContext,
-                        watch: _Disconnect, progress: _Progress, adapters: Any) -> None:
+                        watch: _Disconnect, progress: _Progress, adapters: Any,
+                        info: RequestInfo) -> None:
         """Serve a non-streamed answer. Raises what Engine.complete raises, and
         UpstreamError (502) for an answer that cannot be made a message."""
         engine = self.runtime.engine
         done = await engine.complete(chat, ctx, adapters=adapters)
+        info.provider = done.provider_id
         watch.done()
         model = self._answer_model(chat, done.model_id)
         provider = engine.settings.provider(done.provider_id)
@@ -217,11 +219,13 @@ class MessagesEndpoint:
                                        done.queue_wait_ms))
 
     async def _stream(self, send: Send, chat: dict[str, Any], ctx: RequestContext,
-                      watch: _Disconnect, progress: _Progress, adapters: Any) -> None:
+                      watch: _Disconnect, progress: _Progress, adapters: Any,
+                      info: RequestInfo) -> None:
         """Serve a streamed answer. Raises what Engine.stream raises, before anything
         was sent (``progress.started`` says whether the response has begun)."""
         estimate = inspect_chat(chat).prompt_tokens
         stream = await self.runtime.engine.stream(chat, ctx, adapters=adapters)
+        info.provider = stream.provider_id
         try:
             model = self._answer_model(chat, stream.model_id)
             relay: StreamTranslator | PassthroughRelay
