@@ -10,7 +10,8 @@ path goes on to the next app.
 
 The request is translated to an OpenAI chat body (``lai.proxy.anthropic.request``) and
 routed like any chat request (aliases, queue, priority, failover, context-window check,
-recording, metrics). Providers that speak Messages themselves (type ``anthropic``, or
+recording, metrics); a Claude Code request is recorded in its thread's conversation
+(``lai.proxy.anthropic.session``). Providers that speak Messages themselves (type ``anthropic``, or
 ``messages_api = true``) get the client's own body, renamed
 (``lai.engine.adapters.messages``), and their events come back as they were sent; the
 others get the chat body, and their answer is translated back
@@ -36,6 +37,7 @@ from lai.proxy.access import RequestInfo, request_info
 from lai.proxy.anthropic.answer import PassthroughRelay, StreamTranslator, message
 from lai.proxy.anthropic.errors import error_body, http_error_body
 from lai.proxy.anthropic.request import chat_body
+from lai.proxy.anthropic.session import thread_conversation
 from lai.proxy.auth import check_key
 from lai.proxy.context import context_for
 from lai.proxy.errors import TOO_LARGE
@@ -130,6 +132,9 @@ class MessagesEndpoint:
             ctx = replace(context_for(headers, key, request_id=info.request_id),
                           endpoint=ENDPOINT)
             body = _parse(raw)
+            thread = thread_conversation(headers, body)
+            if thread is not None:
+                ctx = replace(ctx, conversation_id=thread)
             if path == COUNT_TOKENS:
                 await self._count(send, body)
                 return
