@@ -4,7 +4,8 @@ Pure translation, no IO. ``response_from_completion`` turns a non-streamed chat
 completion into a ``response`` object; ``lai.proxy.responses_stream`` does the same for
 a streamed answer, event by event, with the item builders here. Output items:
 ``reasoning`` (from the upstream's ``reasoning_content``/``reasoning``), ``message``
-(``output_text``), ``function_call``, and ``custom_tool_call`` for freeform tools.
+(``output_text``), ``function_call``, and ``custom_tool_call`` for freeform tools
+(with ``namespace`` for a namespace tool's member).
 ``assistant_message`` turns output items back into the chat message a continuation
 (``previous_response_id``) sends upstream.
 """
@@ -16,7 +17,8 @@ from typing import Any
 
 import orjson
 
-from lai.proxy.responses_request import CUSTOM_ARGUMENT, ResponsesRequest
+from lai.proxy.responses_request import ResponsesRequest
+from lai.proxy.responses_tools import CUSTOM_ARGUMENT, ToolNames, chat_name
 
 
 def new_id(prefix: str) -> str:
@@ -75,13 +77,21 @@ def text_part(text: str) -> dict[str, Any]:
 
 
 def call_item(item_id: str, call_id: str, name: str, arguments: str, status: str,
-               custom: bool) -> dict[str, Any]:
-    """A ``function_call`` item, or for a freeform tool a ``custom_tool_call`` item."""
-    if custom:
-        return {"type": "custom_tool_call", "id": item_id, "call_id": call_id, "name": name,
+              tools: ToolNames) -> dict[str, Any]:
+    """A ``function_call`` item for a call of chat function ``name``, or for a freeform
+    tool a ``custom_tool_call`` item; a namespace member's item carries ``namespace``
+    and the member's own name."""
+    namespace, own = tools.item_name(name)
+    item: dict[str, Any]
+    if name in tools.custom:
+        item = {"type": "custom_tool_call", "id": item_id, "call_id": call_id, "name": own,
                 "input": custom_input(arguments), "status": status}
-    return {"type": "function_call", "id": item_id, "call_id": call_id, "name": name,
-            "arguments": arguments, "status": status}
+    else:
+        item = {"type": "function_call", "id": item_id, "call_id": call_id, "name": own,
+                "arguments": arguments, "status": status}
+    if namespace is not None:
+        item["namespace"] = namespace
+    return item
 
 
 def custom_input(arguments: str) -> str:
@@ -127,11 +137,12 @@ def assistant_message(output: list[dict[str, Any]]) -> dict[str, Any] | None:
         if item["type"] == "message":
             texts.extend(p.get("text", "") for p in item["content"])
         elif item["type"] == "function_call":
-            calls.append({"id": item["call_id"], "type": "function",
-                          "function": {"name": item["name"], "arguments": item["arguments"]}})
+            calls.append({"id": item["call_id"], "type": "function", "function": {
+                "name": chat_name(item.get("namespace"), item["name"]),
+                "arguments": item["arguments"]}})
         elif item["type"] == "custom_tool_call":
             calls.append({"id": item["call_id"], "type": "function", "function": {
-                "name": item["name"],
+                "name": chat_name(item.get("namespace"), item["name"]),
                 "arguments": orjson.dumps({CUSTOM_ARGUMENT: item["input"]}).decode()}})
     if not texts and not calls:
         return None
@@ -167,10 +178,10 @@ def response_from_completion(
         arguments = fn.get("arguments")
         if not isinstance(arguments, str):
             arguments = orjson.dumps(arguments).decode() if arguments is not None else ""
-        custom = name in req.custom_tools
+        custom = name in req.tool_names.custom
         output.append(call_item(new_id("ctc" if custom else "fc"),
-                                 str(call.get("id") or new_id("call")), name, arguments,
-                                 "completed", custom))
+                                str(call.get("id") or new_id("call")), name, arguments,
+                                "completed", req.tool_names))
     finish = choice.get("finish_reason")
     incomplete = incomplete_details(finish if isinstance(finish, str) else None)
     return response_object(

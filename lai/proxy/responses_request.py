@@ -18,11 +18,9 @@ What is mapped (docs/api.md has the user's version):
 - ``reasoning`` items are dropped: a chat upstream has no place for them (Codex sends
   back the reasoning it received, which lai made from the upstream's
   ``reasoning_content``).
-- ``function`` tools -> chat function tools; ``custom`` (freeform) tools -> a function
-  with one string argument ``input`` (a grammar, if given, goes into the description);
-  hosted tools (web search, file search, computer use, code interpreter, image
-  generation, MCP, local shell) are dropped with a warning in lai's log: no upstream
-  behind lai runs them.
+- ``tools`` (function, custom, namespace; hosted tools dropped) as
+  ``lai.proxy.responses_tools`` says; call items that carry a ``namespace`` go upstream
+  under the member's joined chat name.
 - ``tool_choice``, ``parallel_tool_calls``, ``max_output_tokens`` (-> ``max_tokens``),
   ``temperature``, ``top_p``, ``text.format`` (``json_schema``/``json_object`` ->
   ``response_format``). ``reasoning``, ``include``, ``store``, ``prompt_cache_key``,
@@ -36,22 +34,19 @@ Refused with a 400 naming the field: other item kinds (``item_reference``,
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from lai.errors import InvalidRequest
-
-log = logging.getLogger("lai.proxy.responses")
-
-HOSTED_TOOLS = frozenset({
-    "web_search", "web_search_preview", "web_search_preview_2025_03_11", "file_search",
-    "computer_use_preview", "computer_use", "code_interpreter", "image_generation", "mcp",
-    "local_shell",
-})
-"""Tools that OpenAI runs on its own servers; nothing behind lai can."""
+from lai.proxy.responses_tools import (
+    CUSTOM_ARGUMENT,
+    ToolNames,
+    chat_name,
+    chat_tool_choice,
+    chat_tools,
+)
 
 REFUSED_ITEMS = frozenset({
     "item_reference", "web_search_call", "file_search_call", "computer_call",
@@ -69,10 +64,6 @@ _UNSUPPORTED_FIELDS = {
     "prompt": "prompt templates are not supported by lai",
 }
 
-CUSTOM_ARGUMENT = "input"
-"""The one string argument a freeform (``custom``) tool becomes."""
-
-
 @dataclass(frozen=True, slots=True)
 class ResponsesRequest:
     """What the answer side needs: the chat body, and what the response object echoes."""
@@ -86,8 +77,9 @@ class ResponsesRequest:
     input_messages: list[dict[str, Any]]
     """This request's input as chat messages, without the instructions (what a stored
     response keeps, after the history it continued)."""
-    custom_tools: frozenset[str] = frozenset()
-    """Names of freeform tools: their calls come back as ``custom_tool_call`` items."""
+    tool_names: ToolNames = field(default_factory=ToolNames)
+    """What the chat tools' names stand for: freeform tools (their calls come back as
+    ``custom_tool_call`` items) and namespace members (items with ``namespace``)."""
     echo: dict[str, Any] = field(default_factory=dict)
     """Request fields the response object repeats (instructions, tools, tool_choice...)."""
 
@@ -167,6 +159,15 @@ class _Messages:
         )
 
 
+def _call_name(item: dict[str, Any], where: str) -> str:
+    """The chat function name of a call item (a namespace member's joined name)."""
+    name = _text(item.get("name"), f"{where}.name")
+    namespace = item.get("namespace")
+    if namespace is None or namespace == "":
+        return name
+    return chat_name(_text(namespace, f"{where}.namespace"), name)
+
+
 def input_messages(items: Any) -> list[dict[str, Any]]:
     """The ``input`` of a Responses request as chat messages. Raises InvalidRequest."""
     if isinstance(items, str):
@@ -196,13 +197,11 @@ def input_messages(items: Any) -> list[dict[str, Any]]:
             msgs.add({"role": chat_role, "content": content})
         elif kind == "function_call":
             arguments = item.get("arguments", "")
-            msgs.call(_text(item.get("call_id"), f"{where}.call_id"),
-                      _text(item.get("name"), f"{where}.name"),
+            msgs.call(_text(item.get("call_id"), f"{where}.call_id"), _call_name(item, where),
                       _text(arguments, f"{where}.arguments"))
         elif kind == "custom_tool_call":
             text = _text(item.get("input", ""), f"{where}.input")
-            msgs.call(_text(item.get("call_id"), f"{where}.call_id"),
-                      _text(item.get("name"), f"{where}.name"),
+            msgs.call(_text(item.get("call_id"), f"{where}.call_id"), _call_name(item, where),
                       orjson.dumps({CUSTOM_ARGUMENT: text}).decode())
         elif kind in ("function_call_output", "custom_tool_call_output"):
             msgs.add({"role": "tool",
@@ -217,83 +216,6 @@ def input_messages(items: Any) -> list[dict[str, Any]]:
             raise _bad(f"{where}.type {kind!r} is not a known input item type.",
                        f"{where}.type")
     return msgs.out
-
-
-def _custom_tool(tool: dict[str, Any], where: str) -> dict[str, Any]:
-    name = _text(tool.get("name"), f"{where}.name")
-    description = tool.get("description") or ""
-    fmt = tool.get("format")
-    if isinstance(fmt, dict) and fmt.get("type") == "grammar":
-        syntax = fmt.get("syntax", "")
-        definition = fmt.get("definition", "")
-        description = (f"{description}\n\nThe input must follow this {syntax} grammar:\n"
-                       f"{definition}").strip()
-    return {"type": "function", "function": {
-        "name": name,
-        "description": description,
-        "parameters": {
-            "type": "object",
-            "properties": {CUSTOM_ARGUMENT: {"type": "string",
-                                             "description": "The tool's freeform input."}},
-            "required": [CUSTOM_ARGUMENT],
-        },
-    }}
-
-
-def _tools(tools: Any) -> tuple[list[dict[str, Any]], frozenset[str]]:
-    if tools is None:
-        return [], frozenset()
-    if not isinstance(tools, list):
-        raise _bad("'tools' must be an array.", "tools")
-    out: list[dict[str, Any]] = []
-    custom: set[str] = set()
-    dropped: list[str] = []
-    for i, tool in enumerate(tools):
-        where = f"tools[{i}]"
-        kind = tool.get("type") if isinstance(tool, dict) else None
-        if not isinstance(tool, dict):
-            raise _bad(f"{where} must be an object.", where)
-        if kind == "function":
-            fn: dict[str, Any] = {"name": _text(tool.get("name"), f"{where}.name")}
-            if tool.get("description"):
-                fn["description"] = tool["description"]
-            params = tool.get("parameters")
-            fn["parameters"] = params if isinstance(params, dict) else {
-                "type": "object", "properties": {}}
-            out.append({"type": "function", "function": fn})
-        elif kind == "custom":
-            out.append(_custom_tool(tool, where))
-            custom.add(out[-1]["function"]["name"])
-        elif isinstance(kind, str) and (kind in HOSTED_TOOLS or kind.startswith("web_search")):
-            dropped.append(kind)
-        else:
-            raise _bad(f"{where}.type must be function or custom (got {kind!r}).",
-                       f"{where}.type")
-    if dropped:
-        log.warning("responses: dropped hosted tools %s (no upstream behind lai runs them)",
-                    ", ".join(dropped))
-    return out, frozenset(custom)
-
-
-def _tool_choice(choice: Any, names: set[str]) -> Any:
-    if choice is None or choice in ("auto", "none", "required"):
-        return choice
-    if isinstance(choice, dict):
-        kind = choice.get("type")
-        if kind in ("function", "custom"):
-            name = _text(choice.get("name"), "tool_choice.name")
-            if name not in names:
-                raise _bad(f"tool_choice names the tool {name!r}, which is not in 'tools'.",
-                           "tool_choice")
-            return {"type": "function", "function": {"name": name}}
-        if kind == "allowed_tools":
-            mode = choice.get("mode", "auto")
-            return mode if mode in ("auto", "required") else "auto"
-        if isinstance(kind, str) and kind in HOSTED_TOOLS:
-            raise _bad(f"tool_choice asks for the hosted tool {kind!r}, which lai cannot run.",
-                       "tool_choice")
-    raise _bad("tool_choice must be auto, none, required or a function/custom tool.",
-               "tool_choice")
 
 
 def _response_format(text: Any) -> dict[str, Any] | None:
@@ -364,11 +286,11 @@ def to_chat(body: Any, history: list[dict[str, Any]] | None = None) -> Responses
     messages = _merge_system(messages)
 
     chat: dict[str, Any] = {"model": model.strip(), "messages": messages}
-    tools, custom = _tools(body.get("tools"))
+    tools, tool_names = chat_tools(body.get("tools"))
     if tools:
         chat["tools"] = tools
         names = {t["function"]["name"] for t in tools}
-        choice = _tool_choice(body.get("tool_choice"), names)
+        choice = chat_tool_choice(body.get("tool_choice"), names)
         if choice is not None:
             chat["tool_choice"] = choice
         parallel = body.get("parallel_tool_calls")
@@ -377,7 +299,7 @@ def to_chat(body: Any, history: list[dict[str, Any]] | None = None) -> Responses
                 raise _bad("'parallel_tool_calls' must be true or false.", "parallel_tool_calls")
             chat["parallel_tool_calls"] = parallel
     elif isinstance(body.get("tool_choice"), dict):
-        _tool_choice(body["tool_choice"], set())
+        chat_tool_choice(body["tool_choice"], set())
     max_output = body.get("max_output_tokens")
     if max_output is not None:
         if isinstance(max_output, bool) or not isinstance(max_output, int) or max_output < 1:
@@ -413,7 +335,7 @@ def to_chat(body: Any, history: list[dict[str, Any]] | None = None) -> Responses
     }
     return ResponsesRequest(
         chat=chat, model=model.strip(), stream=bool(stream), store=store is not False,
-        previous_response_id=previous, input_messages=new, custom_tools=custom, echo=echo,
+        previous_response_id=previous, input_messages=new, tool_names=tool_names, echo=echo,
     )
 
 

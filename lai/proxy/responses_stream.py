@@ -242,13 +242,13 @@ class ResponseStream:
                 return
             self._close_reasoning(out)
             self._close_text(out)
-            call.custom = call.name in self.req.custom_tools
+            call.custom = call.name in self.req.tool_names.custom
             call.item_id = new_id("ctc" if call.custom else "fc")
             call.call_id = call.call_id or new_id("call")
             call.output_index = len(self._output)
             self._output.append(None)
             item = call_item(call.item_id, call.call_id, call.name, "", "in_progress",
-                              call.custom)
+                             self.req.tool_names)
             out.append(self._event("response.output_item.added",
                                    {"output_index": call.output_index, "item": item}))
             piece, call.arguments = call.arguments + piece, ""
@@ -265,7 +265,7 @@ class ResponseStream:
                 continue
             where = {"item_id": call.item_id, "output_index": call.output_index}
             item = call_item(call.item_id, call.call_id, call.name, call.arguments,
-                              "completed", call.custom)
+                             "completed", self.req.tool_names)
             if call.custom:
                 out.append(self._event("response.custom_tool_call_input.delta",
                                        {**where, "delta": item["input"]}))
@@ -273,7 +273,7 @@ class ResponseStream:
                                        {**where, "input": item["input"]}))
             else:
                 out.append(self._event("response.function_call_arguments.done",
-                                       {**where, "name": call.name,
+                                       {**where, "name": item["name"],
                                         "arguments": call.arguments}))
             self._output[call.output_index] = item
             out.append(self._event("response.output_item.done",
@@ -295,7 +295,7 @@ class ResponseStream:
             if call.output_index is not None and self._output[call.output_index] is None:
                 self._output[call.output_index] = call_item(
                     call.item_id, call.call_id, call.name, call.arguments, "incomplete",
-                    call.custom)
+                    self.req.tool_names)
 
     def finish(self) -> bytes:
         """The closing events; idempotent (a second call gives nothing)."""

@@ -181,6 +181,10 @@ class FakeUpstream:
         self.accept_any_model = accept_any_model
         self.record = record
         self.default = Behaviour()
+        self.responder: Callable[[Any], Behaviour | None] | None = None
+        """Called with each chat request's parsed body when no scripted behaviour is
+        queued; the Behaviour it returns answers (None: `default`). Runs on the fake's
+        loop thread, so it must not block (see tests/fakes/agent.py)."""
         self._lock = threading.Lock()
         self._life = threading.Lock()
         self._script: deque[Behaviour] = deque()
@@ -428,7 +432,10 @@ class FakeUpstream:
                 self._requests.append(record)
             if path in _CHAT_PATHS and method == "POST":
                 self._chat_count += 1
-                behaviour = self._script.popleft() if self._script else self.default
+                if self._script:
+                    behaviour = self._script.popleft()
+                elif self.responder is not None:
+                    behaviour = self.responder(body) or self.default
             elif path in _EMBEDDING_PATHS and method == "POST":
                 self._embedding_count += 1
                 behaviour = self._script.popleft() if self._script else self.default

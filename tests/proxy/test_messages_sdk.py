@@ -127,7 +127,7 @@ async def test_bad_requests_and_unknown_models_get_anthropic_errors(local) -> No
     assert "gpt-nothing" in nf.value.body["error"]["message"]
     for body in ({"model": "qwen", "messages": ASK},
                  {"model": "qwen", "max_tokens": 5, "messages": []},
-                 {"model": "qwen", "max_tokens": 5, "messages": [{"role": "system",
+                 {"model": "qwen", "max_tokens": 5, "messages": [{"role": "tool",
                                                                   "content": "x"}]}):
         r = await proxy.http.post("/v1/messages", json=body)
         assert r.status_code == 400, body

@@ -6,7 +6,9 @@ for ``type = "anthropic"`` providers and for servers marked ``messages_api = tru
 upstream with only ``model`` renamed to the model's ``upstream_id`` and ``max_tokens``
 lowered to the model's limit (with ``thinking.budget_tokens`` kept below it, as Anthropic
 requires), and the answer comes back as the upstream wrote it: the stream's events are
-the upstream's bytes. The client's ``anthropic-beta`` header is not forwarded.
+the upstream's bytes. The client's ``anthropic-beta`` header is not forwarded. A local
+server does not get Claude Code's billing block (``BILLING_PREFIX``) at the top of the
+system prompt.
 
 What lai records and counts (usage, the answer, the stop reason, errors in the stream)
 is read on the way by ``AnthropicStreamParser``, whose OpenAI output is discarded; it
@@ -37,6 +39,28 @@ from lai.engine.adapters.openai import auth_headers
 
 MIN_THINKING_BUDGET = 1024
 """Anthropic's smallest ``thinking.budget_tokens``."""
+
+
+BILLING_PREFIX = "x-anthropic-billing-header:"
+"""Claude Code's first system block: billing metadata for Anthropic's API, not an
+instruction for the model. Its hash changes from session to session, so left at the top
+of the prompt it would keep a local server from reusing the cached prefill of the whole
+system prompt and tools in the next session."""
+
+
+def is_billing_block(block: Any) -> bool:
+    """Whether a system block is Claude Code's billing metadata (``BILLING_PREFIX``)."""
+    return (isinstance(block, dict) and block.get("type") == "text"
+            and isinstance(block.get("text"), str) and block["text"].startswith(BILLING_PREFIX))
+
+
+def without_billing(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` without Claude Code's billing block in ``system`` (the same body when it
+    has none), for every upstream but Anthropic's own."""
+    system = body.get("system")
+    if not isinstance(system, list) or not any(is_billing_block(b) for b in system):
+        return body
+    return {**body, "system": [b for b in system if not is_billing_block(b)]}
 
 
 def speaks_messages(provider: ProviderConfig) -> bool:
@@ -132,8 +156,9 @@ class MessagesPassthrough:
                        "anthropic-version": ANTHROPIC_VERSION, **auth_headers(provider)}
         if stream:
             headers["accept"] = "text/event-stream"
+        body = self.body if provider.type == "anthropic" else without_billing(self.body)
         return UpstreamRequest(messages_url(provider), headers,
-                               orjson.dumps(upstream_body(self.body, model, stream)))
+                               orjson.dumps(upstream_body(body, model, stream)))
 
     def parse_completion(self, raw: bytes, provider_id: str, *,
                          model: str | None = None) -> ParsedCompletion:

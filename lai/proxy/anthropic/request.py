@@ -1,22 +1,30 @@
 """Anthropic Messages requests as OpenAI chat bodies, for the engine to route.
 
-Translated: ``system`` (a string or text blocks) -> one system message; user and
-assistant ``text``; ``image`` blocks (base64 -> a data: URL, url -> the URL) -> image_url
-parts; assistant ``tool_use`` -> ``tool_calls``; ``tool_result`` -> ``tool`` messages
-(placed first, right after the assistant turn that called, as OpenAI wants; images in a
-result follow as a user message); text ``document`` blocks -> text, PDF and file
-documents -> a one-line note that they were left out; ``tools`` (custom tools with
+Translated: ``system`` (a string or text blocks) -> one system message; ``system``
+messages inside ``messages`` (Claude Code's mid-conversation system messages: a string
+or text blocks) -> a system message in the same place (joined with a system message
+right before it, since many local chat templates take one system message at a time);
+user and assistant ``text``; ``image`` blocks (base64 -> a data: URL, url -> the URL) ->
+image_url parts; assistant ``tool_use`` -> ``tool_calls``; ``tool_result`` -> ``tool``
+messages (placed first, right after the assistant turn that called, as OpenAI wants;
+images in a result follow as a user message); text ``document`` blocks -> text, PDF and
+file documents -> a one-line note that they were left out; ``tools`` (custom tools with
 ``input_schema``) -> function tools; ``tool_choice`` (auto, any, tool, none,
 ``disable_parallel_tool_use``); ``max_tokens``; ``stop_sequences`` -> ``stop``;
-``temperature``, ``top_p``; ``metadata.user_id`` -> ``user``; ``stream``.
+``temperature``, ``top_p``; ``metadata.user_id`` -> ``user``; ``stream``; structured
+outputs (``output_config.format``, or the older ``output_format``: a JSON schema) ->
+``response_format`` of type ``json_schema``.
 
 Accepted and not sent upstream (an OpenAI-compatible server has no equivalent, or a
-strict one such as OpenAI's refuses the field): ``thinking``, ``cache_control`` on any
-block, ``top_k``, ``service_tier``, ``container``, ``mcp_servers``, server tools (web
-search, code execution, bash, text editor, computer: a ``tools`` entry with a ``type``),
+strict one such as OpenAI's refuses the field): ``thinking``, ``output_config.effort``,
+``context_management``, Claude Code's billing block at the top of ``system``
+(``lai.engine.adapters.messages.BILLING_PREFIX``), ``cache_control`` on any block,
+``top_k``, ``service_tier``, ``container``, ``mcp_servers``, server tools (web search,
+code execution, bash, text editor, computer: a ``tools`` entry with a ``type``),
 ``thinking`` / ``redacted_thinking`` / server-tool blocks in the history. Refused with a
 400 naming the field: a missing or malformed ``model``, ``max_tokens`` or ``messages``,
-a role other than user/assistant, block types lai does not know.
+a role other than user/assistant/system, block types lai does not know, an output
+format other than a JSON schema.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from typing import Any
 
 import orjson
 
+from lai.engine.adapters.messages import is_billing_block
 from lai.errors import InvalidRequest
 
 _DROPPED_ASSISTANT = frozenset({"thinking", "redacted_thinking", "server_tool_use",
@@ -181,17 +190,47 @@ def _assistant(content: Any, where: str) -> dict[str, Any]:
     return message
 
 
-def _system(system: Any) -> str:
+def _system(system: Any, where: str = "system") -> str:
     if isinstance(system, str):
         return system
     if not isinstance(system, list):
-        raise _bad("'system' must be a string or an array of text blocks.", "system")
+        raise _bad(f"'{where}' must be a string or an array of text blocks.", where)
     texts = []
     for j, block in enumerate(system):
         if not isinstance(block, dict) or block.get("type") != "text":
-            raise _bad(f"system[{j}] must be a text block.", "system")
-        texts.append(_text_of(block, f"system[{j}]"))
+            raise _bad(f"{where}[{j}] must be a text block.", where)
+        text = _text_of(block, f"{where}[{j}]")
+        if not is_billing_block(block):
+            texts.append(text)
     return "\n\n".join(texts)
+
+
+def _response_format(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The chat ``response_format`` for structured outputs: ``output_config.format`` (or
+    the older top-level ``output_format``) ``{"type": "json_schema", "schema": ...}``."""
+    config = body.get("output_config")
+    where = "output_config.format"
+    fmt = config.get("format") if isinstance(config, dict) else None
+    if fmt is None and body.get("output_format") is not None:
+        fmt, where = body["output_format"], "output_format"
+    if fmt is None:
+        return None
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema" \
+            or not isinstance(fmt.get("schema"), dict):
+        raise _bad(f"'{where}' must be {{\"type\": \"json_schema\", \"schema\": {{...}}}}.",
+                   where)
+    return {"type": "json_schema", "json_schema": {"name": "output", "schema": fmt["schema"]}}
+
+
+def _add_system(chat: list[dict[str, Any]], text: str) -> None:
+    # Joined with a system message right before it: many local chat templates refuse two
+    # system messages in a row (Claude Code puts one right after its system prompt).
+    if not text:
+        return
+    if chat and chat[-1]["role"] == "system":
+        chat[-1] = {"role": "system", "content": f"{chat[-1]['content']}\n\n{text}"}
+    else:
+        chat.append({"role": "system", "content": text})
 
 
 def _tools(tools: Any) -> list[dict[str, Any]]:
@@ -267,9 +306,7 @@ def chat_body(body: Any, *, counting: bool = False) -> dict[str, Any]:
         raise _bad("'messages' must be a non-empty array of messages.", "messages")
     chat: list[dict[str, Any]] = []
     if body.get("system") is not None:
-        system = _system(body["system"])
-        if system:
-            chat.append({"role": "system", "content": system})
+        _add_system(chat, _system(body["system"]))
     for i, msg in enumerate(messages):
         where = f"messages[{i}]"
         if not isinstance(msg, dict):
@@ -279,8 +316,10 @@ def chat_body(body: Any, *, counting: bool = False) -> dict[str, Any]:
             chat.extend(_user(msg.get("content"), where))
         elif role == "assistant":
             chat.append(_assistant(msg.get("content"), where))
+        elif role == "system":
+            _add_system(chat, _system(msg.get("content"), f"{where}.content"))
         else:
-            raise _bad(f"{where}.role must be 'user' or 'assistant'.", where)
+            raise _bad(f"{where}.role must be 'user', 'assistant' or 'system'.", where)
     out["messages"] = chat
     stream = body.get("stream", False)
     if stream is not None and not isinstance(stream, bool):
@@ -311,4 +350,7 @@ def chat_body(body: Any, *, counting: bool = False) -> dict[str, Any]:
     if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str) \
             and metadata["user_id"]:
         out["user"] = metadata["user_id"]
+    response_format = _response_format(body)
+    if response_format is not None:
+        out["response_format"] = response_format
     return out

@@ -10,7 +10,8 @@ path goes on to the next app.
 
 The request is translated to an OpenAI chat body (``lai.proxy.anthropic.request``) and
 routed like any chat request (aliases, queue, priority, failover, context-window check,
-recording, metrics). Providers that speak Messages themselves (type ``anthropic``, or
+recording, metrics); a Claude Code request is recorded in its thread's conversation
+(``lai.proxy.anthropic.session``). Providers that speak Messages themselves (type ``anthropic``, or
 ``messages_api = true``) get the client's own body, renamed
 (``lai.engine.adapters.messages``), and their events come back as they were sent; the
 others get the chat body, and their answer is translated back
@@ -32,10 +33,11 @@ from lai.engine.requests import inspect_chat
 from lai.engine.sse import SSEDecoder
 from lai.engine.types import RequestContext
 from lai.errors import LaiError, UpstreamError
-from lai.proxy.access import request_info
+from lai.proxy.access import RequestInfo, request_info
 from lai.proxy.anthropic.answer import PassthroughRelay, StreamTranslator, message
 from lai.proxy.anthropic.errors import error_body, http_error_body
 from lai.proxy.anthropic.request import chat_body
+from lai.proxy.anthropic.session import thread_conversation
 from lai.proxy.auth import check_key
 from lai.proxy.context import context_for
 from lai.proxy.errors import TOO_LARGE
@@ -130,6 +132,9 @@ class MessagesEndpoint:
             ctx = replace(context_for(headers, key, request_id=info.request_id),
                           endpoint=ENDPOINT)
             body = _parse(raw)
+            thread = thread_conversation(headers, body)
+            if thread is not None:
+                ctx = replace(ctx, conversation_id=thread)
             if path == COUNT_TOKENS:
                 await self._count(send, body)
                 return
@@ -138,9 +143,9 @@ class MessagesEndpoint:
             watch = _Disconnect(receive)
             adapters = messages_adapters(cast(dict[str, Any], body))  # chat_body checked it
             if chat.get("stream"):
-                await self._stream(send, chat, ctx, watch, progress, adapters)
+                await self._stream(send, chat, ctx, watch, progress, adapters, info)
             else:
-                await self._complete(send, chat, ctx, watch, progress, adapters)
+                await self._complete(send, chat, ctx, watch, progress, adapters, info)
         except asyncio.CancelledError:
             if watch is None or not watch.gone:
                 raise
@@ -191,11 +196,13 @@ class MessagesEndpoint:
         await _send_json(send, 200, orjson.dumps({"input_tokens": tokens}))
 
     async def _complete(self, send: Send, chat: dict[str, Any], ctx: RequestContext,
-                        watch: _Disconnect, progress: _Progress, adapters: Any) -> None:
+                        watch: _Disconnect, progress: _Progress, adapters: Any,
+                        info: RequestInfo) -> None:
         """Serve a non-streamed answer. Raises what Engine.complete raises, and
         UpstreamError (502) for an answer that cannot be made a message."""
         engine = self.runtime.engine
         done = await engine.complete(chat, ctx, adapters=adapters)
+        info.provider = done.provider_id
         watch.done()
         model = self._answer_model(chat, done.model_id)
         provider = engine.settings.provider(done.provider_id)
@@ -217,11 +224,13 @@ class MessagesEndpoint:
                                        done.queue_wait_ms))
 
     async def _stream(self, send: Send, chat: dict[str, Any], ctx: RequestContext,
-                      watch: _Disconnect, progress: _Progress, adapters: Any) -> None:
+                      watch: _Disconnect, progress: _Progress, adapters: Any,
+                      info: RequestInfo) -> None:
         """Serve a streamed answer. Raises what Engine.stream raises, before anything
         was sent (``progress.started`` says whether the response has begun)."""
         estimate = inspect_chat(chat).prompt_tokens
         stream = await self.runtime.engine.stream(chat, ctx, adapters=adapters)
+        info.provider = stream.provider_id
         try:
             model = self._answer_model(chat, stream.model_id)
             relay: StreamTranslator | PassthroughRelay
