@@ -1,16 +1,19 @@
-"""The recorder's batching: the linger under a steady load, what cuts it short, and its
-own connection (both backends)."""
+"""The recorder's batching: the linger under a steady load, what cuts it short, its own
+connection, and rows stored exactly as the ORM stores them (both backends)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime, timedelta
 
+import sqlalchemy as sa
 from sqlmodel import col, select
 
 from lai.engine.events import EventBus
+from lai.store import conversations as repo
 from lai.store.db import Store
-from lai.store.models import Conversation
+from lai.store.models import Conversation, Message, RequestRecord
 from lai.store.recorder import Recorder
 from lai.store.requests import count_requests
 from tests.store.helpers import finished
@@ -89,3 +92,70 @@ async def test_the_recorder_gives_its_connection_back_after_failures_and_at_clos
     await rec.close()
     assert count_requests(store) == 3
     assert pool.checkedout() == before  # type: ignore[attr-defined]
+
+
+async def test_a_stored_conversation_keeps_its_name_and_fills_only_missing_labels(
+    store: Store,
+) -> None:
+    rec = Recorder(store)
+    await rec.start()
+    first = finished(conversation_id="named", display_name="From header",
+                     started_at=time.time() - 60)
+    rec.observe(first)
+    await rec.flush()
+    repo.rename_conversation(store, "named", "Renamed by the user")
+    with store.session() as s:
+        stored = s.get(Conversation, "named")
+        assert stored is not None and stored.username is None
+        updated = stored.updated_at
+    rec.observe(finished(conversation_id="named", display_name="Another header",
+                         username="ana", source="aider", prompt_tokens=7,
+                         completion_tokens=3,
+                         messages=[{"role": "user", "content": "Hi"},
+                                   {"role": "assistant", "content": "Hello!"},
+                                   {"role": "user", "content": "Again"}]))
+    await rec.close()
+    with store.session() as s:
+        conv = s.get(Conversation, "named")
+    assert conv is not None
+    assert (conv.display_name, conv.username, conv.source) == (
+        "Renamed by the user", "ana", "aider")
+    assert conv.message_count == 4 and conv.total_tokens == 15 + 10
+    assert conv.updated_at > updated
+
+
+async def test_rows_hold_the_values_the_orm_stores(store: Store, backend: str) -> None:
+    # The recorder builds its rows without the ORM; the text SQLite compares times as and
+    # the values read back must be what the ORM writes for the same row.
+    times = [datetime(2026, 3, 4, 5, 6, 7, 0, tzinfo=UTC),
+             datetime(2026, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+             datetime(2027, 1, 2, 3, 4, 5, 120_000, tzinfo=UTC)]
+    rec = Recorder(store)
+    await rec.start()
+    for i, at in enumerate(times):
+        rec.observe(finished(conversation_id=f"t{i}", request_id=f"rec-{i}",
+                             started_at=at.timestamp(),
+                             tool_calls=[{"id": "call_1", "type": "function"}]))
+    await rec.close()
+    with store.write_session() as s:
+        for i, at in enumerate(times):
+            s.add(RequestRecord(request_id=f"orm-{i}", endpoint="chat.completions",
+                                model_requested="auto", status="success", started_at=at,
+                                streaming=False, failover_from=["other"], cost_usd=0))
+    with store.session() as s:
+        if backend == "sqlite":
+            text = dict(s.execute(sa.text("SELECT request_id, started_at FROM requests")).all())
+            for i in range(len(times)):
+                assert text[f"rec-{i}"] == text[f"orm-{i}"]
+        rows = {r.request_id: r for r in s.exec(select(RequestRecord)).all()}
+        answer = s.exec(select(Message).where(Message.conversation_id == "t1",
+                                              Message.role == "assistant")).one()
+    for i, at in enumerate(times):
+        ours, theirs = rows[f"rec-{i}"], rows[f"orm-{i}"]
+        assert ours.started_at == theirs.started_at == at
+        assert ours.failover_from == theirs.failover_from == ["other"]
+        assert ours.streaming is theirs.streaming is False
+    assert answer.tool_calls == [{"id": "call_1", "type": "function"}]
+    # The answer is dated at the end of the request (100 ms later), past a new year.
+    assert abs(answer.created_at - (times[1] + timedelta(milliseconds=100))) < timedelta(
+        microseconds=2)
