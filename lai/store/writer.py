@@ -134,7 +134,7 @@ class _Mirror:
     insert when ``stored`` is false) and its messages so far."""
 
     row: dict[str, Any]
-    """The values of ``_CONVERSATION_COLUMNS``."""
+    """The values of ``_CONVERSATION_COLUMNS``, times as POSIX timestamps."""
     stored: bool
     messages: list[_Stored] = field(default_factory=list)
 
@@ -151,6 +151,10 @@ class BatchResult:
 
 def _epoch(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
+
+
+def _timestamp(value: datetime) -> float:
+    return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).timestamp()
 
 
 def _chunks(items: Sequence[str], size: int = 500) -> Iterable[Sequence[str]]:
@@ -202,6 +206,8 @@ def _load_mirrors(connection: sa.Connection, conversation_ids: Sequence[str]
     for chunk in _chunks(found):
         for values in connection.execute(_LOAD_CONVERSATIONS, {"ids": list(chunk)}):
             row = dict(zip(_CONVERSATION_COLUMNS, values, strict=True))
+            row["created_at"] = _timestamp(row["created_at"])
+            row["updated_at"] = _timestamp(row["updated_at"])
             mirrors[row["id"]] = _Mirror(row, stored=True)
         for cid, role, content, tool_call_id, removed_at in connection.execute(
                 _LOAD_MESSAGES, {"ids": list(chunk)}):
@@ -211,8 +217,9 @@ def _load_mirrors(connection: sa.Connection, conversation_ids: Sequence[str]
 
 
 def _update_stored(connection: sa.Connection, mirrors: Iterable[_Mirror]) -> None:
-    params = [{f"b_{name}": m.row[name] for name in
-               ("id", *_LABELS, "updated_at", "message_count", "total_tokens")}
+    params = [{**{f"b_{name}": m.row[name] for name in
+                  ("id", *_LABELS, "message_count", "total_tokens")},
+               "b_updated_at": _epoch(m.row["updated_at"])}
               for m in mirrors if m.stored]
     if params:
         connection.execute(_UPDATE_CONVERSATION, params)
@@ -227,13 +234,13 @@ _MESSAGE_COLUMNS = (
 NULL)."""
 
 
-def _mirror(mirrors: dict[str, _Mirror], rec: Record, out: list[list[Any]]) -> int:
+def _mirror(mirrors: dict[str, _Mirror], rec: Record, out: list[tuple[Any, ...]]) -> int:
     """Append the message rows ``rec`` adds to its conversation to ``out`` and update the
     conversation; returns the number of messages added."""
     cid: str = rec["conversation_id"]
     rid: str = rec["request_id"]
-    started = _epoch(rec["started_at"])
-    finished = _epoch(rec["started_at"] + rec["duration_ms"] / 1000.0)
+    started: float = rec["started_at"]
+    finished = started + rec["duration_ms"] / 1000.0
     mirror = mirrors.get(cid)
     if mirror is None:
         mirror = mirrors[cid] = _Mirror({
@@ -255,19 +262,19 @@ def _mirror(mirrors: dict[str, _Mirror], rec: Record, out: list[list[Any]]) -> i
         common += 1
     added = 0
     for msg in incoming[common:]:
-        out.append([cid, len(mirror.messages), rid, started, msg["role"], msg["content"],
+        out.append((cid, len(mirror.messages), rid, started, msg["role"], msg["content"],
                     msg["name"], msg["tool_call_id"], msg["tool_calls"], msg["image_refs"],
-                    None, None, None, None, None])
+                    None, None, None, None, None))
         mirror.messages.append(_Stored(msg["role"], msg["content"], msg["tool_call_id"]))
         added += 1
     answer = rec["response_message"]
     if answer is not None:
         role = answer["role"] or "assistant"
         tokens = rec["completion_tokens"]
-        out.append([cid, len(mirror.messages), rid, finished, role, answer["content"],
+        out.append((cid, len(mirror.messages), rid, finished, role, answer["content"],
                     answer["name"], answer["tool_call_id"], answer["tool_calls"],
                     answer["image_refs"], rec["model_id"], rec["provider_id"], tokens,
-                    rec["prompt_tokens"], tokens])
+                    rec["prompt_tokens"], tokens))
         mirror.messages.append(_Stored(role, answer["content"], answer["tool_call_id"]))
         added += 1
     conv["message_count"] = len(mirror.messages)
@@ -286,12 +293,12 @@ _REQUEST_COLUMNS = ("started_at", *_REQUEST_FIELDS)
 _request_values = operator.itemgetter(*_REQUEST_FIELDS)
 
 
-def _request_row(rec: Record) -> list[Any]:
+def _request_row(rec: Record) -> tuple[Any, ...]:
     try:
         values = _request_values(rec)
     except KeyError:  # a record spilled to a file by an older lai lacks newer columns
         values = tuple(rec.get(name) for name in _REQUEST_FIELDS)
-    return [_epoch(rec["started_at"]), *values]
+    return (rec["started_at"], *values)
 
 
 def write_batch(session: Session, records: Iterable[Record]) -> BatchResult:
@@ -322,11 +329,10 @@ def write_batch(session: Session, records: Iterable[Record]) -> BatchResult:
     mirrors = _load_mirrors(connection,
                             list(dict.fromkeys(r["conversation_id"] for r in mirrored)))
     request_rows = [_request_row(rec) for rec in todo]
-    message_rows: list[list[Any]] = []
+    message_rows: list[tuple[Any, ...]] = []
     for rec in mirrored:
         _mirror(mirrors, rec, message_rows)
-    new_conversations = [list(_conversation_values(m.row)) for m in mirrors.values()
-                         if not m.stored]
+    new_conversations = [_conversation_values(m.row) for m in mirrors.values() if not m.stored]
     insert_rows(connection, _CONVERSATIONS, _CONVERSATION_COLUMNS, new_conversations)
     _update_stored(connection, mirrors.values())
     insert_rows(connection, _REQUESTS, _REQUEST_COLUMNS, request_rows)

@@ -4,14 +4,17 @@ connection, and rows stored exactly as the ORM stores them (both backends)."""
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
 from sqlmodel import col, select
 
 from lai.engine.events import EventBus
 from lai.store import conversations as repo
+from lai.store.bulk import sqlite_time
 from lai.store.db import Store
 from lai.store.models import Conversation, Message, RequestRecord
 from lai.store.recorder import Recorder
@@ -159,3 +162,18 @@ async def test_rows_hold_the_values_the_orm_stores(store: Store, backend: str) -
     # The answer is dated at the end of the request (100 ms later), past a new year.
     assert abs(answer.created_at - (times[1] + timedelta(milliseconds=100))) < timedelta(
         microseconds=2)
+
+
+def test_sqlite_time_is_the_text_sqlalchemy_writes_for_the_same_timestamp() -> None:
+    # The recorder's times go to SQLite as text made from the timestamp directly; SQLite
+    # compares times as text, so it must be the ORM's, rounding included.
+    process = sa.DateTime().dialect_impl(sqlite.dialect()).bind_processor(sqlite.dialect())
+    rng = random.Random(16)
+    stamps = [0.0, 1.0, -1.5, 1_700_000_000.0, 1_700_000_000.9999996, 1_700_000_000.0000004,
+              1_799_999_999.4999995, 253_402_300_799.0]
+    stamps += [rng.uniform(0, 4_000_000_000) for _ in range(20_000)]
+    stamps += [1_764_000_000 + rng.randrange(10**6) / 1e6 + rng.choice((0, 5e-7, -5e-7))
+               for _ in range(20_000)]
+    for ts in stamps:
+        expected = process(datetime.fromtimestamp(ts, UTC).replace(tzinfo=None))
+        assert sqlite_time(ts) == expected, ts
