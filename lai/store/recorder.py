@@ -5,12 +5,13 @@ task takes batches from the buffer and writes each in one transaction in the rec
 own thread, so the event loop never waits on the database. One thread, not the loop's
 shared pool: each pool thread that ran a batch kept its own malloc arena as large as a
 batch's working set, and resident memory crept up with every thread that took a turn.
-One database connection, held while the recorder runs (a new one after a failure).
+One database connection, held from one batch to the next (given back to the pool after a
+failure or a second without writes).
 
 A batch is written once ``batch_size`` records wait, or ``linger`` seconds after the
 previous batch was taken (after the first record, when the recorder was idle): under a
-steady load each transaction carries ``rate x linger`` requests, not the few that came
-in while the previous one was written.
+steady load each transaction carries ``rate x linger`` requests (at most ``batch_size``),
+not the few that came in while the previous one was written.
 
 Nothing is dropped silently:
 
@@ -57,6 +58,10 @@ SETTLE_TIMEOUT = 5.0
 """Seconds a read waits for its conversation's records before it goes ahead anyway."""
 _GIVE_UP_SPLITTING = 3
 """Failed attempts (not counting an unavailable database) before a batch is split."""
+_KEEP_CONNECTION = 1.0
+"""Seconds the writer's connection is reused after a write. Past that it goes back to
+the pool and the next write takes one from there, checked first (PostgreSQL's pre-ping):
+a server restart while lai was idle costs no failed write."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +141,7 @@ class Recorder:
         self._thread: ThreadPoolExecutor | None = None
         self._connection: sa.Connection | None = None
         """The writer thread's own connection (``Store.write_connection``)."""
+        self._connection_used = 0.0
         self._closing = False
         self._closed = False
         self._unsubscribe: Callable[[], None] | None = None
@@ -215,10 +221,13 @@ class Recorder:
             else:
                 self._queue.append(record)
                 waiting = 0
+            full = len(self._queue) == self.batch_size  # a lingering worker need not wait
         if waiting:
             self._log_backlog(waiting)
         if idle:
-            self._signal()
+            self._signal(self._wake)
+        elif full:
+            self._signal(self._hurry)
 
     def _log_backlog(self, waiting: int) -> None:
         now = time.monotonic()
@@ -231,18 +240,18 @@ class Recorder:
                 self.max_queue,
             )
 
-    def _signal(self) -> None:
-        loop, wake = self._loop, self._wake
-        if loop is None or wake is None or loop.is_closed():
+    def _signal(self, event: asyncio.Event | None) -> None:
+        loop = self._loop
+        if loop is None or event is None or loop.is_closed():
             return  # not started: start() picks the records up
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
         if running is loop:
-            wake.set()
+            event.set()
         else:
-            loop.call_soon_threadsafe(wake.set)
+            loop.call_soon_threadsafe(event.set)
 
     # -- the worker side ----------------------------------------------------------------
 
@@ -291,10 +300,9 @@ class Recorder:
                     await self._gather(time.monotonic())
                 continue
             await self._write_with_retry(batch)
-            if len(batch) < self.batch_size:
-                # The queue held less than a batch: what came in while this one was
-                # written waits for more, up to a linger after this batch was taken.
-                await self._gather(taken)
+            # What came in while this batch was written waits for more, up to a linger
+            # after this one was taken, unless it makes a whole batch already.
+            await self._gather(taken)
 
     async def _gather(self, since: float) -> None:
         # A transaction per request costs more than the write itself: each holds the GIL
@@ -303,7 +311,8 @@ class Recorder:
         if not self.linger or hurry is None:
             return
         deadline = since + self.linger
-        while not self._closing and self._finished >= self._hurry_until:
+        while (not self._closing and self._finished >= self._hurry_until
+               and len(self._queue) < self.batch_size):
             left = deadline - time.monotonic()
             if left <= 0:
                 return
@@ -392,6 +401,10 @@ class Recorder:
     def _write(self, batch: list[Record]) -> BatchResult:
         # In the writer thread, as is every use of the connection.
         connection = self._connection
+        if connection is not None and time.monotonic() - self._connection_used > _KEEP_CONNECTION:
+            self._connection = None
+            self._close_connection(connection)
+            connection = None
         if connection is None:
             connection = self._connection = self.store.write_connection()
         try:
@@ -402,6 +415,8 @@ class Recorder:
             self._connection = None
             self._close_connection(connection)
             raise
+        finally:
+            self._connection_used = time.monotonic()
 
     @staticmethod
     def _close_connection(connection: sa.Connection) -> None:
@@ -514,7 +529,7 @@ class Recorder:
         self._closing = True
         if self._hurry is not None:
             self._hurry.set()
-        self._signal()
+        self._signal(self._wake)
         cut_off = False
         try:
             await asyncio.wait_for(asyncio.shield(task), grace)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import make_url
 from sqlmodel import col, select
 
 from lai.engine.events import EventBus
@@ -19,6 +20,7 @@ from lai.store.db import Store
 from lai.store.models import Conversation, Message, RequestRecord
 from lai.store.recorder import Recorder
 from lai.store.requests import count_requests
+from tests.store.conftest import _admin_engine
 from tests.store.helpers import finished
 from tests.store.test_store_recorder import _database_unavailable, _until
 
@@ -95,6 +97,29 @@ async def test_the_recorder_gives_its_connection_back_after_failures_and_at_clos
     await rec.close()
     assert count_requests(store) == 3
     assert pool.checkedout() == before  # type: ignore[attr-defined]
+
+
+async def test_a_server_restart_while_idle_costs_no_failed_write(
+    store: Store, backend: str,
+) -> None:
+    # The recorder keeps its connection between batches; one that sat idle is checked
+    # again (the pool's pre-ping) before it is used, as every pooled connection was.
+    rec = Recorder(store)
+    await rec.start()
+    rec.observe(finished(conversation_id="before"))
+    await rec.flush()
+    if backend == "postgresql":
+        admin = _admin_engine()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                f"WHERE datname = '{make_url(store.url).database}' AND pid <> pg_backend_pid()")
+        admin.dispose()
+    await asyncio.sleep(1.2)
+    rec.observe(finished(conversation_id="after"))
+    await rec.close()
+    assert count_requests(store) == 2
+    assert rec.failed_writes == 0
 
 
 async def test_a_stored_conversation_keeps_its_name_and_fills_only_missing_labels(
