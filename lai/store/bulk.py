@@ -2,10 +2,10 @@
 
 The recorder writes four rows a request in a thread of its own, and every microsecond
 of Python it spends there holds the GIL the event loop needs. ``insert_rows`` takes rows
-as lists of Python values in a given column order, turns the values that need it with
-the column types' own bind processors (so they are stored exactly as the ORM stores
-them; times are given as epoch seconds, see below), and hands them to the driver in as
-few statements as it can:
+as sequences of Python values in a given column order, turns the values that need it
+with the column types' own bind processors (so they are stored exactly as the ORM
+stores them; times are given as timestamps, see below), and hands them to the driver in
+a few statements:
 
 - SQLite: multi-row ``INSERT ... VALUES (...), (...)`` statements of 2**k rows (at most
   64, fewer when the columns times the rows pass the library's bound-parameter limit).
@@ -15,7 +15,10 @@ few statements as it can:
   recorder wrote ~1,200 records a second where it writes ~5,000 alone
   (bench/recorder.py). One statement per 64 rows steps ~60 times less. Sizes are
   powers of two so the driver's prepared-statement cache holds a few shapes.
-- PostgreSQL: one executemany of the driver (psycopg pipelines it).
+- PostgreSQL: one ``INSERT ... SELECT * FROM unnest(%s::type[], ...)`` per table, a
+  parameter per column whatever the number of rows. psycopg rewrites the ``%s`` of a
+  statement with more than 50 parameters in Python each time (~2 us a parameter,
+  uncached), and its executemany of plain SQL sent a statement per row.
 
 A ``UTCDateTime`` column takes a POSIX timestamp (float seconds), which is what the
 recorder's records hold: on SQLite :func:`sqlite_time` writes the text the ORM writes
@@ -76,6 +79,9 @@ def _processor(column: sa.Column[Any], dialect: sa.Dialect) -> Processor | None:
     if isinstance(column.type, UTCDateTime):
         return sqlite_time if dialect.name == "sqlite" else _aware
     processor: Processor | None = column.type.dialect_impl(dialect).bind_processor(dialect)
+    if processor is None and dialect.name != "sqlite" and isinstance(column.type, sa.Float):
+        # An array holds one type: 0 and 1.5 in one column must both be floats.
+        processor = float
     return processor
 
 
@@ -93,9 +99,17 @@ def _plan(table: sa.Table, names: tuple[str, ...], dialect: sa.Dialect
 def _sql(table: sa.Table, names: tuple[str, ...], dialect: sa.Dialect, rows: int) -> str:
     quote = dialect.identifier_preparer.quote
     columns = ", ".join(quote(name) for name in names)
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    one = "(" + ", ".join([mark] * len(names)) + ")"
+    one = "(" + ", ".join(["?"] * len(names)) + ")"
     return f"INSERT INTO {quote(table.name)} ({columns}) VALUES " + ", ".join([one] * rows)
+
+
+@functools.lru_cache(maxsize=64)
+def _unnest_sql(table: sa.Table, names: tuple[str, ...], dialect: sa.Dialect) -> str:
+    quote = dialect.identifier_preparer.quote
+    columns = ", ".join(quote(name) for name in names)
+    arrays = ", ".join(f"%s::{table.c[name].type.compile(dialect=dialect)}[]"
+                       for name in names)
+    return f"INSERT INTO {quote(table.name)} ({columns}) SELECT * FROM unnest({arrays})"
 
 
 def insert_rows(connection: sa.Connection, table: sa.Table, names: tuple[str, ...],
@@ -124,7 +138,8 @@ def insert_rows(connection: sa.Connection, table: sa.Table, names: tuple[str, ..
         kept, columns = [names[0]], [[None] * count]
     shape = tuple(kept)
     if dialect.name != "sqlite":
-        connection.exec_driver_sql(_sql(table, shape, dialect, 1), list(zip(*columns, strict=True)))
+        connection.exec_driver_sql(_unnest_sql(table, shape, dialect),
+                                   tuple(list(c) for c in columns))
         return
     per_statement = ROWS_PER_STATEMENT
     limit = connection.connection.dbapi_connection.getlimit(  # type: ignore[union-attr]
@@ -140,15 +155,19 @@ def insert_rows(connection: sa.Connection, table: sa.Table, names: tuple[str, ..
         connection.exec_driver_sql(_sql(table, shape, dialect, size), params)
         start += size
 
+
 def present(connection: sa.Connection, table: sa.Table, column: str,
             values: Sequence[str]) -> list[Any]:
-    """The values among ``values`` (at most a few hundred: each is a bound parameter)
-    that ``table.column`` holds, in one plain query."""
+    """The values among ``values`` (on SQLite at most a few hundred: each is a bound
+    parameter) that ``table.column`` holds, in one plain query."""
     if not values:
         return []
     dialect = connection.dialect
     quote = dialect.identifier_preparer.quote
-    mark = "?" if dialect.paramstyle == "qmark" else "%s"
-    sql = (f"SELECT {quote(column)} FROM {quote(table.name)} WHERE {quote(column)} IN ("
-           + ", ".join([mark] * len(values)) + ")")
-    return [row[0] for row in connection.exec_driver_sql(sql, tuple(values))]
+    select = f"SELECT {quote(column)} FROM {quote(table.name)} WHERE {quote(column)}"
+    if dialect.name != "sqlite":
+        rows = connection.exec_driver_sql(f"{select} = ANY(%s)", (list(values),))
+    else:
+        rows = connection.exec_driver_sql(
+            f"{select} IN ({', '.join(['?'] * len(values))})", tuple(values))
+    return [row[0] for row in rows]

@@ -20,6 +20,7 @@ from lai.store.db import Store
 from lai.store.models import Conversation, Message, RequestRecord
 from lai.store.recorder import Recorder
 from lai.store.requests import count_requests
+from lai.store.writer import record_from_event
 from tests.store.conftest import _admin_engine
 from tests.store.helpers import finished
 from tests.store.test_store_recorder import _database_unavailable, _until
@@ -202,3 +203,20 @@ def test_sqlite_time_is_the_text_sqlalchemy_writes_for_the_same_timestamp() -> N
     for ts in stamps:
         expected = process(datetime.fromtimestamp(ts, UTC).replace(tzinfo=None))
         assert sqlite_time(ts) == expected, ts
+
+
+async def test_a_batch_mixing_whole_and_fractional_numbers_lands(store: Store) -> None:
+    # PostgreSQL gets a column as one array: an int cost beside a float one (a record
+    # read back from a spill file, a free local model) must not fail the batch.
+    rec = Recorder(store)
+    await rec.start()
+    for i, cost in enumerate([0, 0.25, 3, 1]):
+        record = record_from_event(finished(conversation_id=f"mix-{i}"))
+        record["cost_usd"], record["ttft_ms"] = cost, [12, 7.5, None, 0][i]
+        rec.submit(record)
+    await rec.close()
+    assert rec.failed_writes == 0
+    with store.session() as s:
+        rows = s.exec(select(RequestRecord).order_by(col(RequestRecord.conversation_id))).all()
+    assert [(r.cost_usd, r.ttft_ms) for r in rows] == [
+        (0, 12), (0.25, 7.5), (3, None), (1, 0)]
