@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from lai.engine.events import RequestFinished
-from lai.store.bulk import insert_rows, present
+from lai.store.bulk import insert_rows, plan_each_time, present
 from lai.store.models import ID_LENGTH, Conversation, Message, RequestRecord
 
 Record = dict[str, Any]
@@ -314,6 +314,7 @@ def write_batch(session: Session, records: Iterable[Record]) -> BatchResult:
     """
     batch = list(records)
     connection = session.connection()
+    plan_each_time(connection)
     already: set[str] = set()
     for chunk in _chunks([r["request_id"] for r in batch]):
         already.update(present(connection, _REQUESTS, "request_id", chunk))

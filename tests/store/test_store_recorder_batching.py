@@ -123,6 +123,24 @@ async def test_a_server_restart_while_idle_costs_no_failed_write(
     assert rec.failed_writes == 0
 
 
+async def test_the_writers_planner_setting_stays_in_its_transaction(
+    store: Store, backend: str,
+) -> None:
+    # PostgreSQL plans the recorder's statements for their own parameters (a generic plan
+    # made on a new, empty database scanned whole tables): SET LOCAL, so a connection
+    # the recorder gives back to the pool plans as any other.
+    if backend != "postgresql":
+        return
+    rec = Recorder(store)
+    await rec.start()
+    rec.observe(finished(conversation_id="planned"))
+    await rec.close()
+    assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    with store.engine.connect() as conn:  # the recorder's, back in the pool
+        assert conn.exec_driver_sql("SHOW plan_cache_mode").scalar() == "auto"
+    assert count_requests(store) == 1
+
+
 async def test_a_stored_conversation_keeps_its_name_and_fills_only_missing_labels(
     store: Store,
 ) -> None:
