@@ -66,9 +66,11 @@ def lai_config(path: Path, upstream: str) -> None:
     """))
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of the whole process (all its threads), in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """utime + stime of the whole process (all its threads), or of its thread ``tid``
+    (the main thread, lai's event loop, is ``tid == pid``), in seconds."""
+    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
+    with open(path) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
@@ -103,12 +105,14 @@ _SCALE = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 def wrk(url: str, script: Path, clients: int, seconds: float, pid: int | None) -> dict[str, Any]:
     """One wrk run; with ``pid``, that process's CPU seconds over the run."""
     cpu0 = cpu_seconds(pid) if pid else 0.0
+    loop0 = cpu_seconds(pid, pid) if pid else 0.0
     done = subprocess.run(
         ["wrk", "-t1", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--latency",
          "-s", str(script), url + "/v1/chat/completions"],
         capture_output=True, text=True, timeout=seconds + 60,
     )
     cpu = (cpu_seconds(pid) - cpu0) if pid else None
+    loop = (cpu_seconds(pid, pid) - loop0) if pid else None
     text = done.stdout
     rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
     p50 = re.search(r"^\s+50%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
@@ -126,6 +130,13 @@ def wrk(url: str, script: Path, clients: int, seconds: float, pid: int | None) -
         "socket_errors": errs.group(0) if errs else None,
         "cpu_s": round(cpu, 3) if cpu is not None else None,
         "cpu_ms_per_request": round(cpu * 1000 / requests, 3) if cpu and requests else None,
+        # The main thread is the event loop; the others are the recorder's writer and
+        # the loop's to_thread pool (key lookups).
+        "loop_cpu_ms_per_request": (round(loop * 1000 / requests, 3)
+                                    if loop is not None and requests else None),
+        "other_threads_cpu_ms_per_request": (round((cpu - loop) * 1000 / requests, 3)
+                                             if cpu is not None and loop is not None
+                                             and requests else None),
         "raw": text if done.returncode or not requests else None,
     }
 
@@ -291,6 +302,10 @@ def summarize(res: dict[str, Any]) -> dict[str, float | None]:
         out[f"{side}_p99_ms_32"] = med(r32[side], "p99_ms")
         out[f"{side}_cpu_ms_1"] = med(r1[side], "cpu_ms_per_request")
         out[f"{side}_cpu_ms_32"] = med(r32[side], "cpu_ms_per_request")
+        for clients, runs in (("1", r1), ("32", r32)):
+            out[f"{side}_loop_cpu_ms_{clients}"] = med(runs[side], "loop_cpu_ms_per_request")
+            out[f"{side}_other_cpu_ms_{clients}"] = med(runs[side],
+                                                        "other_threads_cpu_ms_per_request")
         ttft = res["ttft_ms"][side]
         out[f"{side}_ttft_ms"] = round(statistics.median(ttft), 3) if ttft else None
     out["added_p50_ms_1"] = sub(out["lai_p50_ms_1"], out["direct_p50_ms_1"])
@@ -323,6 +338,10 @@ def table(res: dict[str, Any]) -> str:
         f"{f(s['lai_cpu_ms_1'])} ms | |",
         f"| CPU per request, 32 clients | {f(s['direct_cpu_ms_32'])} ms | "
         f"{f(s['lai_cpu_ms_32'])} ms | |",
+        f"| of it lai's event loop thread / other threads (recorder), 1 client | | "
+        f"{f(s['lai_loop_cpu_ms_1'], '.3f')} / {f(s['lai_other_cpu_ms_1'], '.3f')} ms | |",
+        f"| of it lai's event loop thread / other threads (recorder), 32 clients | | "
+        f"{f(s['lai_loop_cpu_ms_32'], '.3f')} / {f(s['lai_other_cpu_ms_32'], '.3f')} ms | |",
         f"| peak RSS | {f(rss['direct_peak'], '.0f')} MiB | "
         f"{f(rss['lai_peak_1_client'], '.0f')} (1 client) / "
         f"{f(rss['lai_peak_32_clients'], '.0f')} MiB (32) | |",

@@ -120,7 +120,12 @@ def _sqlite_events(engine: Engine, busy_timeout_ms: int) -> None:
             cur.execute("PRAGMA auto_vacuum = INCREMENTAL")
             # WAL lets the proxy write while the TUI reads the same file.
             cur.execute("PRAGMA journal_mode = WAL")
+            # In WAL mode NORMAL syncs at checkpoints, not at each commit: a power cut can
+            # lose the last transactions, never corrupt the file.
             cur.execute("PRAGMA synchronous = NORMAL")
+            # Statement journals and sorts in memory: a multi-row INSERT opened (and
+            # unlinked) a file in /var/tmp in every recorder transaction.
+            cur.execute("PRAGMA temp_store = MEMORY")
         finally:
             cur.close()
 
@@ -143,8 +148,9 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, class_=Session, expire_on_commit=False)
+        self._write_engine = engine.execution_options(**{_WRITE: True})
         self._write_sessions = sessionmaker(
-            engine.execution_options(**{_WRITE: True}), class_=Session, expire_on_commit=False
+            self._write_engine, class_=Session, expire_on_commit=False
         )
         self.on_conversation_deleted: list[ConversationDeletedHook] = []
         """Called with the id after a conversation was deleted (e.g. to remove its image
@@ -175,15 +181,28 @@ class Store:
             yield session
 
     @contextmanager
-    def write_session(self) -> Iterator[Session]:
+    def write_session(self, connection: sa.Connection | None = None) -> Iterator[Session]:
         """A session whose transaction commits on a clean exit and rolls back on error.
 
         On SQLite the transaction starts with BEGIN IMMEDIATE, waiting up to the busy
-        timeout for other writers. Raises what the database raises
-        (``sqlalchemy.exc.OperationalError`` when it is locked or unreachable).
+        timeout for other writers. With ``connection`` (from :meth:`write_connection`)
+        it runs there instead of on a connection from the pool. Raises what the database
+        raises (``sqlalchemy.exc.OperationalError`` when it is locked or unreachable).
         """
-        with self._write_sessions() as session, session.begin():
+        sessions = self._write_sessions
+        with (sessions() if connection is None else sessions(bind=connection)) as session, \
+                session.begin():
             yield session
+
+    def write_connection(self) -> sa.Connection:
+        """A connection of its own for a long-lived writer (the recorder), whose
+        transactions begin as :meth:`write_session`'s do; the caller closes it.
+
+        Taking a pooled connection for each transaction handed the recorder whichever
+        connection came next: on SQLite each has its own page cache, which a commit of
+        another connection empties, so every batch read its index pages again.
+        """
+        return self._write_engine.connect()
 
     # -- migrations ---------------------------------------------------------------------
 

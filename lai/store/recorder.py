@@ -5,6 +5,13 @@ task takes batches from the buffer and writes each in one transaction in the rec
 own thread, so the event loop never waits on the database. One thread, not the loop's
 shared pool: each pool thread that ran a batch kept its own malloc arena as large as a
 batch's working set, and resident memory crept up with every thread that took a turn.
+One database connection, held from one batch to the next (given back to the pool after a
+failure or a second without writes).
+
+A batch is written once ``batch_size`` records wait, or ``linger`` seconds after the
+previous batch was taken (after the first record, when the recorder was idle): under a
+steady load each transaction carries ``rate x linger`` requests (at most ``batch_size``),
+not the few that came in while the previous one was written.
 
 Nothing is dropped silently:
 
@@ -37,6 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from lai.engine.events import Event, EventBus, RequestFinished
@@ -50,6 +58,10 @@ SETTLE_TIMEOUT = 5.0
 """Seconds a read waits for its conversation's records before it goes ahead anyway."""
 _GIVE_UP_SPLITTING = 3
 """Failed attempts (not counting an unavailable database) before a batch is split."""
+_KEEP_CONNECTION = 1.0
+"""Seconds the writer's connection is reused after a write. Past that it goes back to
+the pool and the next write takes one from there, checked first (PostgreSQL's pre-ping):
+a server restart while lai was idle costs no failed write."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +122,9 @@ class Recorder:
         self.backlog_log_interval = backlog_log_interval
         self.spill_path = spill_path
         self.linger = linger
-        """Seconds the idle worker waits after the first new record, so that one
-        transaction carries many requests (``flush`` and ``close`` cut it short)."""
+        """Seconds between the batches of a load lighter than ``batch_size`` records a
+        linger, so that one transaction carries many requests (``settle``, ``flush`` and
+        ``close`` cut it short)."""
         self._queue: deque[Record] = deque()
         self._overflow: deque[Record] = deque()
         self._current: list[Record] = []
@@ -126,6 +139,9 @@ class Recorder:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._thread: ThreadPoolExecutor | None = None
+        self._connection: sa.Connection | None = None
+        """The writer thread's own connection (``Store.write_connection``)."""
+        self._connection_used = 0.0
         self._closing = False
         self._closed = False
         self._unsubscribe: Callable[[], None] | None = None
@@ -135,6 +151,9 @@ class Recorder:
         # submitted, so "the n-th record is stored" is "finished >= n".
         self._submitted = 0
         self._finished = 0
+        self._hurry_until = 0
+        """No lingering while records up to this number are not stored: someone waits
+        for them (``settle``, ``flush``)."""
         self._last_of: dict[str, int] = {}
         """conversation id -> number of its newest record submitted and not finished."""
         self._pending: deque[tuple[int, str]] = deque()
@@ -192,6 +211,9 @@ class Recorder:
             if cid:
                 self._last_of[cid] = self._submitted
                 self._pending.append((self._submitted, cid))
+            # The worker looks at the queue after clearing its wake-up event, so only the
+            # record that finds the queue empty needs to wake it.
+            idle = not self._queue
             if self._overflow or len(self._queue) >= self.max_queue:
                 self._overflow.append(record)
                 self._overflowed += 1
@@ -199,9 +221,13 @@ class Recorder:
             else:
                 self._queue.append(record)
                 waiting = 0
+            full = len(self._queue) == self.batch_size  # a lingering worker need not wait
         if waiting:
             self._log_backlog(waiting)
-        self._signal()
+        if idle:
+            self._signal(self._wake)
+        elif full:
+            self._signal(self._hurry)
 
     def _log_backlog(self, waiting: int) -> None:
         now = time.monotonic()
@@ -214,18 +240,18 @@ class Recorder:
                 self.max_queue,
             )
 
-    def _signal(self) -> None:
-        loop, wake = self._loop, self._wake
-        if loop is None or wake is None or loop.is_closed():
+    def _signal(self, event: asyncio.Event | None) -> None:
+        loop = self._loop
+        if loop is None or event is None or loop.is_closed():
             return  # not started: start() picks the records up
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
         if running is loop:
-            wake.set()
+            event.set()
         else:
-            loop.call_soon_threadsafe(wake.set)
+            loop.call_soon_threadsafe(event.set)
 
     # -- the worker side ----------------------------------------------------------------
 
@@ -260,6 +286,7 @@ class Recorder:
     async def _run(self) -> None:
         assert self._wake is not None
         while True:
+            taken = time.monotonic()
             batch = self._take()
             if not batch:
                 self._forget_replay_file()
@@ -270,22 +297,38 @@ class Recorder:
                 self._wake.clear()
                 if self._queue_empty():
                     await self._wake.wait()
-                    await self._gather()
+                    await self._gather(time.monotonic())
                 continue
             await self._write_with_retry(batch)
+            # What came in while this batch was written waits for more, up to a linger
+            # after this one was taken, unless it makes a whole batch already.
+            await self._gather(taken)
 
-    async def _gather(self) -> None:
-        # A transaction per request costs the event loop more than the write itself:
-        # the worker thread's Python work holds the GIL the loop needs (bench/README.md).
+    async def _gather(self, since: float) -> None:
+        # A transaction per request costs more than the write itself: each holds the GIL
+        # the event loop needs and hands it back and forth (bench/README.md).
         hurry = self._hurry
-        if not self.linger or self._closing or hurry is None:
+        if not self.linger or hurry is None:
             return
-        try:
-            async with asyncio.timeout(self.linger):
-                await hurry.wait()
-        except TimeoutError:
-            pass
-        hurry.clear()
+        deadline = since + self.linger
+        while (not self._closing and self._finished >= self._hurry_until
+               and len(self._queue) < self.batch_size):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            hurry.clear()  # before waiting: settle() sets _hurry_until, then the event
+            try:
+                async with asyncio.timeout(left):
+                    await hurry.wait()
+            except TimeoutError:
+                return
+
+    def _hasten(self, target: int) -> None:
+        """Someone waits for the records up to number ``target``: stop lingering."""
+        if target > self._hurry_until:
+            self._hurry_until = target
+        if self._hurry is not None:
+            self._hurry.set()
 
     def _queue_empty(self) -> bool:
         with self._lock:
@@ -356,8 +399,44 @@ class Recorder:
         return await self._loop.run_in_executor(self._thread, self._write, batch)
 
     def _write(self, batch: list[Record]) -> BatchResult:
-        with self.store.write_session() as session:
-            return write_batch(session, batch)
+        # In the writer thread, as is every use of the connection.
+        connection = self._connection
+        if connection is not None and time.monotonic() - self._connection_used > _KEEP_CONNECTION:
+            self._connection = None
+            self._close_connection(connection)
+            connection = None
+        if connection is None:
+            connection = self._connection = self.store.write_connection()
+        try:
+            with self.store.write_session(connection) as session:
+                return write_batch(session, batch)
+        except BaseException:
+            # Locked, broken or refused: the next attempt starts on a fresh connection.
+            self._connection = None
+            self._close_connection(connection)
+            raise
+        finally:
+            self._connection_used = time.monotonic()
+
+    @staticmethod
+    def _close_connection(connection: sa.Connection) -> None:
+        try:
+            connection.close()
+        except Exception:  # a dead connection: nothing left to release
+            log.debug("recorder: closing its connection failed", exc_info=True)
+
+    def _release_connection(self) -> asyncio.Future[None] | None:
+        """Return the writer's connection to the pool, in the writer thread, after the
+        write that may still run there."""
+        if self._thread is None or self._loop is None:
+            return None
+
+        def release() -> None:
+            connection, self._connection = self._connection, None
+            if connection is not None:
+                self._close_connection(connection)
+
+        return self._loop.run_in_executor(self._thread, release)
 
     def _done(self, result: BatchResult, remaining: list[Record] | None = None,
               *, finished: int) -> None:
@@ -386,8 +465,7 @@ class Recorder:
         """Wait until every record queued so far is written."""
         if self._progress is None:
             raise RuntimeError("recorder not started")
-        if self._hurry is not None:
-            self._hurry.set()
+        self._hasten(self._submitted)
         while True:
             # Clear before looking, so progress made in between is not missed.
             self._progress.clear()
@@ -420,8 +498,8 @@ class Recorder:
         return await self._settle(target, timeout)
 
     async def _settle(self, target: int, timeout: float) -> bool:
-        assert self._progress is not None and self._hurry is not None
-        self._hurry.set()
+        assert self._progress is not None
+        self._hasten(target)
         try:
             async with asyncio.timeout(timeout):
                 while True:
@@ -451,10 +529,12 @@ class Recorder:
         self._closing = True
         if self._hurry is not None:
             self._hurry.set()
-        self._signal()
+        self._signal(self._wake)
+        cut_off = False
         try:
             await asyncio.wait_for(asyncio.shield(task), grace)
         except TimeoutError:
+            cut_off = True
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             left = self._drain()
@@ -464,6 +544,9 @@ class Recorder:
             )
             self._spill(left)
         self._task = None
+        released = self._release_connection()
+        if released is not None and not cut_off:
+            await released
         if self._thread is not None:
             # Not waiting: a write cut off by the grace may still run; it ends by itself.
             self._thread.shutdown(wait=False)

@@ -15,17 +15,17 @@ prefix are appended, then the assistant's answer.
 
 from __future__ import annotations
 
-import functools
-import sqlite3
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from lai.engine.events import RequestFinished
+from lai.store.bulk import insert_rows, plan_each_time, present
 from lai.store.models import ID_LENGTH, Conversation, Message, RequestRecord
 
 Record = dict[str, Any]
@@ -130,11 +130,12 @@ class _Stored:
 
 @dataclass(slots=True)
 class _Mirror:
-    """A conversation as this batch sees it: the stored row (``conversation``, updated
-    through the ORM) or the row to insert (``new``), and its messages so far."""
+    """A conversation as this batch sees it: its row (the stored values, or the row to
+    insert when ``stored`` is false) and its messages so far."""
 
-    conversation: Conversation | None
-    new: dict[str, Any] | None = None
+    row: dict[str, Any]
+    """The values of ``_CONVERSATION_COLUMNS``, times as POSIX timestamps."""
+    stored: bool
     messages: list[_Stored] = field(default_factory=list)
 
 
@@ -152,69 +153,106 @@ def _epoch(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
+def _timestamp(value: datetime) -> float:
+    return (value if value.tzinfo is not None else value.replace(tzinfo=UTC)).timestamp()
+
+
 def _chunks(items: Sequence[str], size: int = 500) -> Iterable[Sequence[str]]:
     # Stay under bound-parameter limits.
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
 
-def _load_mirrors(session: Session, conversation_ids: Sequence[str]) -> dict[str, _Mirror]:
-    """The stored conversations among ``conversation_ids`` with their messages, in two
-    queries per 500 ids (not two per record)."""
-    mirrors: dict[str, _Mirror] = {}
+_CONVERSATIONS: sa.Table = Conversation.__table__  # type: ignore[attr-defined]
+_MESSAGES: sa.Table = Message.__table__  # type: ignore[attr-defined]
+_REQUESTS: sa.Table = RequestRecord.__table__  # type: ignore[attr-defined]
+
+_CONVERSATION_COLUMNS = (
+    "id", "created_at", "updated_at", "username", "source", "display_name",
+    "message_count", "total_tokens",
+)
+_conversation_values = operator.itemgetter(*_CONVERSATION_COLUMNS)
+_LABELS = ("username", "source", "display_name")
+_LOAD_CONVERSATIONS = sa.select(*(_CONVERSATIONS.c[n] for n in _CONVERSATION_COLUMNS)).where(
+    _CONVERSATIONS.c.id.in_(sa.bindparam("ids", expanding=True)))
+_LOAD_MESSAGES = (
+    sa.select(_MESSAGES.c.conversation_id, _MESSAGES.c.role, _MESSAGES.c.content,
+              _MESSAGES.c.tool_call_id, _MESSAGES.c.content_removed_at)
+    .where(_MESSAGES.c.conversation_id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(_MESSAGES.c.conversation_id, _MESSAGES.c.position)
+)
+_UPDATE_CONVERSATION = (
+    sa.update(_CONVERSATIONS)
+    .where(_CONVERSATIONS.c.id == sa.bindparam("b_id"))
+    .values(
+        # Labels fill gaps only, even against a rename committed since they were read.
+        **{label: sa.func.coalesce(_CONVERSATIONS.c[label], sa.bindparam(f"b_{label}",
+                                   type_=_CONVERSATIONS.c[label].type))
+           for label in _LABELS},
+        **{name: sa.bindparam(f"b_{name}", type_=_CONVERSATIONS.c[name].type)
+           for name in ("updated_at", "message_count", "total_tokens")},
+    )
+)
+
+
+def _load_mirrors(connection: sa.Connection, conversation_ids: Sequence[str]
+                  ) -> dict[str, _Mirror]:
+    """The stored conversations among ``conversation_ids`` with their messages: one
+    query per 500 ids to find them, two more per 500 found (not two per record)."""
+    found: list[str] = []
     for chunk in _chunks(conversation_ids):
-        for conv in session.exec(select(Conversation).where(col(Conversation.id).in_(chunk))):
-            mirrors[conv.id] = _Mirror(conv)
-    found = list(mirrors)
+        found.extend(present(connection, _CONVERSATIONS, "id", chunk))
+    mirrors: dict[str, _Mirror] = {}
     for chunk in _chunks(found):
-        # sqlalchemy's select: sqlmodel's is typed for at most four columns.
-        rows = session.execute(
-            sa.select(col(Message.conversation_id), col(Message.role), col(Message.content),
-                      col(Message.tool_call_id), col(Message.content_removed_at))
-            .where(col(Message.conversation_id).in_(chunk))
-            .order_by(col(Message.conversation_id), col(Message.position))
-        )
-        for cid, role, content, tool_call_id, removed_at in rows:
+        for values in connection.execute(_LOAD_CONVERSATIONS, {"ids": list(chunk)}):
+            row = dict(zip(_CONVERSATION_COLUMNS, values, strict=True))
+            row["created_at"] = _timestamp(row["created_at"])
+            row["updated_at"] = _timestamp(row["updated_at"])
+            mirrors[row["id"]] = _Mirror(row, stored=True)
+        for cid, role, content, tool_call_id, removed_at in connection.execute(
+                _LOAD_MESSAGES, {"ids": list(chunk)}):
             mirrors[cid].messages.append(
                 _Stored(role, content, tool_call_id, removed_at is not None))
     return mirrors
 
 
-def _message_row(cid: str, rid: str, position: int, at: datetime, msg: dict[str, Any],
-                 **answer: Any) -> dict[str, Any]:
-    # Every row carries every column: one executemany needs the same keys in each.
-    return {
-        "conversation_id": cid, "position": position, "request_id": rid, "created_at": at,
-        "role": msg["role"], "content": msg["content"], "name": msg["name"],
-        "tool_call_id": msg["tool_call_id"], "tool_calls": msg["tool_calls"],
-        "image_refs": msg["image_refs"], "model": answer.get("model"),
-        "provider": answer.get("provider"), "tokens": answer.get("tokens"),
-        "prompt_tokens": answer.get("prompt_tokens"),
-        "completion_tokens": answer.get("completion_tokens"), "content_removed_at": None,
-    }
+def _update_stored(connection: sa.Connection, mirrors: Iterable[_Mirror]) -> None:
+    params = [{**{f"b_{name}": m.row[name] for name in
+                  ("id", *_LABELS, "message_count", "total_tokens")},
+               "b_updated_at": _epoch(m.row["updated_at"])}
+              for m in mirrors if m.stored]
+    if params:
+        connection.execute(_UPDATE_CONVERSATION, params)
 
 
-def _mirror(mirrors: dict[str, _Mirror], rec: Record, out: list[dict[str, Any]]) -> int:
+_MESSAGE_COLUMNS = (
+    "conversation_id", "position", "request_id", "created_at", "role", "content", "name",
+    "tool_call_id", "tool_calls", "image_refs", "model", "provider", "tokens",
+    "prompt_tokens", "completion_tokens",
+)
+"""The columns of a message row as ``_mirror`` makes it (``content_removed_at`` is left
+NULL)."""
+
+
+def _mirror(mirrors: dict[str, _Mirror], rec: Record, out: list[tuple[Any, ...]]) -> int:
     """Append the message rows ``rec`` adds to its conversation to ``out`` and update the
     conversation; returns the number of messages added."""
     cid: str = rec["conversation_id"]
     rid: str = rec["request_id"]
-    started = _epoch(rec["started_at"])
-    finished = _epoch(rec["started_at"] + rec["duration_ms"] / 1000.0)
+    started: float = rec["started_at"]
+    finished = started + rec["duration_ms"] / 1000.0
     mirror = mirrors.get(cid)
     if mirror is None:
-        mirror = mirrors[cid] = _Mirror(None, {
+        mirror = mirrors[cid] = _Mirror({
             "id": cid, "created_at": started, "updated_at": finished,
             "username": rec["username"], "source": rec["source"],
             "display_name": rec["display_name"], "message_count": 0, "total_tokens": 0,
-        })
-    conv: Any = mirror.conversation if mirror.conversation is not None else mirror.new
-    get = (lambda k: conv[k]) if mirror.new is not None else (lambda k: getattr(conv, k))
-    put = conv.__setitem__ if mirror.new is not None else (lambda k, v: setattr(conv, k, v))
+        }, stored=False)
+    conv = mirror.row
     # Labels fill gaps only: a later header must not undo a rename made through the API.
-    for label in ("username", "source", "display_name"):
-        if get(label) is None and rec[label] is not None:
-            put(label, rec[label])
+    for label in _LABELS:
+        if conv[label] is None:
+            conv[label] = rec[label]
 
     incoming: list[dict[str, Any]] = rec["request_messages"]
     common = 0
@@ -224,24 +262,25 @@ def _mirror(mirrors: dict[str, _Mirror], rec: Record, out: list[dict[str, Any]])
         common += 1
     added = 0
     for msg in incoming[common:]:
-        out.append(_message_row(cid, rid, len(mirror.messages), started, msg))
+        out.append((cid, len(mirror.messages), rid, started, msg["role"], msg["content"],
+                    msg["name"], msg["tool_call_id"], msg["tool_calls"], msg["image_refs"],
+                    None, None, None, None, None))
         mirror.messages.append(_Stored(msg["role"], msg["content"], msg["tool_call_id"]))
         added += 1
     answer = rec["response_message"]
     if answer is not None:
-        answer = {**answer, "role": answer["role"] or "assistant"}
-        out.append(_message_row(
-            cid, rid, len(mirror.messages), finished, answer, model=rec["model_id"],
-            provider=rec["provider_id"], tokens=rec["completion_tokens"],
-            prompt_tokens=rec["prompt_tokens"], completion_tokens=rec["completion_tokens"],
-        ))
-        mirror.messages.append(_Stored(answer["role"], answer["content"],
-                                       answer["tool_call_id"]))
+        role = answer["role"] or "assistant"
+        tokens = rec["completion_tokens"]
+        out.append((cid, len(mirror.messages), rid, finished, role, answer["content"],
+                    answer["name"], answer["tool_call_id"], answer["tool_calls"],
+                    answer["image_refs"], rec["model_id"], rec["provider_id"], tokens,
+                    rec["prompt_tokens"], tokens))
+        mirror.messages.append(_Stored(role, answer["content"], answer["tool_call_id"]))
         added += 1
-    put("message_count", len(mirror.messages))
-    put("total_tokens", get("total_tokens") + rec["prompt_tokens"] + rec["completion_tokens"])
-    if finished > get("updated_at"):
-        put("updated_at", finished)
+    conv["message_count"] = len(mirror.messages)
+    conv["total_tokens"] += rec["prompt_tokens"] + rec["completion_tokens"]
+    if finished > conv["updated_at"]:
+        conv["updated_at"] = finished
     return added
 
 
@@ -250,87 +289,16 @@ _REQUEST_FIELDS = tuple(
 )
 
 
-def _existing_ids(session: Session, ids: Sequence[str]) -> set[str]:
-    found: set[str] = set()
-    for chunk in _chunks(ids):
-        found.update(
-            session.exec(
-                select(RequestRecord.request_id).where(col(RequestRecord.request_id).in_(chunk))
-            ).all()
-        )
-    return found
+_REQUEST_COLUMNS = ("started_at", *_REQUEST_FIELDS)
+_request_values = operator.itemgetter(*_REQUEST_FIELDS)
 
 
-_CONVERSATIONS: sa.Table = Conversation.__table__  # type: ignore[attr-defined]
-_MESSAGES: sa.Table = Message.__table__  # type: ignore[attr-defined]
-_REQUESTS: sa.Table = RequestRecord.__table__  # type: ignore[attr-defined]
-
-
-_ROWS_PER_STATEMENT = 64
-"""Most rows in one SQLite INSERT (a power of two; fewer where the column count times
-this passes the library's bound-parameter limit)."""
-
-
-def _insert(session: Session, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    """Insert ``rows`` (dicts with the same keys) into ``table``.
-
-    PostgreSQL: one executemany (psycopg pipelines it). SQLite: multi-row
-    ``INSERT ... VALUES (...), (...)`` statements of 2**k rows. The sqlite3 module
-    releases the GIL around each statement step and must take it back after; an
-    executemany steps once per row, and while the event loop thread runs Python each
-    retake waits for the interpreter's switch interval (5 ms): under load the recorder
-    wrote ~1,200 records a second where it writes ~5,000 alone (bench/recorder.py). One
-    statement per 64 rows steps ~60 times less. Sizes are powers of two so the driver's
-    prepared-statement cache holds a few shapes, not one per batch size.
-    """
-    if not rows:
-        return
-    conn = session.connection()
-    dialect = conn.dialect
-    if dialect.name != "sqlite":
-        session.execute(sa.insert(table), rows)
-        return
-    names = tuple(rows[0])
-    processors = _bind_processors(table, names, dialect)
-    per_statement = _ROWS_PER_STATEMENT
-    limit = conn.connection.dbapi_connection.getlimit(  # type: ignore[union-attr]
-        sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-    while per_statement > 1 and per_statement * len(names) > limit:
-        per_statement //= 2
-    start = 0
-    while start < len(rows):
-        left = len(rows) - start
-        size = per_statement if left >= per_statement else 1 << (left.bit_length() - 1)
-        params: list[Any] = []
-        for row in rows[start : start + size]:
-            for name, process in zip(names, processors, strict=True):
-                value = row[name]
-                params.append(process(value) if process is not None else value)
-        sql = _values_sql(dialect.identifier_preparer, table.name, names, size)
-        conn.exec_driver_sql(sql, tuple(params))
-        start += size
-
-
-_PROCESSORS: dict[tuple[str, tuple[str, ...], str], list[Any]] = {}
-
-
-def _bind_processors(table: sa.Table, names: tuple[str, ...], dialect: sa.Dialect) -> list[Any]:
-    """The functions SQLAlchemy turns each column's Python value with before binding
-    (datetimes to text, JSON to text, ...), or None: stored exactly as the ORM stores."""
-    key = (table.name, names, dialect.name)
-    found = _PROCESSORS.get(key)
-    if found is None:
-        found = _PROCESSORS[key] = [
-            table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
-        ]
-    return found
-
-
-@functools.lru_cache(maxsize=64)
-def _values_sql(quoting: Any, table: str, names: tuple[str, ...], rows: int) -> str:
-    columns = ", ".join(quoting.quote(name) for name in names)
-    one = "(" + ", ".join(["?"] * len(names)) + ")"
-    return f"INSERT INTO {quoting.quote(table)} ({columns}) VALUES " + ", ".join([one] * rows)
+def _request_row(rec: Record) -> tuple[Any, ...]:
+    try:
+        values = _request_values(rec)
+    except KeyError:  # a record spilled to a file by an older lai lacks newer columns
+        values = tuple(rec.get(name) for name in _REQUEST_FIELDS)
+    return (rec["started_at"], *values)
 
 
 def write_batch(session: Session, records: Iterable[Record]) -> BatchResult:
@@ -338,13 +306,18 @@ def write_batch(session: Session, records: Iterable[Record]) -> BatchResult:
     for successful requests with a conversation id, the conversation's new messages.
 
     Rows go in as plain inserts per table (conversations first, for the foreign key;
-    ``_insert``), not one ORM object each: at hundreds of requests a second the ORM's
-    per-row work, done in a thread, held the GIL long enough to slow the event loop.
+    ``lai.store.bulk``), built as lists of values in one pass, not one ORM object or
+    dict each: at hundreds of requests a second the per-row work, done in a thread,
+    held the GIL the event loop needs.
 
     Raises what the database raises; nothing is committed then.
     """
     batch = list(records)
-    already = _existing_ids(session, [r["request_id"] for r in batch])
+    connection = session.connection()
+    plan_each_time(connection)
+    already: set[str] = set()
+    for chunk in _chunks([r["request_id"] for r in batch]):
+        already.update(present(connection, _REQUESTS, "request_id", chunk))
     todo: list[Record] = []
     seen: set[str] = set()
     for rec in batch:
@@ -354,20 +327,16 @@ def write_batch(session: Session, records: Iterable[Record]) -> BatchResult:
         seen.add(rid)
         todo.append(rec)
     mirrored = [r for r in todo if r["status"] == "success" and r["conversation_id"]]
-    mirrors = _load_mirrors(session, list(dict.fromkeys(r["conversation_id"] for r in mirrored)))
-    request_rows = [
-        {"started_at": _epoch(rec["started_at"]),
-         # .get: a record spilled to a file by an older lai lacks the newer columns
-         **{name: rec.get(name) for name in _REQUEST_FIELDS}}
-        for rec in todo
-    ]
-    message_rows: list[dict[str, Any]] = []
+    mirrors = _load_mirrors(connection,
+                            list(dict.fromkeys(r["conversation_id"] for r in mirrored)))
+    request_rows = [_request_row(rec) for rec in todo]
+    message_rows: list[tuple[Any, ...]] = []
     for rec in mirrored:
         _mirror(mirrors, rec, message_rows)
-    new_conversations = [m.new for m in mirrors.values() if m.new is not None]
-    _insert(session, _CONVERSATIONS, new_conversations)
-    _insert(session, _REQUESTS, request_rows)
-    _insert(session, _MESSAGES, message_rows)
-    session.flush()  # the stored conversations' new counts and times
+    new_conversations = [_conversation_values(m.row) for m in mirrors.values() if not m.stored]
+    insert_rows(connection, _CONVERSATIONS, _CONVERSATION_COLUMNS, new_conversations)
+    _update_stored(connection, mirrors.values())
+    insert_rows(connection, _REQUESTS, _REQUEST_COLUMNS, request_rows)
+    insert_rows(connection, _MESSAGES, _MESSAGE_COLUMNS, message_rows)
     return BatchResult(requests=len(todo), messages=len(message_rows),
                        skipped=len(batch) - len(todo))
