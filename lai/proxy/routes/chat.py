@@ -212,6 +212,11 @@ class ChatEndpoint:
         if not self._is_chat(scope):
             await self.app(scope, receive, send)
             return
+        await self.serve(scope, receive, send)
+
+    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer ``scope``, a chat request (``__call__`` decided; ``lai.proxy.app``'s
+        routes for the exact path)."""
         info = request_info(scope)
         info.route = PATH
         async with answer_errors(send) as ex:

@@ -112,6 +112,10 @@ class MessagesEndpoint:
         if not _is_ours(path):
             await self.app(scope, receive, send)
             return
+        await self.serve(scope, receive, send, path)
+
+    async def serve(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        """Answer ``scope``, a request for ``path`` under /v1/messages (slashes merged)."""
         progress = _Progress()
         watch: _Disconnect | None = None
         try:

@@ -149,6 +149,10 @@ class ResponsesEndpoint(ChatEndpoint):
         if not _is_post(scope):
             await self.app(scope, receive, send)
             return
+        await self.serve(scope, receive, send)
+
+    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer ``scope``, a POST /v1/responses."""
         info = request_info(scope)  # the id x-request-id and the access log carry
         info.route = PATH
         async with answer_errors(send) as ex:
