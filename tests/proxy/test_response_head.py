@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lai.proxy.connection import _response_head
+from lai.proxy.connection import _body_piece, _response_head
 
 REQUEST = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: lai\r\nContent-Length: 2\r\n\r\n{}")
 NEXT = b"GET /health HTTP/1.1\r\nHost: lai\r\n\r\n"
@@ -24,15 +24,21 @@ def after_request(data: bytes = REQUEST) -> h11.Connection:
     return conn
 
 
-def rest_of_exchange(conn: h11.Connection, headers: list[tuple[bytes, bytes]]) -> list[object]:
-    """What the body, the end and the next request do on ``conn``: bytes written, states,
-    the event h11 reads next (or the error it raises)."""
+def rest_of_exchange(conn: h11.Connection, headers: list[tuple[bytes, bytes]],
+                     lean: bool = False) -> list[object]:
+    """What the body (two pieces, by ``_body_piece`` when ``lean``), the end and the next
+    request do on ``conn``: bytes written, states, the event h11 reads next (or the
+    error it raises)."""
     seen: list[object] = []
     length = [v for n, v in headers if n.lower() == b"content-length"]
-    body = b"x" * (int(length[0]) if length else 5)
-    for event in (h11.Data(data=body), h11.EndOfMessage()):
+    size = int(length[0]) if length else 5
+    for event in (h11.Data(data=b"x" * (size // 2)), h11.Data(data=b"y" * (size - size // 2)),
+                  h11.EndOfMessage()):
         try:
-            seen.append(conn.send(event))
+            if lean and isinstance(event, h11.Data):
+                seen.append(_body_piece(conn, event.data))
+            else:
+                seen.append(conn.send(event))
         except h11.LocalProtocolError as err:
             seen.append(("refused", str(err)))
     seen.append((conn.our_state, conn.their_state))
@@ -68,7 +74,7 @@ def test_lais_own_heads_are_written_as_h11_writes_them(headers) -> None:  # type
     conn = after_request()
     head = _response_head(conn, 200, headers)
     assert head is not None
-    assert (head, rest_of_exchange(conn, headers)) == h11_way(headers)
+    assert (head, rest_of_exchange(conn, headers, lean=True)) == h11_way(headers)
 
 
 @pytest.mark.parametrize("headers", [
@@ -120,4 +126,25 @@ def test_any_head_is_either_left_to_h11_or_exactly_what_h11_writes(headers, stat
     if head == "refused":
         assert expected[0] == "refused"
         return
-    assert (head, rest_of_exchange(conn, headers)) == expected
+    assert (head, rest_of_exchange(conn, headers, lean=True)) == expected
+
+
+@pytest.mark.parametrize("version", [b"1.1", b"1.0"])
+def test_body_pieces_are_framed_as_h11_frames_them(version) -> None:  # type: ignore[no-untyped-def]
+    request = REQUEST.replace(b"HTTP/1.1", b"HTTP/" + version)
+    for headers in (LAI, STREAM):
+        ours, theirs = after_request(request), after_request(request)
+        assert ours.send(h11.Response(status_code=200, headers=headers)) == theirs.send(
+            h11.Response(status_code=200, headers=headers))
+        for piece in (b"a" * 10, b"b" * 7):
+            assert _body_piece(ours, piece) == theirs.send(h11.Data(data=piece))
+        assert ours.send(h11.EndOfMessage()) == theirs.send(h11.EndOfMessage())
+        assert (ours.our_state, ours.their_state) == (theirs.our_state, theirs.their_state)
+
+
+def test_a_piece_past_the_content_length_is_refused_as_h11_refuses_it() -> None:
+    conn = after_request()
+    _response_head(conn, 200, [(b"content-length", b"3")])
+    with pytest.raises(h11.LocalProtocolError):
+        _body_piece(conn, b"four")
+    assert conn.our_state is h11.ERROR
