@@ -17,9 +17,9 @@ are freed).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -141,38 +141,60 @@ class Exchange:
         self.watch: _Disconnect | None = None
 
 
-@contextlib.asynccontextmanager
-async def answer_errors(send: Send) -> AsyncIterator[Exchange]:
+class answer_errors:  # noqa: N801 - used as a function: ``async with answer_errors(send)``
     """The one place an OpenAI-shaped endpoint turns what ends a request into its answer:
     a client gone (nothing to send; the engine has let go of everything), a LaiError or
     an HTTP-level refusal (their JSON), anything else (a logged 500). Once the answer has
-    begun, an error propagates and the server closes the connection."""
-    ex = Exchange()
-    try:
-        yield ex
-    except asyncio.CancelledError:
-        if ex.watch is None or not ex.watch.gone:
-            raise
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
-    except _ClientGone:
-        pass
-    except LaiError as err:
-        if ex.started:
-            raise
-        await _send_json(send, err.status, orjson.dumps(err.to_dict()),
-                         [(k.lower().encode(), v.encode()) for k, v in err.headers().items()])
-    except _HTTPError as err:
-        await _send_json(send, err.status, http_error_body(err.status, err.message))
-    except Exception as err:
-        if ex.started:
-            raise  # the response is under way: the server closes the connection
-        log.exception("unhandled error")
+    begun, an error propagates and the server closes the connection. The watch, if any,
+    is done on every way out.
+
+    A class rather than ``contextlib.asynccontextmanager``: every chat request enters it,
+    and the generator-based form cost ~1.6 us against ~0.4 (bench/README.md)."""
+
+    __slots__ = ("ex", "send")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.ex = Exchange()
+
+    async def __aenter__(self) -> Exchange:
+        return self.ex
+
+    async def __aexit__(self, kind: type[BaseException] | None, err: BaseException | None,
+                        tb: TracebackType | None) -> bool:
+        ex = self.ex
+        try:
+            return await self._answer(err) if err is not None else False
+        finally:
+            if ex.watch is not None:
+                ex.watch.done()
+
+    async def _answer(self, err: BaseException) -> bool:
+        """True when ``err`` is answered (or needs no answer); False to let it go on."""
+        ex, send = self.ex, self.send
+        if isinstance(err, asyncio.CancelledError):
+            if ex.watch is None or not ex.watch.gone:
+                return False
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            return True
+        if isinstance(err, _ClientGone):
+            return True
+        if isinstance(err, LaiError):
+            if ex.started:
+                return False
+            await _send_json(send, err.status, orjson.dumps(err.to_dict()),
+                             [(k.lower().encode(), v.encode()) for k, v in err.headers().items()])
+            return True
+        if isinstance(err, _HTTPError):
+            await _send_json(send, err.status, http_error_body(err.status, err.message))
+            return True
+        if not isinstance(err, Exception) or ex.started:
+            return False  # under way: the server closes the connection
+        log.error("unhandled error", exc_info=err)
         await _send_json(send, 500, internal_error_body(err))
-    finally:
-        if ex.watch is not None:
-            ex.watch.done()
+        return True
 
 
 class ChatEndpoint:
