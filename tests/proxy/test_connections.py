@@ -179,3 +179,27 @@ async def test_clients_that_end_the_connection_get_their_answer_then_the_close(
             assert orjson.loads(answer)["choices"]
         assert await wire.closed_by_server()
         wire.writer.close()
+
+
+async def test_a_body_that_comes_in_pieces_is_read_whole_on_every_face(proxy_factory, upstream):
+    # Most bodies come with their head; these come later, a piece at a time, so each
+    # endpoint waits for them (under its body timeout) instead of finding them there.
+    proxy = await proxy_factory([provider("box", upstream.url)], [model("small", "box")])
+    host, port = proxy.url.removeprefix("http://").split(":")
+    msg = b'{"model": "small", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}'
+    resp = b'{"model": "small", "input": "hi"}'
+    for target, body, key in [(b"/v1/chat/completions", CHAT, "choices"),
+                              (b"/v1/messages", msg, "content"),
+                              (b"/v1/responses", resp, "output")]:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"POST %s HTTP/1.1\r\nHost: lai\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\nConnection: close\r\n\r\n" % (target, len(body)))
+        for i in range(0, len(body), 20):
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(body[i:i + 20])
+        raw = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+        head, _, answer = raw.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 "), raw
+        assert key in orjson.loads(answer), answer

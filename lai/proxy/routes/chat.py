@@ -29,7 +29,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, RequestRedirect
 
 from lai.errors import LaiError
-from lai.proxy.access import request_info
+from lai.proxy.access import receive_ready, request_info
 from lai.proxy.auth import check_key
 from lai.proxy.context import context_for
 from lai.proxy.errors import TOO_LARGE, http_error_body, internal_error_body
@@ -292,22 +292,32 @@ class ChatEndpoint:
         limit = self.runtime.settings.server.max_body_size  # a reload may change it
         if length is not None and length.isascii() and length.isdigit() and int(length) > limit:
             raise _HTTPError(413, TOO_LARGE)
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            async with asyncio.timeout(BODY_TIMEOUT):
-                while True:
+        return await read_body(receive, limit)
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """The request body, at most ``limit`` bytes, within BODY_TIMEOUT seconds. Raises
+    _HTTPError (413, 408) and _ClientGone."""
+    chunks: list[bytes] = []
+    size = 0
+    deadline = asyncio.get_running_loop().time() + BODY_TIMEOUT
+    try:
+        while True:
+            if receive_ready(receive):  # the usual case: the body came with the head
+                message = await receive()
+            else:
+                async with asyncio.timeout_at(deadline):
                     message = await receive()
-                    if message["type"] == "http.disconnect":
-                        raise _ClientGone
-                    chunk = message.get("body", b"")
-                    if chunk:
-                        size += len(chunk)
-                        if size > limit:
-                            raise _HTTPError(413, TOO_LARGE)
-                        chunks.append(chunk)
-                    if not message.get("more_body", False):
-                        break
-        except TimeoutError:
-            raise _HTTPError(408, "The client did not send its request body in time.") from None
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            if message["type"] == "http.disconnect":
+                raise _ClientGone
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise _HTTPError(413, TOO_LARGE)
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+    except TimeoutError:
+        raise _HTTPError(408, "The client did not send its request body in time.") from None
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -41,7 +41,6 @@ from lai.proxy.context import context_for
 from lai.proxy.errors import TOO_LARGE
 from lai.proxy.jsonbody import parse_body as _parse
 from lai.proxy.routes.chat import (
-    BODY_TIMEOUT,
     ASGIApp,
     Receive,
     Scope,
@@ -52,6 +51,7 @@ from lai.proxy.routes.chat import (
     _HTTPError,
     _send_json,
     queue_wait_header,
+    read_body,
 )
 
 if TYPE_CHECKING:
@@ -267,25 +267,7 @@ class MessagesEndpoint:
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
             raise _HTTPError(413, TOO_LARGE)
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            async with asyncio.timeout(BODY_TIMEOUT):
-                while True:
-                    msg = await receive()
-                    if msg["type"] == "http.disconnect":
-                        raise _ClientGone
-                    chunk = msg.get("body", b"")
-                    if chunk:
-                        size += len(chunk)
-                        if size > self.max_body:
-                            raise _HTTPError(413, TOO_LARGE)
-                        chunks.append(chunk)
-                    if not msg.get("more_body", False):
-                        break
-        except TimeoutError:
-            raise _HTTPError(408, "The client did not send its request body in time.") from None
-        return b"".join(chunks)
+        return await read_body(receive, self.max_body)
 
 
 def _message_id(ctx: RequestContext) -> str:
