@@ -115,13 +115,15 @@ class _TCPServer(TCPServer):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
 
     async def protocol_send(self, event: Event) -> None:
-        if isinstance(event, _Flush):
+        # Exact types: Hypercorn's events are final, and an isinstance that misses its
+        # ABC costs ~0.17 us; a request sends about eight of them.
+        if type(event) is _Flush:
             self._flush()
             return
-        if isinstance(event, Updated):
+        if type(event) is Updated:
             self._idle_since = self.loop.time() if event.idle else None
             return
-        if isinstance(event, RawData):
+        if type(event) is RawData:
             if not event.data:
                 return
             if self.writer.transport.is_closing():
@@ -350,10 +352,10 @@ class _H11Protocol(H11Protocol):
         # the whole head, as they nearly always do. It is started only after h11 has
         # read them, so a request that comes in one piece costs no timer (a call_later
         # and a cancel per request, bench/README.md).
-        first_bytes = (isinstance(event, RawData) and bool(event.data)
+        first_bytes = (type(event) is RawData and bool(event.data)
                        and self._head_timer is None and self._awaiting_head())
         await super().handle(event)
-        if isinstance(event, Closed) or not self._awaiting_head():
+        if type(event) is Closed or not self._awaiting_head():
             self._stop_head_timer()
         elif first_bytes and self._head_timer is None:
             self._start_head_timer()
