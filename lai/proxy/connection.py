@@ -23,6 +23,7 @@ import logging
 import re
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ from hypercorn.events import Closed, Event, RawData, Updated
 from hypercorn.protocol.events import Body, EndBody, Response
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.h11 import H11Protocol
+from hypercorn.protocol.http_stream import HTTPStream
 
 from lai.proxy.errors import http_error_body
 
@@ -266,6 +268,43 @@ def _response_head(conn: h11.Connection, status: int, headers: list[tuple[bytes,
     return b"HTTP/1.1 %d \r\n%s\r\n" % (status, fields)
 
 
+DISCONNECT = "lai.disconnect"
+"""The scope extension (``scope["extensions"][DISCONNECT]``) by which ``_H11Protocol``
+tells the app at once that the client has gone: a :class:`Disconnected`. ASGI says it
+with an ``http.disconnect`` message, which only a task waiting on ``receive`` sees; a
+request that must let go when its client leaves (``lai.proxy.routes.chat._Disconnect``)
+needed such a task, ~6 us a request (bench/README.md). Without the extension (another
+server, HTTP/2) the task it is."""
+
+
+class Disconnected:
+    """Callbacks run once, when the connection of a request closes while it is served."""
+
+    __slots__ = ("_callbacks", "gone")
+
+    def __init__(self) -> None:
+        self.gone = False
+        self._callbacks: list[Callable[[], None]] = []
+
+    def add(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` when the client goes; at once if it has gone already."""
+        if self.gone:
+            callback()
+        else:
+            self._callbacks.append(callback)
+
+    def discard(self, callback: Callable[[], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._callbacks.remove(callback)
+
+    def fire(self) -> None:
+        if not self.gone:
+            self.gone = True
+            callbacks, self._callbacks = self._callbacks, []
+            for callback in callbacks:
+                callback()
+
+
 def _body_piece(conn: h11.Connection, data: bytes) -> bytes:
     """What ``conn.send(h11.Data(data=data))`` writes while ``conn`` sends a body: the
     body writer h11 chose for the response (Content-Length, chunked, HTTP/1.0) alone. In
@@ -292,6 +331,8 @@ class _H11Protocol(H11Protocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._disconnected: Disconnected | None = None
+        """The request being served's (``DISCONNECT``)."""
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_timeout: float = getattr(self.config, "lai_header_timeout", HEADER_TIMEOUT)
         self._head_waiting = False
@@ -347,7 +388,19 @@ class _H11Protocol(H11Protocol):
         await super().initiate()
         self._start_head_timer()  # a new connection owes its first request head
 
+    async def _create_stream(self, request: h11.Request) -> None:
+        await super()._create_stream(request)
+        # The app's task is made but has not run yet: it finds the extension in place.
+        stream = self.stream
+        if type(stream) is HTTPStream:
+            self._disconnected = Disconnected()
+            extensions: dict[str, Any] = stream.scope["extensions"]
+            extensions[DISCONNECT] = self._disconnected
+
     async def handle(self, event: Event) -> None:
+        if type(event) is Closed and self.stream is not None and self._disconnected:
+            # As Hypercorn, which then sends http.disconnect to the request still open.
+            self._disconnected.fire()
         # The first bytes of a request head: the timer runs from here unless they hold
         # the whole head, as they nearly always do. It is started only after h11 has
         # read them, so a request that comes in one piece costs no timer (a call_later

@@ -1,5 +1,6 @@
 """``answer_errors``: what ends a chat or Responses request becomes its answer, or goes on
-to the server once the answer has begun; the disconnect watch is let go on every way out."""
+to the server once the answer has begun; the disconnect watch is let go on every way out,
+and, told by lai's HTTP/1.1 protocol that the client has gone, cancels its request."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import orjson
 import pytest
 
 from lai.errors import ModelNotFound
+from lai.proxy.connection import DISCONNECT, Disconnected
 from lai.proxy.routes.chat import _ClientGone, _Disconnect, _HTTPError, answer_errors
 
 
@@ -106,3 +108,43 @@ async def test_the_cancellation_of_a_client_gone_ends_the_request_quietly() -> N
     assert await asyncio.wait_for(task, 5) == "ended"
     assert task.cancelling() == 0  # uncancelled: the serving task goes on normally
     assert sent.messages == []
+
+
+async def serving(told: Disconnected, *, gone_first: bool = False, done_first: bool = False
+                  ) -> tuple[asyncio.Task[str], _Disconnect | None]:
+    """A request served under a watch that lai's protocol tells (``DISCONNECT``)."""
+    made: list[_Disconnect] = []
+    if gone_first:
+        told.fire()
+
+    async def serve() -> str:
+        async with answer_errors(Sent()) as ex:
+            watch = ex.watch = _Disconnect(never, {"extensions": {DISCONNECT: told}})
+            made.append(watch)
+            if done_first:
+                watch.done()
+            await asyncio.sleep(0.05)  # the engine, waiting on its upstream
+            return "answered"
+        return "client gone"
+
+    task = asyncio.ensure_future(serve())
+    await asyncio.sleep(0)
+    return task, (made[0] if made else None)
+
+
+async def test_a_watch_told_by_the_protocol_cancels_the_request_when_its_client_goes() -> None:
+    told = Disconnected()
+    task, watch = await serving(told)
+    assert watch is not None and watch._watch is None  # no task waits on receive
+    told.fire()
+    assert await task == "client gone" and watch.gone
+
+    # Gone before the watch began: the request is cancelled at its next wait.
+    task, watch = await serving(Disconnected(), gone_first=True)
+    assert await task == "client gone" and watch is not None and watch.gone
+
+    # A watch that is done lets its request finish, whatever the connection does next.
+    told = Disconnected()
+    task, watch = await serving(told, done_first=True)
+    told.fire()
+    assert await task == "answered" and watch is not None and not watch.gone

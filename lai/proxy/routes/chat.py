@@ -31,6 +31,7 @@ from werkzeug.routing import Map, RequestRedirect
 from lai.errors import LaiError
 from lai.proxy.access import receive_ready, request_info
 from lai.proxy.auth import check_key
+from lai.proxy.connection import DISCONNECT, Disconnected
 from lai.proxy.context import context_for
 from lai.proxy.errors import TOO_LARGE, http_error_body, internal_error_body
 from lai.proxy.jsonbody import parse_body
@@ -91,24 +92,38 @@ class _ClientGone(Exception):
 
 class _Disconnect:
     """Cancels the serving task when the client goes away, until ``done()``: what
-    Quart does for its routes, so a queued or streaming request lets go at once."""
+    Quart does for its routes, so a queued or streaming request lets go at once. Told
+    by lai's HTTP/1.1 protocol (``lai.proxy.connection.DISCONNECT`` in ``scope``), else
+    by a task that waits on ``receive`` for ``http.disconnect``."""
 
-    def __init__(self, receive: Receive) -> None:
+    def __init__(self, receive: Receive, scope: Scope | None = None) -> None:
         self.gone = False
         self._done = False
         self._serving = asyncio.current_task()
-        self._watch = asyncio.get_running_loop().create_task(self._run(receive))
+        extensions = scope.get("extensions") if scope is not None else None
+        self._told: Disconnected | None = (extensions or {}).get(DISCONNECT)
+        self._watch: asyncio.Task[None] | None = None
+        if self._told is not None:
+            self._told.add(self._gone)
+        else:
+            self._watch = asyncio.get_running_loop().create_task(self._run(receive))
 
     async def _run(self, receive: Receive) -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
+        self._gone()
+
+    def _gone(self) -> None:
         if not self._done and self._serving is not None:
             self.gone = True
             self._serving.cancel()
 
     def done(self) -> None:
         self._done = True
-        self._watch.cancel()
+        if self._told is not None:
+            self._told.discard(self._gone)
+        if self._watch is not None:
+            self._watch.cancel()
 
 
 def queue_wait_header(waited_ms: float | None) -> list[tuple[bytes, bytes]]:
@@ -249,7 +264,7 @@ class ChatEndpoint:
             raw = await self._body(headers, receive)
             ctx = context_for(headers, key, request_id=info.request_id)
             body = parse_body(raw)
-            watch = ex.watch = _Disconnect(receive)
+            watch = ex.watch = _Disconnect(receive, scope)
             conversation = (ctx.conversation_id or "").encode("latin-1")
             if isinstance(body, dict) and body.get("stream") is True:
                 stream = await self.runtime.engine.stream(body, ctx)

@@ -139,7 +139,7 @@ class MessagesEndpoint:
                 return
             chat = chat_body(body)
             cap_max_tokens(self.runtime.engine, chat)
-            watch = _Disconnect(receive)
+            watch = _Disconnect(receive, scope)
             adapters = messages_adapters(cast(dict[str, Any], body))  # chat_body checked it
             if chat.get("stream"):
                 await self._stream(send, chat, ctx, watch, progress, adapters)

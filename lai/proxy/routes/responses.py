@@ -162,7 +162,7 @@ class ResponsesEndpoint(ChatEndpoint):
                 info.key_name = key.name
             raw = await self._body(headers, receive)
             body = _parse(raw)
-            watch = ex.watch = _Disconnect(receive)
+            watch = ex.watch = _Disconnect(receive, scope)
             previous = await self._previous(body, key)
             req = to_chat(body, previous.history if previous else None)
             ctx = replace(context_for(headers, key, request_id=info.request_id),
