@@ -2,25 +2,28 @@
 
 ``install()`` (called by ``lai.proxy.serve.serve_app``) puts two subclasses in Hypercorn's
 place: ``_TCPServer``, the connection handler (a cheaper keep-alive timer, writes
-gathered per loop turn, bounded back-pressure), and ``_H11Protocol``, which answers
-malformed HTTP (bad framing 400, headers over ``h11_max_incomplete_size`` 431, ...) with
-an OpenAI-shaped JSON body instead of Hypercorn's empty one, and closes a connection whose
-request headers are not complete ``server.header_timeout`` seconds after the connection
-opened or the request's first byte arrived (Hypercorn only knows its 75 s keep-alive,
-so a client trickling a byte a second held a connection that long), and writes the
-head of an ordinary response itself, leaving h11's state machine where ``send`` would
-(``_response_head``). ``LaiConfig`` makes the ``date`` and ``server`` headers once a
-second. Each says why Hypercorn's own behaviour was not enough; ``install()`` checks the
-Hypercorn and h11 releases they were written for.
-"""
+gathered per loop turn, bounded back-pressure), and ``_H11Protocol``, which
 
+- answers malformed HTTP (bad framing 400, headers over ``h11_max_incomplete_size`` 431,
+  ...) with an OpenAI-shaped JSON body instead of Hypercorn's empty one;
+- closes a connection whose request headers are not complete ``server.header_timeout``
+  seconds after the connection opened or the request's first byte arrived (Hypercorn
+  only knows its 75 s keep-alive, so a client trickling a byte a second held a
+  connection that long);
+- writes an ordinary response's head and body itself, h11's state machine left where
+  ``send`` would leave it (``lai.proxy.h11write``);
+- tells a request at once that its client has gone (``DISCONNECT``).
+
+``LaiConfig`` makes the ``date`` and ``server`` headers once a second. Each says why
+Hypercorn's own behaviour was not enough; ``install()`` checks the Hypercorn and h11
+releases they were written for.
+"""
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import importlib.metadata
 import logging
-import re
 import socket
 import time
 from collections.abc import Callable
@@ -30,7 +33,6 @@ from typing import Any
 import h11
 import hypercorn.asyncio.run
 import hypercorn.protocol
-from h11._headers import Headers as H11Headers
 from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.config import Config
 from hypercorn.events import Closed, Event, RawData, Updated
@@ -40,13 +42,12 @@ from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.protocol.http_stream import HTTPStream
 
 from lai.proxy.errors import http_error_body
+from lai.proxy.h11write import H11_SERIES, body_piece, response_head
 
 log = logging.getLogger("lai.proxy")
 
 HYPERCORN_SERIES = "0.18."
 """The Hypercorn release the extensions in this module were written against."""
-H11_SERIES = "0.16."
-"""The h11 release whose state machine ``_response_head`` moves on by itself."""
 HEADER_TIMEOUT = 10.0
 """Default seconds a client has to send a complete request head (server.header_timeout)."""
 
@@ -216,58 +217,6 @@ def _error_bytes(status: int) -> tuple[list[tuple[bytes, bytes]], bytes]:
     return headers, body
 
 
-_FIELDS = re.compile(
-    rb"(?:[-!#$%&'*+.^_`|~0-9a-zA-Z]+: (?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?\r\n)*")
-"""Header lines that h11 would accept one by one (a name is a token; a value has no NUL,
-CR, LF, FF or VT, and no space or tab at either end), matched as one block."""
-_LENGTH = re.compile(rb"[0-9]{1,20}")
-_FRAMING = frozenset({b"connection", b"transfer-encoding", b"host"})
-"""Response headers that h11 acts on beyond writing them: left to its own path."""
-
-
-def _response_head(conn: h11.Connection, status: int, headers: list[tuple[bytes, bytes]]
-                   ) -> bytes | None:
-    """The bytes ``conn.send(h11.Response(...))`` writes for this response, ``conn``'s
-    state moved on as it would be; None, ``conn`` untouched, when the headers need h11's
-    own path (one it would refuse or change, a framing or connection header).
-
-    h11 validates each header with two regular expressions when the event is made, again
-    when it adds ``Transfer-Encoding: chunked``, and works out the framing twice: lai's
-    8-header answer head took ~18 us, a stream's ~37 us; ~9 us here (bench/README.md).
-    Here one match covers every line, and the event goes through h11's state machine
-    (``_process_event``: the framing, keep-alive, 100-continue) as ``send`` puts it.
-    The caller has checked the case where h11 would add or drop headers itself: an
-    HTTP/1.1 peer, keep-alive on, not HEAD or CONNECT, not 1xx, 204 or 304.
-    Raises h11.LocalProtocolError as ``conn.send`` would.
-    """
-    items = []
-    length = None
-    for name, value in headers:
-        lower = name.lower()
-        if lower in _FRAMING or b":" in name:
-            return None
-        if lower == b"content-length":
-            if length is not None or not _LENGTH.fullmatch(value):
-                return None
-            length = value
-        items.append((name, lower, value))
-    fields = b"".join([b"%s: %s\r\n" % pair for pair in headers])
-    # One line a header (no LF inside one), and no colon in a name: then each line's
-    # name and value are the header's own, and the match checks each as h11 would.
-    if fields.count(b"\n") != len(headers) or not _FIELDS.fullmatch(fields):
-        return None
-    if length is None:  # what h11 adds for a body of unknown length to an HTTP/1.1 peer
-        items.append((b"Transfer-Encoding", b"transfer-encoding", b"chunked"))
-        fields += b"Transfer-Encoding: chunked\r\n"
-    event = h11.Response(headers=H11Headers(items), status_code=status, _parsed=True)
-    try:
-        conn._process_event(conn.our_role, event)
-    except BaseException:
-        conn._process_error(conn.our_role)
-        raise
-    return b"HTTP/1.1 %d \r\n%s\r\n" % (status, fields)
-
-
 DISCONNECT = "lai.disconnect"
 """The scope extension (``scope["extensions"][DISCONNECT]``) by which ``_H11Protocol``
 tells the app at once that the client has gone: a :class:`Disconnected`. ASGI says it
@@ -305,29 +254,13 @@ class Disconnected:
                 callback()
 
 
-def _body_piece(conn: h11.Connection, data: bytes) -> bytes:
-    """What ``conn.send(h11.Data(data=data))`` writes while ``conn`` sends a body: the
-    body writer h11 chose for the response (Content-Length, chunked, HTTP/1.0) alone. In
-    SEND_BODY a Data event moves no state; h11's event, its checks and its state machine
-    round took ~2.4 us of the ~2.6 us a piece, paid for every piece of a stream. Raises
-    h11.LocalProtocolError (more than the Content-Length) with ``conn`` in ERROR, as
-    ``send`` does."""
-    out: list[bytes] = []
-    try:
-        conn._writer.send_data(data, out.append)  # type: ignore[union-attr]
-    except BaseException:
-        conn._process_error(conn.our_role)
-        raise
-    return out[0] if len(out) == 1 else b"".join(out)
-
-
 class _H11Protocol(H11Protocol):
     """Hypercorn's HTTP/1.1 protocol with JSON error answers, a header timeout and
-    cheaper response heads and bodies (``_response_head``, ``_body_piece``)."""
+    cheaper response heads and bodies (``lai.proxy.h11write``)."""
 
     lean_heads = False
-    """Whether ``_response_head`` and ``_body_piece`` may write: set by ``install`` for
-    the h11 release they were written for."""
+    """Whether ``lai.proxy.h11write`` may write: set by ``install`` for the h11 release
+    it was written for."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -357,7 +290,7 @@ class _H11Protocol(H11Protocol):
 
     def _lean_bytes(self, event: StreamEvent) -> bytes | None:
         """What h11 would write for ``event``, made here for an ordinary response head
-        (``_response_head``) and a piece of body; None for h11's own path (anything
+        (``lai.proxy.h11write``) and a piece of body; None for h11's own path (anything
         else). b"" when h11 refuses it on a connection the client already broke, which
         Hypercorn's ``_send_h11_event`` swallows too. Raises h11.LocalProtocolError."""
         conn = self.connection
@@ -367,7 +300,7 @@ class _H11Protocol(H11Protocol):
             if isinstance(event, Response):
                 return self._plain_head(conn, event)
             if isinstance(event, Body) and conn.our_state is h11.SEND_BODY:
-                return _body_piece(conn, event.data)
+                return body_piece(conn, event.data)
         except h11.LocalProtocolError:
             if conn.their_state is not h11.ERROR:
                 raise
@@ -381,7 +314,7 @@ class _H11Protocol(H11Protocol):
                 or conn._request_method in (b"HEAD", b"CONNECT")
                 or self.keep_alive_requests >= self.config.keep_alive_max_requests):
             return None  # h11 adds or drops headers of its own for these
-        return _response_head(conn, status,
+        return response_head(conn, status,
                               [*event.headers, *self.config.response_headers("h11")])
 
     async def initiate(self) -> None:

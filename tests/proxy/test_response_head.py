@@ -1,4 +1,4 @@
-"""lai writes an ordinary response head itself (``lai.proxy.connection._response_head``):
+"""lai writes an ordinary response head itself (``lai.proxy.connection.response_head``):
 the bytes must be the ones h11 writes, and h11's state machine must go on as after its own
 ``send`` (the body's framing, keep-alive, the next request). Anything h11 would refuse or
 change goes down h11's own path."""
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lai.proxy.connection import _body_piece, _response_head
+from lai.proxy.h11write import body_piece, response_head
 
 REQUEST = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: lai\r\nContent-Length: 2\r\n\r\n{}")
 NEXT = b"GET /health HTTP/1.1\r\nHost: lai\r\n\r\n"
@@ -26,7 +26,7 @@ def after_request(data: bytes = REQUEST) -> h11.Connection:
 
 def rest_of_exchange(conn: h11.Connection, headers: list[tuple[bytes, bytes]],
                      lean: bool = False) -> list[object]:
-    """What the body (two pieces, by ``_body_piece`` when ``lean``), the end and the next
+    """What the body (two pieces, by ``body_piece`` when ``lean``), the end and the next
     request do on ``conn``: bytes written, states, the event h11 reads next (or the
     error it raises)."""
     seen: list[object] = []
@@ -36,7 +36,7 @@ def rest_of_exchange(conn: h11.Connection, headers: list[tuple[bytes, bytes]],
                   h11.EndOfMessage()):
         try:
             if lean and isinstance(event, h11.Data):
-                seen.append(_body_piece(conn, event.data))
+                seen.append(body_piece(conn, event.data))
             else:
                 seen.append(conn.send(event))
         except h11.LocalProtocolError as err:
@@ -72,7 +72,7 @@ STREAM = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache
                                      [(b"x-empty", b"")]])
 def test_lais_own_heads_are_written_as_h11_writes_them(headers) -> None:  # type: ignore[no-untyped-def]
     conn = after_request()
-    head = _response_head(conn, 200, headers)
+    head = response_head(conn, 200, headers)
     assert head is not None
     assert (head, rest_of_exchange(conn, headers, lean=True)) == h11_way(headers)
 
@@ -91,14 +91,14 @@ def test_lais_own_heads_are_written_as_h11_writes_them(headers) -> None:  # type
 ])
 def test_heads_h11_would_refuse_or_change_are_left_to_h11(headers) -> None:  # type: ignore[no-untyped-def]
     conn = after_request()
-    assert _response_head(conn, 200, headers) is None
+    assert response_head(conn, 200, headers) is None
     assert conn.our_state is h11.SEND_RESPONSE  # untouched: h11's own path starts afresh
 
 
 def test_a_status_h11_refuses_is_refused_the_same_way() -> None:
     conn = after_request()
     with pytest.raises(h11.LocalProtocolError):
-        _response_head(conn, 1000, LAI)
+        response_head(conn, 1000, LAI)
     assert conn.our_state is h11.SEND_RESPONSE
 
 
@@ -116,7 +116,7 @@ VALUES = st.one_of(st.binary(max_size=12),
 def test_any_head_is_either_left_to_h11_or_exactly_what_h11_writes(headers, status) -> None:  # type: ignore[no-untyped-def]
     conn = after_request()
     try:
-        head = _response_head(conn, status, headers)
+        head = response_head(conn, status, headers)
     except h11.LocalProtocolError:
         head = "refused"
     if head is None:
@@ -130,21 +130,21 @@ def test_any_head_is_either_left_to_h11_or_exactly_what_h11_writes(headers, stat
 
 
 @pytest.mark.parametrize("version", [b"1.1", b"1.0"])
-def test_body_pieces_are_framed_as_h11_frames_them(version) -> None:  # type: ignore[no-untyped-def]
+def testbody_pieces_are_framed_as_h11_frames_them(version) -> None:  # type: ignore[no-untyped-def]
     request = REQUEST.replace(b"HTTP/1.1", b"HTTP/" + version)
     for headers in (LAI, STREAM):
         ours, theirs = after_request(request), after_request(request)
         assert ours.send(h11.Response(status_code=200, headers=headers)) == theirs.send(
             h11.Response(status_code=200, headers=headers))
         for piece in (b"a" * 10, b"b" * 7):
-            assert _body_piece(ours, piece) == theirs.send(h11.Data(data=piece))
+            assert body_piece(ours, piece) == theirs.send(h11.Data(data=piece))
         assert ours.send(h11.EndOfMessage()) == theirs.send(h11.EndOfMessage())
         assert (ours.our_state, ours.their_state) == (theirs.our_state, theirs.their_state)
 
 
 def test_a_piece_past_the_content_length_is_refused_as_h11_refuses_it() -> None:
     conn = after_request()
-    _response_head(conn, 200, [(b"content-length", b"3")])
+    response_head(conn, 200, [(b"content-length", b"3")])
     with pytest.raises(h11.LocalProtocolError):
-        _body_piece(conn, b"four")
+        body_piece(conn, b"four")
     assert conn.our_state is h11.ERROR
