@@ -121,6 +121,17 @@ class _BodyTracker:
                         left -= len(get.result().get("body", b""))
 
 
+def receive_ready(receive: Receive) -> bool:
+    """Whether ``await receive()`` returns at once: a message already waits in the
+    server's queue (Hypercorn hands each app its queue's ``get``; ``AccessLog`` wraps it).
+    Reading it then needs no timeout, and a timeout costs a timer (~4.7 us under uvloop,
+    bench/README.md). False whenever that cannot be told."""
+    owner = getattr(receive, "__self__", None)
+    if isinstance(owner, _BodyTracker):
+        owner = getattr(owner._receive, "__self__", None)
+    return isinstance(owner, asyncio.Queue) and not owner.empty()
+
+
 def install_route_labels(app: Quart) -> None:
     """Record each Quart request's matched rule (the metrics' ``route`` label)."""
 

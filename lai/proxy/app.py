@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
 from quart import Quart
 
 from lai.engine.events import ConfigReloaded
@@ -11,6 +15,26 @@ from lai.proxy.errors import install_error_handlers
 from lai.proxy.eventlog import install_event_log
 from lai.proxy.metrics import install_metrics
 from lai.runtime import Runtime
+
+
+class Routes:
+    """An ASGI app: a request whose method and path are a key of ``routes`` goes to that
+    endpoint, any other to ``chain``. ``chain`` must answer those requests the same way
+    (here it does: each endpoint in it recognises its own route, exactly written or
+    not), so that the table is only a shortcut."""
+
+    def __init__(self, routes: dict[tuple[str, str], Callable[[Any, Any, Any], Awaitable[None]]],
+                 chain: ASGIApp) -> None:
+        self.routes = routes
+        self.chain = chain
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            serve = self.routes.get((scope["method"], scope["path"]))
+            if serve is not None:
+                await serve(scope, receive, send)
+                return
+        await self.chain(scope, receive, send)
 
 
 def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> Quart:
@@ -57,11 +81,20 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> Quart:
     app.register_blueprint(stats_routes.bp)
     # The hot path: POST /v1/chat/completions is served before Quart's request machinery;
     # it asks Quart's URL map about any other path, so the two never disagree on a route.
-    endpoint: ASGIApp = chat.ChatEndpoint(runtime, app.asgi_app, app.url_map)
+    chat_endpoint = chat.ChatEndpoint(runtime, app.asgi_app, app.url_map)
     # The Anthropic Messages face, Anthropic-shaped errors included (routes/messages.py).
-    endpoint = messages.MessagesEndpoint(runtime, endpoint)
+    messages_endpoint = messages.MessagesEndpoint(runtime, chat_endpoint)
     # POST /v1/responses likewise, so a client that leaves always lets go of its request.
-    endpoint = responses.ResponsesEndpoint(runtime, endpoint, app.url_map)
+    responses_endpoint = responses.ResponsesEndpoint(runtime, messages_endpoint, app.url_map)
+    # Each of them passes on what is not its own, down to Quart; the routes written as
+    # clients write them go to their endpoint at once (every request passed all three).
+    endpoint = Routes({
+        ("POST", chat.PATH): chat_endpoint.serve,
+        ("POST", messages.MESSAGES): partial(messages_endpoint.serve, path=messages.MESSAGES),
+        ("POST", messages.COUNT_TOKENS): partial(messages_endpoint.serve,
+                                                 path=messages.COUNT_TOKENS),
+        ("POST", responses.PATH): responses_endpoint.serve,
+    }, responses_endpoint)
     # Outermost: the request id and the access log cover every face.
     app.asgi_app = AccessLog(runtime, endpoint, metrics)  # type: ignore[method-assign,assignment]
 

@@ -101,6 +101,33 @@ async def test_odd_spellings_of_the_chat_path_are_served_as_chat(proxy, upstream
     assert upstream.chat_count == 1
 
 
+@pytest.mark.parametrize("target", [b"/v1/messages", b"//v1/messages", b"/v1//messages",
+                                    b"/v1/messages?beta=true"])
+async def test_the_messages_path_however_written_is_served_by_the_messages_face(
+    proxy, upstream, target
+) -> None:
+    body = orjson.dumps({"model": "small", "max_tokens": 16, "messages": MSG})
+    status, headers, answer = await exchange(proxy, post(target, body))
+    assert status == 200, answer
+    assert orjson.loads(answer)["type"] == "message"
+    assert headers["x-request-id"].startswith("req_")
+
+
+@pytest.mark.parametrize(("method", "target", "shape"), [
+    (b"GET", b"/v1/messages", "anthropic"), (b"PUT", b"/v1/messages/count_tokens", "anthropic"),
+    (b"GET", b"/v1/chat/completions", "openai"), (b"GET", b"/v1/responses", "openai"),
+])
+async def test_other_methods_on_the_served_paths_are_a_json_405(proxy, method, target,
+                                                                shape) -> None:
+    status, headers, answer = await exchange(
+        proxy, method + b" " + target + b" HTTP/1.1\r\nHost: lai\r\nConnection: close\r\n\r\n")
+    assert status == 405 and headers["x-request-id"].startswith("req_")
+    if shape == "anthropic":
+        assert orjson.loads(answer)["type"] == "error" and headers["allow"] == "POST"
+    else:
+        assert error_of(headers, answer)["code"] == "method_not_allowed"
+
+
 async def test_paths_quart_redirects_answer_json(proxy) -> None:
     status, headers, body = await exchange(
         proxy, b"GET /v1//models HTTP/1.1\r\nHost: lai\r\nConnection: close\r\n\r\n")

@@ -17,9 +17,9 @@ are freed).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -29,8 +29,9 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, RequestRedirect
 
 from lai.errors import LaiError
-from lai.proxy.access import request_info
+from lai.proxy.access import receive_ready, request_info
 from lai.proxy.auth import check_key
+from lai.proxy.connection import DISCONNECT, Disconnected
 from lai.proxy.context import context_for
 from lai.proxy.errors import TOO_LARGE, http_error_body, internal_error_body
 from lai.proxy.jsonbody import parse_body
@@ -91,24 +92,38 @@ class _ClientGone(Exception):
 
 class _Disconnect:
     """Cancels the serving task when the client goes away, until ``done()``: what
-    Quart does for its routes, so a queued or streaming request lets go at once."""
+    Quart does for its routes, so a queued or streaming request lets go at once. Told
+    by lai's HTTP/1.1 protocol (``lai.proxy.connection.DISCONNECT`` in ``scope``), else
+    by a task that waits on ``receive`` for ``http.disconnect``."""
 
-    def __init__(self, receive: Receive) -> None:
+    def __init__(self, receive: Receive, scope: Scope | None = None) -> None:
         self.gone = False
         self._done = False
         self._serving = asyncio.current_task()
-        self._watch = asyncio.get_running_loop().create_task(self._run(receive))
+        extensions = scope.get("extensions") if scope is not None else None
+        self._told: Disconnected | None = (extensions or {}).get(DISCONNECT)
+        self._watch: asyncio.Task[None] | None = None
+        if self._told is not None:
+            self._told.add(self._gone)
+        else:
+            self._watch = asyncio.get_running_loop().create_task(self._run(receive))
 
     async def _run(self, receive: Receive) -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
+        self._gone()
+
+    def _gone(self) -> None:
         if not self._done and self._serving is not None:
             self.gone = True
             self._serving.cancel()
 
     def done(self) -> None:
         self._done = True
-        self._watch.cancel()
+        if self._told is not None:
+            self._told.discard(self._gone)
+        if self._watch is not None:
+            self._watch.cancel()
 
 
 def queue_wait_header(waited_ms: float | None) -> list[tuple[bytes, bytes]]:
@@ -141,38 +156,60 @@ class Exchange:
         self.watch: _Disconnect | None = None
 
 
-@contextlib.asynccontextmanager
-async def answer_errors(send: Send) -> AsyncIterator[Exchange]:
+class answer_errors:  # noqa: N801 - used as a function: ``async with answer_errors(send)``
     """The one place an OpenAI-shaped endpoint turns what ends a request into its answer:
     a client gone (nothing to send; the engine has let go of everything), a LaiError or
     an HTTP-level refusal (their JSON), anything else (a logged 500). Once the answer has
-    begun, an error propagates and the server closes the connection."""
-    ex = Exchange()
-    try:
-        yield ex
-    except asyncio.CancelledError:
-        if ex.watch is None or not ex.watch.gone:
-            raise
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
-    except _ClientGone:
-        pass
-    except LaiError as err:
-        if ex.started:
-            raise
-        await _send_json(send, err.status, orjson.dumps(err.to_dict()),
-                         [(k.lower().encode(), v.encode()) for k, v in err.headers().items()])
-    except _HTTPError as err:
-        await _send_json(send, err.status, http_error_body(err.status, err.message))
-    except Exception as err:
-        if ex.started:
-            raise  # the response is under way: the server closes the connection
-        log.exception("unhandled error")
+    begun, an error propagates and the server closes the connection. The watch, if any,
+    is done on every way out.
+
+    A class rather than ``contextlib.asynccontextmanager``: every chat request enters it,
+    and the generator-based form cost ~1.6 us against ~0.4 (bench/README.md)."""
+
+    __slots__ = ("ex", "send")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.ex = Exchange()
+
+    async def __aenter__(self) -> Exchange:
+        return self.ex
+
+    async def __aexit__(self, kind: type[BaseException] | None, err: BaseException | None,
+                        tb: TracebackType | None) -> bool:
+        ex = self.ex
+        try:
+            return await self._answer(err) if err is not None else False
+        finally:
+            if ex.watch is not None:
+                ex.watch.done()
+
+    async def _answer(self, err: BaseException) -> bool:
+        """True when ``err`` is answered (or needs no answer); False to let it go on."""
+        ex, send = self.ex, self.send
+        if isinstance(err, asyncio.CancelledError):
+            if ex.watch is None or not ex.watch.gone:
+                return False
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            return True
+        if isinstance(err, _ClientGone):
+            return True
+        if isinstance(err, LaiError):
+            if ex.started:
+                return False
+            await _send_json(send, err.status, orjson.dumps(err.to_dict()),
+                             [(k.lower().encode(), v.encode()) for k, v in err.headers().items()])
+            return True
+        if isinstance(err, _HTTPError):
+            await _send_json(send, err.status, http_error_body(err.status, err.message))
+            return True
+        if not isinstance(err, Exception) or ex.started:
+            return False  # under way: the server closes the connection
+        log.error("unhandled error", exc_info=err)
         await _send_json(send, 500, internal_error_body(err))
-    finally:
-        if ex.watch is not None:
-            ex.watch.done()
+        return True
 
 
 class ChatEndpoint:
@@ -212,6 +249,11 @@ class ChatEndpoint:
         if not self._is_chat(scope):
             await self.app(scope, receive, send)
             return
+        await self.serve(scope, receive, send)
+
+    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer ``scope``, a chat request (``__call__`` decided; ``lai.proxy.app``'s
+        routes for the exact path)."""
         info = request_info(scope)
         info.route = PATH
         async with answer_errors(send) as ex:
@@ -222,7 +264,7 @@ class ChatEndpoint:
             raw = await self._body(headers, receive)
             ctx = context_for(headers, key, request_id=info.request_id)
             body = parse_body(raw)
-            watch = ex.watch = _Disconnect(receive)
+            watch = ex.watch = _Disconnect(receive, scope)
             conversation = (ctx.conversation_id or "").encode("latin-1")
             if isinstance(body, dict) and body.get("stream") is True:
                 stream = await self.runtime.engine.stream(body, ctx)
@@ -265,22 +307,32 @@ class ChatEndpoint:
         limit = self.runtime.settings.server.max_body_size  # a reload may change it
         if length is not None and length.isascii() and length.isdigit() and int(length) > limit:
             raise _HTTPError(413, TOO_LARGE)
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            async with asyncio.timeout(BODY_TIMEOUT):
-                while True:
+        return await read_body(receive, limit)
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """The request body, at most ``limit`` bytes, within BODY_TIMEOUT seconds. Raises
+    _HTTPError (413, 408) and _ClientGone."""
+    chunks: list[bytes] = []
+    size = 0
+    deadline = asyncio.get_running_loop().time() + BODY_TIMEOUT
+    try:
+        while True:
+            if receive_ready(receive):  # the usual case: the body came with the head
+                message = await receive()
+            else:
+                async with asyncio.timeout_at(deadline):
                     message = await receive()
-                    if message["type"] == "http.disconnect":
-                        raise _ClientGone
-                    chunk = message.get("body", b"")
-                    if chunk:
-                        size += len(chunk)
-                        if size > limit:
-                            raise _HTTPError(413, TOO_LARGE)
-                        chunks.append(chunk)
-                    if not message.get("more_body", False):
-                        break
-        except TimeoutError:
-            raise _HTTPError(408, "The client did not send its request body in time.") from None
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            if message["type"] == "http.disconnect":
+                raise _ClientGone
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise _HTTPError(413, TOO_LARGE)
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+    except TimeoutError:
+        raise _HTTPError(408, "The client did not send its request body in time.") from None
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)

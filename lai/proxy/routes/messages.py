@@ -43,7 +43,6 @@ from lai.proxy.context import context_for
 from lai.proxy.errors import TOO_LARGE
 from lai.proxy.jsonbody import parse_body as _parse
 from lai.proxy.routes.chat import (
-    BODY_TIMEOUT,
     ASGIApp,
     Receive,
     Scope,
@@ -54,6 +53,7 @@ from lai.proxy.routes.chat import (
     _HTTPError,
     _send_json,
     queue_wait_header,
+    read_body,
 )
 
 if TYPE_CHECKING:
@@ -114,6 +114,10 @@ class MessagesEndpoint:
         if not _is_ours(path):
             await self.app(scope, receive, send)
             return
+        await self.serve(scope, receive, send, path)
+
+    async def serve(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        """Answer ``scope``, a request for ``path`` under /v1/messages (slashes merged)."""
         progress = _Progress()
         watch: _Disconnect | None = None
         try:
@@ -140,7 +144,7 @@ class MessagesEndpoint:
                 return
             chat = chat_body(body)
             cap_max_tokens(self.runtime.engine, chat)
-            watch = _Disconnect(receive)
+            watch = _Disconnect(receive, scope)
             adapters = messages_adapters(cast(dict[str, Any], body))  # chat_body checked it
             if chat.get("stream"):
                 await self._stream(send, chat, ctx, watch, progress, adapters, info)
@@ -272,25 +276,7 @@ class MessagesEndpoint:
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
             raise _HTTPError(413, TOO_LARGE)
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            async with asyncio.timeout(BODY_TIMEOUT):
-                while True:
-                    msg = await receive()
-                    if msg["type"] == "http.disconnect":
-                        raise _ClientGone
-                    chunk = msg.get("body", b"")
-                    if chunk:
-                        size += len(chunk)
-                        if size > self.max_body:
-                            raise _HTTPError(413, TOO_LARGE)
-                        chunks.append(chunk)
-                    if not msg.get("more_body", False):
-                        break
-        except TimeoutError:
-            raise _HTTPError(408, "The client did not send its request body in time.") from None
-        return b"".join(chunks)
+        return await read_body(receive, self.max_body)
 
 
 def _message_id(ctx: RequestContext) -> str:

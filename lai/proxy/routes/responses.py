@@ -149,6 +149,10 @@ class ResponsesEndpoint(ChatEndpoint):
         if not _is_post(scope):
             await self.app(scope, receive, send)
             return
+        await self.serve(scope, receive, send)
+
+    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer ``scope``, a POST /v1/responses."""
         info = request_info(scope)  # the id x-request-id and the access log carry
         info.route = PATH
         async with answer_errors(send) as ex:
@@ -158,7 +162,7 @@ class ResponsesEndpoint(ChatEndpoint):
                 info.key_name = key.name
             raw = await self._body(headers, receive)
             body = _parse(raw)
-            watch = ex.watch = _Disconnect(receive)
+            watch = ex.watch = _Disconnect(receive, scope)
             previous = await self._previous(body, key)
             req = to_chat(body, previous.history if previous else None)
             ctx = replace(context_for(headers, key, request_id=info.request_id),
