@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import httpx
 import pytest
 
-from lai.transport import PoolTransport
+from lai.transport import PoolTransport, open_stream
 from lai.transport import post as lean_post
 from tests.tools import OPENSSL, require_tool
 
@@ -186,6 +186,34 @@ async def test_an_answer_followed_by_stray_bytes_is_returned_and_not_reused(serv
         answer = await lean_post(http, httpx.URL(raw.url), b"{}", {}, httpx.Timeout(5.0))
         assert answer.content == b"hello"
     assert raw.connections == 2
+
+
+async def test_a_read_timeout_on_the_engine_calls_closes_the_connection(serve) -> None:
+    async def silent(reader, writer):
+        await read_request(reader)
+        await reader.read()  # until lai hangs up
+
+    async def stalls(reader, writer):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n4\r\nonce\r\n")
+        await writer.drain()
+        await reader.read()
+
+    short = httpx.Timeout(5.0, read=0.1)
+    async with client() as http:
+        a, b = await serve(silent), await serve(stalls)
+        with pytest.raises(httpx.ReadTimeout):
+            await lean_post(http, httpx.URL(a.url), b"{}", {}, short)
+        resp = await open_stream(http, httpx.URL(b.url), b"{}", {}, short)
+        chunks = resp.aiter_bytes()
+        assert await chunks.__anext__() == b"once"
+        with pytest.raises(httpx.ReadTimeout):
+            await chunks.__anext__()
+        await resp.aclose()
+        # Both connections were closed, not kept: the next requests open new ones.
+        with pytest.raises(httpx.ReadTimeout):
+            await lean_post(http, httpx.URL(a.url), b"{}", {}, short)
+    assert a.connections == 2 and b.connections == 1
 
 
 async def test_bytes_an_upstream_sends_on_an_idle_connection_reach_no_request(serve) -> None:
