@@ -267,6 +267,24 @@ class _Connection(asyncio.BufferedProtocol):
             self._raise_failure()
             await self._wait(read)
 
+    async def read_all(self, read: float | None) -> bytes:
+        """The whole body (what ``body`` yields, joined), without a generator: a plain
+        answer usually arrives with its head, in one chunk."""
+        parts: list[bytes] = []
+        while True:
+            if self._chunks:
+                parts.extend(self._chunks)
+                self._chunks.clear()
+                self._buffered = 0
+                if self._paused and not self.closed:
+                    self._paused = False
+                    assert self.transport is not None
+                    self.transport.resume_reading()
+            if self.complete:
+                return parts[0] if len(parts) == 1 else b"".join(parts)
+            self._raise_failure()
+            await self._wait(read)
+
     @property
     def reusable(self) -> bool:
         return self.complete and self._keep_alive and not self.closed and not self._chunks
@@ -322,6 +340,24 @@ class Answer:
         return False
 
 
+class _Head:
+    """A request head made by ``PoolTransport._head``, with what it was made from."""
+
+    __slots__ = ("defaults", "head", "origin", "url")
+
+    def __init__(self, url: httpx.URL, defaults: list[Any], origin: _Origin,
+                 head: bytes) -> None:
+        self.url = url
+        self.defaults = defaults
+        self.origin = origin
+        self.head = head
+
+
+_HEADS = 256
+"""Request heads kept (``PoolTransport._head``): one per provider URL and header set in
+use; past this many (URLs made per request by some caller) the cache starts over."""
+
+
 class PoolTransport(httpx.AsyncBaseTransport):
     """An ``httpx.AsyncBaseTransport`` with its own HTTP/1.1 keep-alive pool (see the
     module docstring). ``aclose`` closes every connection."""
@@ -338,6 +374,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
         """Requests waiting for room in the pool."""
         self._read_buffer = bytearray(_READ_SIZE)
         self._closed = False
+        self._heads: dict[tuple[Any, ...], _Head] = {}
 
     # -- the pool -----------------------------------------------------------------------
 
@@ -472,30 +509,50 @@ class PoolTransport(httpx.AsyncBaseTransport):
             return conn
         raise httpx.RemoteProtocolError(_CLOSED_EARLY, request=request)
 
-    async def _start(self, url: httpx.URL, headers: list[tuple[bytes, bytes]], body: bytes,
-                    timeouts: dict[str, Any]) -> _Connection:
-        """POST ``body`` on a pooled connection; returns it once the answer's head is in.
-        ``headers`` are sent as given, after ``host`` and before ``content-length``."""
-        if self._closed:
-            raise httpx.ConnectError("the transport is closed")
+    def _head(self, client: httpx.AsyncClient, url: httpx.URL,
+              headers: dict[str, str]) -> _Head:
+        """The head of a POST to ``url`` with ``headers`` (``_headers``), up to its
+        ``content-length``: made once per URL and headers, not per request (~3 us: the
+        URL's parts, the client's default headers merged in, the lines joined)."""
+        defaults = client.headers._list  # httpx 0.28: (name, lower-case name, value)
+        key = (id(url), *headers.items())
+        found = self._heads.get(key)
+        if found is not None and found.url is url and found.defaults == defaults:
+            return found
         scheme = url.raw_scheme
         if scheme not in (b"http", b"https"):
             raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}")
         port = url.port or (443 if scheme == b"https" else 80)
         lines = [b"POST %s HTTP/1.1\r\nhost: %s\r\n" % (url.raw_path, url.netloc)]
-        for name, value in headers:
+        for name, value in _headers(client, headers):
             lines.append(b"%s: %s\r\n" % (name, value))
-        lines.append(b"content-length: %d\r\n\r\n" % len(body))
-        return await self._exchange((scheme, url.host, port), timeouts, None,
-                                    b"".join(lines), body)
+        made = _Head(url, list(defaults), (scheme, url.host, port), b"".join(lines))
+        if len(self._heads) >= _HEADS:
+            self._heads.clear()
+        # The entry holds ``url``, so no other object can take its id while it is kept.
+        self._heads[key] = made
+        return made
 
-    async def open(self, url: httpx.URL, headers: list[tuple[bytes, bytes]], body: bytes,
-                   timeouts: dict[str, Any]) -> httpx.Response:
+    async def _start(self, client: httpx.AsyncClient, url: httpx.URL,
+                     headers: dict[str, str], body: bytes,
+                     timeouts: dict[str, Any]) -> _Connection:
+        """POST ``body`` on a pooled connection; returns it once the answer's head is in.
+        ``headers`` go after ``host`` and the client's defaults, before ``content-length``
+        (``_headers``)."""
+        if self._closed:
+            raise httpx.ConnectError("the transport is closed")
+        head = self._head(client, url, headers)
+        return await self._exchange(head.origin, timeouts, None,
+                                    head.head + b"content-length: %d\r\n\r\n" % len(body),
+                                    body)
+
+    async def open(self, client: httpx.AsyncClient, url: httpx.URL, headers: dict[str, str],
+                   body: bytes, timeouts: dict[str, Any]) -> httpx.Response:
         """POST ``body``; returns the streamed response once its head is in, as
         ``client.send(request, stream=True)`` does over this transport but without
         httpx's request and client layers. The caller owns the response: closing it lets
         go of the connection (closed unless read to its end)."""
-        conn = await self._start(url, headers, body, timeouts)
+        conn = await self._start(client, url, headers, body, timeouts)
         read = timeouts.get("read")
         return httpx.Response(
             status_code=conn.status,
@@ -505,21 +562,20 @@ class PoolTransport(httpx.AsyncBaseTransport):
                         BODY_COMPLETE: lambda: conn.complete},
         )
 
-    async def post(self, url: httpx.URL, headers: list[tuple[bytes, bytes]], body: bytes,
-                   timeouts: dict[str, Any]) -> Answer:
+    async def post(self, client: httpx.AsyncClient, url: httpx.URL, headers: dict[str, str],
+                   body: bytes, timeouts: dict[str, Any]) -> Answer:
         """POST ``body`` and read the whole answer: what ``AsyncClient.post`` does over
         this transport, without httpx's request, client and response layers (~65 us of
-        CPU a request, bench/README.md). ``headers`` are sent as given, after ``host``
-        and before ``content-length`` (``_headers`` below makes them). Raises the httpx
+        CPU a request, bench/README.md). ``headers`` go after ``host`` and the client's
+        defaults, before ``content-length`` (``_headers`` below). Raises the httpx
         errors of ``handle_async_request``; any way out (cancellation included) lets go
         of the connection, closing it unless the answer was read to its end."""
-        conn = await self._start(url, headers, body, timeouts)
+        conn = await self._start(client, url, headers, body, timeouts)
         try:
-            chunks = [chunk async for chunk in conn.body(timeouts.get("read"))]
+            content = await conn.read_all(timeouts.get("read"))
         finally:
             self._release(conn)
-        return Answer(conn.status, conn.reason, conn.headers,
-                      chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        return Answer(conn.status, conn.reason, conn.headers, content)
 
     # -- httpx ----------------------------------------------------------------------------
 
@@ -579,7 +635,7 @@ async def post(client: httpx.AsyncClient, url: httpx.URL, content: bytes,
     transport = _lean(client)
     if transport is None:
         return await client.post(url, content=content, headers=headers, timeout=timeout)
-    answer = await transport.post(url, _headers(client, headers), content, timeout.as_dict())
+    answer = await transport.post(client, url, headers, content, timeout.as_dict())
     if answer.status_code == 200 and not answer.encoded:
         return answer
     return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content,
@@ -598,7 +654,7 @@ async def open_stream(client: httpx.AsyncClient, url: httpx.URL, content: bytes,
         request = client.build_request("POST", url, content=content, headers=headers,
                                        timeout=timeout)
         return await client.send(request, stream=True)
-    return await transport.open(url, _headers(client, headers), content, timeout.as_dict())
+    return await transport.open(client, url, headers, content, timeout.as_dict())
 
 
 def _lean(client: httpx.AsyncClient) -> PoolTransport | None:

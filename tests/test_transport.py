@@ -188,6 +188,61 @@ async def test_an_answer_followed_by_stray_bytes_is_returned_and_not_reused(serv
     assert raw.connections == 2
 
 
+async def test_the_engine_calls_send_what_httpx_sends_and_read_what_it_reads(serve) -> None:
+    # lai.transport.post and open_stream skip httpx's client and make each request's
+    # head once per URL and header set: the request must stay httpx's (the same lines in
+    # the same order, names but for their case, and the body), also after the headers
+    # or the client's own defaults change.
+    seen: list[bytes] = []
+
+    def same_as_httpx() -> bool:
+        def lines(raw: bytes) -> list[bytes]:
+            head, _, body = raw.partition(b"\r\n\r\n")
+            first, *fields = head.split(b"\r\n")
+            return [first, *(f.split(b":", 1)[0].lower() + f[f.index(b":"):] for f in fields),
+                    body]
+        return lines(seen[-1]) == lines(seen[-2])
+
+    async def handler(reader, writer):
+        while True:
+            seen.append(await read_request(reader))
+            if b"text/event-stream" in seen[-1]:
+                writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+                             b"7\r\ndata: 1\r\n")
+                await writer.drain()
+                await asyncio.sleep(0.02)
+                writer.write(b"7\r\ndata: 2\r\n0\r\n\r\n")
+            else:
+                writer.write(ok(b'{"a":1}'))
+
+    raw = await serve(handler)
+    url = httpx.URL(raw.url + "/v1/chat/completions")
+    timeout = httpx.Timeout(5.0)
+    plain = {"content-type": "application/json"}
+    streamed = {**plain, "accept": "text/event-stream"}
+    async with client() as http:
+        for headers in (plain, {**plain, "authorization": "Bearer sk-1"}, plain):
+            await http.post(url, content=b'{"x":1}', headers=headers)
+            answer = await lean_post(http, url, b'{"x":1}', headers, timeout)
+            assert answer.status_code == 200 and answer.content == b'{"a":1}'
+            assert same_as_httpx()
+        http.headers["user-agent"] = "someone-else"
+        await http.post(url, content=b"{}", headers=plain)
+        await lean_post(http, url, b"{}", plain, timeout)
+        assert same_as_httpx() and b"someone-else" in seen[-1]
+        for _ in range(2):
+            request = http.build_request("POST", url, content=b"{}", headers=streamed)
+            resp = await http.send(request, stream=True)
+            assert [c async for c in resp.aiter_bytes()] == [b"data: 1", b"data: 2"]
+            await resp.aclose()
+            lean = await open_stream(http, url, b"{}", streamed, timeout)
+            assert lean.status_code == 200
+            assert [c async for c in lean.aiter_bytes()] == [b"data: 1", b"data: 2"]
+            await lean.aclose()
+            assert same_as_httpx()
+    assert len(seen) == 12 and raw.connections == 1  # every answer read whole, kept alive
+
+
 async def test_a_read_timeout_on_the_engine_calls_closes_the_connection(serve) -> None:
     async def silent(reader, writer):
         await read_request(reader)
