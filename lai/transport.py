@@ -21,7 +21,9 @@ No proxies, no HTTP/2: lai talks to model servers and APIs directly.
 
 The engine's own chat calls skip httpx's client layers when the client is a plain one
 over this transport (``post`` and ``open_stream`` below): the same bytes go upstream,
-the same errors come back, ~65 us less CPU a request (bench/README.md, round two).
+the same errors come back, ~65 us less CPU a request (bench/README.md, round two). A 200
+whose body is not encoded also skips httpx's response: ``Answer`` (read whole) and
+``Streamed`` (read as it comes); anything else is an ``httpx.Response`` as before.
 
 Failures are the httpx exceptions httpcore raises for the same events, so ``lai.engine``
 keeps one vocabulary: ``ConnectError`` (the ``OSError`` as its cause), ``ConnectTimeout``,
@@ -35,7 +37,7 @@ import asyncio
 import collections
 import contextlib
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httptools
@@ -252,7 +254,9 @@ class _Connection(asyncio.BufferedProtocol):
                 raise httpx.RemoteProtocolError(_CLOSED_EARLY, request=request)
             await self._wait(read)
 
-    async def body(self, read: float | None) -> AsyncIterator[bytes]:
+    async def body(self, read: float | None,
+                   end: Callable[[], None] | None = None) -> AsyncIterator[bytes]:
+        """The body's chunks as they come; ``end`` is called once the last one is out."""
         while True:
             while self._chunks:
                 chunk = self._chunks.popleft()
@@ -263,6 +267,8 @@ class _Connection(asyncio.BufferedProtocol):
                     self.transport.resume_reading()
                 yield chunk
             if self.complete:
+                if end is not None:
+                    end()
                 return
             self._raise_failure()
             await self._wait(read)
@@ -334,10 +340,57 @@ class Answer:
     @property
     def encoded(self) -> bool:
         """True when the body has a Content-Encoding other than identity (gzip, ...)."""
-        for name, value in self.headers:
-            if name.lower() == b"content-encoding" and value.strip().lower() != b"identity":
-                return True
-        return False
+        return _encoded(self.headers)
+
+
+def _encoded(headers: list[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if name.lower() == b"content-encoding" and value.strip().lower() != b"identity":
+            return True
+    return False
+
+
+class Streamed:
+    """A 200 answer whose body is not encoded, read as it comes (``open_stream``): the
+    part of ``httpx.Response`` the engine's streams use, without its layers (a response
+    object, a decoder, and three async generators between each chunk and its reader).
+    As with the response, the connection is let go of once the body has been read to
+    its end, or by ``aclose`` (which closes it when the body was not read to its end)."""
+
+    __slots__ = ("_conn", "_pool", "_read", "_released", "extensions", "headers", "reason",
+                 "status_code")
+
+    def __init__(self, pool: PoolTransport, conn: _Connection, read: float | None) -> None:
+        self.status_code = conn.status
+        self.reason = conn.reason
+        self.headers = conn.headers
+        self.extensions = {BODY_COMPLETE: self._complete}
+        self._pool = pool
+        self._conn = conn
+        self._read = read
+        self._released = False
+
+    def _complete(self) -> bool:
+        return self._conn.complete
+
+    def aiter_bytes(self) -> AsyncIterator[bytes]:
+        """The body's chunks (call once)."""
+        return self._conn.body(self._read, self._release)
+
+    async def aread(self) -> bytes:
+        """The rest of the body, whole."""
+        try:
+            return await self._conn.read_all(self._read)
+        finally:
+            self._release()
+
+    async def aclose(self) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._pool._release(self._conn)
 
 
 class _Head:
@@ -547,13 +600,16 @@ class PoolTransport(httpx.AsyncBaseTransport):
                                     body)
 
     async def open(self, client: httpx.AsyncClient, url: httpx.URL, headers: dict[str, str],
-                   body: bytes, timeouts: dict[str, Any]) -> httpx.Response:
+                   body: bytes, timeouts: dict[str, Any]) -> httpx.Response | Streamed:
         """POST ``body``; returns the streamed response once its head is in, as
         ``client.send(request, stream=True)`` does over this transport but without
-        httpx's request and client layers. The caller owns the response: closing it lets
-        go of the connection (closed unless read to its end)."""
+        httpx's request and client layers: a 200 whose body is not encoded as a
+        ``Streamed``, anything else as an ``httpx.Response``. The caller owns the
+        response: closing it lets go of the connection (closed unless read to its end)."""
         conn = await self._start(client, url, headers, body, timeouts)
         read = timeouts.get("read")
+        if conn.status == 200 and not _encoded(conn.headers):
+            return Streamed(self, conn, read)
         return httpx.Response(
             status_code=conn.status,
             headers=conn.headers,
@@ -645,10 +701,12 @@ async def post(client: httpx.AsyncClient, url: httpx.URL, content: bytes,
 
 
 async def open_stream(client: httpx.AsyncClient, url: httpx.URL, content: bytes,
-                      headers: dict[str, str], timeout: httpx.Timeout) -> httpx.Response:
+                      headers: dict[str, str],
+                      timeout: httpx.Timeout) -> httpx.Response | Streamed:
     """``client.send(client.build_request("POST", ...), stream=True)``, through
     ``PoolTransport.open`` when ``client`` is a plain client over this transport (see
-    ``post``). The caller owns the response and must close it."""
+    ``post``): a 200 whose body is not encoded comes back as a ``Streamed``, anything
+    else as an ``httpx.Response``. The caller owns the response and must close it."""
     transport = _lean(client)
     if transport is None:
         request = client.build_request("POST", url, content=content, headers=headers,

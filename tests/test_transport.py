@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import httpx
 import pytest
 
-from lai.transport import PoolTransport, open_stream
+from lai.transport import PoolTransport, Streamed, open_stream
 from lai.transport import post as lean_post
 from tests.tools import OPENSSL, require_tool
 
@@ -236,7 +236,7 @@ async def test_the_engine_calls_send_what_httpx_sends_and_read_what_it_reads(ser
             assert [c async for c in resp.aiter_bytes()] == [b"data: 1", b"data: 2"]
             await resp.aclose()
             lean = await open_stream(http, url, b"{}", streamed, timeout)
-            assert lean.status_code == 200
+            assert isinstance(lean, Streamed) and lean.status_code == 200
             assert [c async for c in lean.aiter_bytes()] == [b"data: 1", b"data: 2"]
             await lean.aclose()
             assert same_as_httpx()
@@ -322,6 +322,46 @@ async def test_closing_a_stream_early_closes_its_connection(serve) -> None:
             assert chunk
             break
     await asyncio.wait_for(closed.wait(), 2)  # the server saw the client go
+
+
+async def test_a_stream_the_engine_closes_early_closes_its_connection(serve) -> None:
+    closed = asyncio.Event()
+
+    async def handler(reader, writer):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        try:
+            for _ in range(100):
+                writer.write(b"5\r\ntokn \r\n")
+                await writer.drain()
+                await asyncio.sleep(0.02)
+            await reader.read()
+        finally:
+            closed.set()
+
+    raw = await serve(handler)
+    async with client() as http:
+        resp = await open_stream(http, httpx.URL(raw.url), b"{}", {}, httpx.Timeout(5.0))
+        assert isinstance(resp, Streamed)
+        assert await resp.aiter_bytes().__anext__() == b"tokn "
+        await resp.aclose()
+        await asyncio.wait_for(closed.wait(), 2)  # the server saw lai go
+
+
+async def test_an_encoded_stream_is_decoded_by_httpx_on_the_engine_path(serve) -> None:
+    import gzip
+
+    async def handler(reader, writer):
+        while True:
+            await read_request(reader)
+            writer.write(ok(gzip.compress(b"data: 1\n\n"), b"content-encoding: gzip\r\n"))
+
+    raw = await serve(handler)
+    async with client() as http:
+        resp = await open_stream(http, httpx.URL(raw.url), b"{}", {}, httpx.Timeout(5.0))
+        assert isinstance(resp, httpx.Response)
+        assert b"".join([c async for c in resp.aiter_bytes()]) == b"data: 1\n\n"
+        await resp.aclose()
 
 
 async def test_the_pool_limit_queues_and_times_out(serve) -> None:

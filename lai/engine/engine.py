@@ -67,7 +67,7 @@ from lai.errors import (
     UpstreamRejected,
     UpstreamTimeout,
 )
-from lai.transport import Answer, open_stream
+from lai.transport import Answer, Streamed, open_stream
 from lai.transport import post as upstream_post
 
 log = logging.getLogger("lai.engine")
@@ -522,7 +522,7 @@ class Engine:
             return run.adapters(cand.provider)
         return adapter_for(cand.provider)
 
-    def _rejected(self, run: Run, cand: Candidate, resp: httpx.Response | Answer,
+    def _rejected(self, run: Run, cand: Candidate, resp: httpx.Response | Answer | Streamed,
                   raw: bytes) -> LaiError:
         # Relayed to the client: an upstream refusing a key often quotes it.
         message = self.redact(self._adapter(run, cand).error_message(raw))
@@ -709,7 +709,9 @@ class Engine:
                         run.upstream_ms += (self.clock.monotonic() - t) * 1000
                     if resp.status_code == 429 or resp.status_code >= 500:
                         if attempt == 1:
-                            await self._retry_wait(run, resp)
+                            # Only a 200 comes back as a Streamed (lai.transport.open_stream).
+                            await self._retry_wait(run, resp if isinstance(resp, httpx.Response)
+                                                   else None)
                             continue
                         raise ProviderFailed(
                             f"HTTP {resp.status_code}: {adapter.error_message(raw)}")
