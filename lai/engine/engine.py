@@ -391,11 +391,16 @@ class Engine:
                        patience: float | None = None) -> Candidate:
         """A slot on one of ``remaining``; with ``patience``, TimeoutError after that
         many seconds (the queue place is given back)."""
-        pids = list(dict.fromkeys(c.provider.id for c in remaining))
-        # A provider id stands for its first candidate (as returned below).
-        models: dict[str, str] = {}
-        for c in remaining:
-            models.setdefault(c.provider.id, model_key(c.provider.id, c.model.id))
+        if len(remaining) == 1:  # one provider serves the model: the common case
+            only = remaining[0].provider.id
+            pids = [only]
+            models = {only: model_key(only, remaining[0].model.id)}
+        else:
+            pids = list(dict.fromkeys(c.provider.id for c in remaining))
+            # A provider id stands for its first candidate (as returned below).
+            models = {}
+            for c in remaining:
+                models.setdefault(c.provider.id, model_key(c.provider.id, c.model.id))
         waited = run.queue_ms / 1000
         t = self.clock.monotonic()
         ctx = run.ctx
@@ -418,6 +423,8 @@ class Engine:
                     pid = await asyncio.wait_for(waiting, patience)
         finally:
             run.queue_ms += (self.clock.monotonic() - t) * 1000
+        if len(remaining) == 1:
+            return remaining[0]
         return next(c for c in remaining if c.provider.id == pid)
 
     def _release(self, run: Run, cand: Candidate) -> None:
