@@ -438,7 +438,9 @@ class PoolTransport(httpx.AsyncBaseTransport):
 
     def _take_idle(self, origin: _Origin) -> _Connection | None:
         idle = self._idle.get(origin)
-        now = asyncio.get_running_loop().time()
+        if not idle:
+            return None
+        now = idle[-1]._loop.time()  # the running loop's (asyncio's lookup costs a getpid)
         while idle:
             conn = idle.pop()
             if conn.closed or (self._expiry is not None and now - conn.idle_since > self._expiry):
@@ -534,7 +536,7 @@ class PoolTransport(httpx.AsyncBaseTransport):
             conn.close()
             self._free_slot()
             return
-        conn.idle_since = asyncio.get_running_loop().time()
+        conn.idle_since = conn._loop.time()
         idle = self._idle.setdefault(conn.origin, [])
         idle.append(conn)
         if self._max_idle is not None and sum(map(len, self._idle.values())) > self._max_idle:
@@ -548,7 +550,8 @@ class PoolTransport(httpx.AsyncBaseTransport):
         docstring); returns the connection once the answer's head is in. Whatever fails
         or cancels this closes the connection and frees its place in the pool."""
         for _attempt in (1, 2):
-            conn = await self._acquire(origin, timeouts, request)
+            # An idle connection is taken here; a coroutine only to wait or connect.
+            conn = self._take_idle(origin) or await self._acquire(origin, timeouts, request)
             try:
                 await conn.send(request, head, body, timeouts.get("read"))
             except _Retry:
