@@ -1,4 +1,4 @@
-"""The upstream transport (lai/transport.py) against real servers on 127.0.0.1: framing,
+"""The upstream transport (lai/transport) against real servers on 127.0.0.1: framing,
 keep-alive, the pool's limits, timeouts and the httpx errors the engine relies on."""
 
 from __future__ import annotations
