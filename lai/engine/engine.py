@@ -393,8 +393,7 @@ class Engine:
         many seconds (the queue place is given back)."""
         if len(remaining) == 1:  # one provider serves the model: the common case
             only = remaining[0].provider.id
-            pids = [only]
-            models = {only: model_key(only, remaining[0].model.id)}
+            pids, models = [only], {only: model_key(only, remaining[0].model.id)}
         else:
             pids = list(dict.fromkeys(c.provider.id for c in remaining))
             # A provider id stands for its first candidate (as returned below).
@@ -423,9 +422,8 @@ class Engine:
                     pid = await asyncio.wait_for(waiting, patience)
         finally:
             run.queue_ms += (self.clock.monotonic() - t) * 1000
-        if len(remaining) == 1:
-            return remaining[0]
-        return next(c for c in remaining if c.provider.id == pid)
+        return remaining[0] if len(remaining) == 1 else next(
+            c for c in remaining if c.provider.id == pid)
 
     def _release(self, run: Run, cand: Candidate) -> None:
         self.slots.release(cand.provider.id, key=run.ctx.key_name,
@@ -716,9 +714,8 @@ class Engine:
                         run.upstream_ms += (self.clock.monotonic() - t) * 1000
                     if resp.status_code == 429 or resp.status_code >= 500:
                         if attempt == 1:
-                            # Only a 200 comes back as a Streamed (lai.transport.open_stream).
-                            await self._retry_wait(run, resp if isinstance(resp, httpx.Response)
-                                                   else None)
+                            # A Streamed is a 200 (lai.transport.open_stream): not here.
+                            await self._retry_wait(run, cast(httpx.Response, resp))
                             continue
                         raise ProviderFailed(
                             f"HTTP {resp.status_code}: {adapter.error_message(raw)}")
