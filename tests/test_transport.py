@@ -1,4 +1,4 @@
-"""The upstream transport (lai/transport.py) against real servers on 127.0.0.1: framing,
+"""The upstream transport (lai/transport) against real servers on 127.0.0.1: framing,
 keep-alive, the pool's limits, timeouts and the httpx errors the engine relies on."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import httpx
 import pytest
 
-from lai.transport import PoolTransport
+from lai.transport import PoolTransport, Streamed, open_stream
 from lai.transport import post as lean_post
 from tests.tools import OPENSSL, require_tool
 
@@ -188,6 +188,89 @@ async def test_an_answer_followed_by_stray_bytes_is_returned_and_not_reused(serv
     assert raw.connections == 2
 
 
+async def test_the_engine_calls_send_what_httpx_sends_and_read_what_it_reads(serve) -> None:
+    # lai.transport.post and open_stream skip httpx's client and make each request's
+    # head once per URL and header set: the request must stay httpx's (the same lines in
+    # the same order, names but for their case, and the body), also after the headers
+    # or the client's own defaults change.
+    seen: list[bytes] = []
+
+    def same_as_httpx() -> bool:
+        def lines(raw: bytes) -> list[bytes]:
+            head, _, body = raw.partition(b"\r\n\r\n")
+            first, *fields = head.split(b"\r\n")
+            return [first, *(f.split(b":", 1)[0].lower() + f[f.index(b":"):] for f in fields),
+                    body]
+        return lines(seen[-1]) == lines(seen[-2])
+
+    async def handler(reader, writer):
+        while True:
+            seen.append(await read_request(reader))
+            if b"text/event-stream" in seen[-1]:
+                writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+                             b"7\r\ndata: 1\r\n")
+                await writer.drain()
+                await asyncio.sleep(0.02)
+                writer.write(b"7\r\ndata: 2\r\n0\r\n\r\n")
+            else:
+                writer.write(ok(b'{"a":1}'))
+
+    raw = await serve(handler)
+    url = httpx.URL(raw.url + "/v1/chat/completions")
+    timeout = httpx.Timeout(5.0)
+    plain = {"content-type": "application/json"}
+    streamed = {**plain, "accept": "text/event-stream"}
+    async with client() as http:
+        for headers in (plain, {**plain, "authorization": "Bearer sk-1"}, plain):
+            await http.post(url, content=b'{"x":1}', headers=headers)
+            answer = await lean_post(http, url, b'{"x":1}', headers, timeout)
+            assert answer.status_code == 200 and answer.content == b'{"a":1}'
+            assert same_as_httpx()
+        http.headers["user-agent"] = "someone-else"
+        await http.post(url, content=b"{}", headers=plain)
+        await lean_post(http, url, b"{}", plain, timeout)
+        assert same_as_httpx() and b"someone-else" in seen[-1]
+        for _ in range(2):
+            request = http.build_request("POST", url, content=b"{}", headers=streamed)
+            resp = await http.send(request, stream=True)
+            assert [c async for c in resp.aiter_bytes()] == [b"data: 1", b"data: 2"]
+            await resp.aclose()
+            lean = await open_stream(http, url, b"{}", streamed, timeout)
+            assert isinstance(lean, Streamed) and lean.status_code == 200
+            assert [c async for c in lean.aiter_bytes()] == [b"data: 1", b"data: 2"]
+            await lean.aclose()
+            assert same_as_httpx()
+    assert len(seen) == 12 and raw.connections == 1  # every answer read whole, kept alive
+
+
+async def test_a_read_timeout_on_the_engine_calls_closes_the_connection(serve) -> None:
+    async def silent(reader, writer):
+        await read_request(reader)
+        await reader.read()  # until lai hangs up
+
+    async def stalls(reader, writer):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n4\r\nonce\r\n")
+        await writer.drain()
+        await reader.read()
+
+    short = httpx.Timeout(5.0, read=0.1)
+    async with client() as http:
+        a, b = await serve(silent), await serve(stalls)
+        with pytest.raises(httpx.ReadTimeout):
+            await lean_post(http, httpx.URL(a.url), b"{}", {}, short)
+        resp = await open_stream(http, httpx.URL(b.url), b"{}", {}, short)
+        chunks = resp.aiter_bytes()
+        assert await chunks.__anext__() == b"once"
+        with pytest.raises(httpx.ReadTimeout):
+            await chunks.__anext__()
+        await resp.aclose()
+        # Both connections were closed, not kept: the next requests open new ones.
+        with pytest.raises(httpx.ReadTimeout):
+            await lean_post(http, httpx.URL(a.url), b"{}", {}, short)
+    assert a.connections == 2 and b.connections == 1
+
+
 async def test_bytes_an_upstream_sends_on_an_idle_connection_reach_no_request(serve) -> None:
     # An answer nobody asked for, sent while the connection waits in the pool: the next
     # request goes on a new connection and gets its own answer, not that one.
@@ -239,6 +322,46 @@ async def test_closing_a_stream_early_closes_its_connection(serve) -> None:
             assert chunk
             break
     await asyncio.wait_for(closed.wait(), 2)  # the server saw the client go
+
+
+async def test_a_stream_the_engine_closes_early_closes_its_connection(serve) -> None:
+    closed = asyncio.Event()
+
+    async def handler(reader, writer):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        try:
+            for _ in range(100):
+                writer.write(b"5\r\ntokn \r\n")
+                await writer.drain()
+                await asyncio.sleep(0.02)
+            await reader.read()
+        finally:
+            closed.set()
+
+    raw = await serve(handler)
+    async with client() as http:
+        resp = await open_stream(http, httpx.URL(raw.url), b"{}", {}, httpx.Timeout(5.0))
+        assert isinstance(resp, Streamed)
+        assert await resp.aiter_bytes().__anext__() == b"tokn "
+        await resp.aclose()
+        await asyncio.wait_for(closed.wait(), 2)  # the server saw lai go
+
+
+async def test_an_encoded_stream_is_decoded_by_httpx_on_the_engine_path(serve) -> None:
+    import gzip
+
+    async def handler(reader, writer):
+        while True:
+            await read_request(reader)
+            writer.write(ok(gzip.compress(b"data: 1\n\n"), b"content-encoding: gzip\r\n"))
+
+    raw = await serve(handler)
+    async with client() as http:
+        resp = await open_stream(http, httpx.URL(raw.url), b"{}", {}, httpx.Timeout(5.0))
+        assert isinstance(resp, httpx.Response)
+        assert b"".join([c async for c in resp.aiter_bytes()]) == b"data: 1\n\n"
+        await resp.aclose()
 
 
 async def test_the_pool_limit_queues_and_times_out(serve) -> None:

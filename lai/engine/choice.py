@@ -73,6 +73,36 @@ def choose(
 ) -> Route:
     """Order and prune ``candidates`` (as ``plan`` returned them) by ``estimates`` (one
     each, same order). See the module docstring."""
+    if len(candidates) == 1 and len(estimates) == 1:
+        return _alone(candidates[0], estimates[0], sticky, sticky_within)
+    return _choose(candidates, estimates, auto=auto, prefer_within=prefer_within,
+                   spill_after=spill_after, sticky=sticky, sticky_within=sticky_within)
+
+
+def _alone(cand: Candidate, estimate: Estimate, sticky: str | None,
+           sticky_within: float) -> Route:
+    """``choose`` for a single candidate (one provider serves the model: the common
+    case), without the general rules' lists, tiers and sorts; the same Route. Of the
+    rules only the sticky one can apply, and only to say so: nothing is held back."""
+    note, hold = "", None
+    if (sticky is not None and cand.provider.id == sticky
+            and estimate.rank_s <= estimate.rank_s + sticky_within):
+        note = f"sticky: {sticky} served the last turn"
+        hold = estimate.rank_s + sticky_within
+    return Route([cand], [], {(cand.provider.id, cand.model.id): estimate}, note, hold)
+
+
+def _choose(
+    candidates: Sequence[Candidate],
+    estimates: Sequence[Estimate],
+    *,
+    auto: bool,
+    prefer_within: float,
+    spill_after: float | None,
+    sticky: str | None = None,
+    sticky_within: float = 0.0,
+) -> Route:
+    """``choose`` by the rules of the module docstring, for any number of candidates."""
     est = {(c.provider.id, c.model.id): e for c, e in zip(candidates, estimates, strict=True)}
 
     def of(c: Candidate) -> Estimate:

@@ -160,7 +160,7 @@ async def _attempt(engine: Engine, run: Run, cand: Candidate) -> Completion:
             usage = usage or Usage(run.shape.prompt_tokens, 0, True)
             cost = request_cost(cand.model, cand.provider, engine.settings.server, usage,
                                 billed_seconds(run, engine.clock.monotonic()))
-            engine.slots.release(pid)
+            engine._release(run, cand)  # the key's and the model's slots too
             engine.health.record_success(pid)
             engine.states[pid].warm[cand.model.id] = engine.clock.monotonic()
             run.candidate = None

@@ -67,7 +67,7 @@ from lai.errors import (
     UpstreamRejected,
     UpstreamTimeout,
 )
-from lai.transport import Answer, open_stream
+from lai.transport import Answer, Streamed, open_stream
 from lai.transport import post as upstream_post
 
 log = logging.getLogger("lai.engine")
@@ -391,11 +391,15 @@ class Engine:
                        patience: float | None = None) -> Candidate:
         """A slot on one of ``remaining``; with ``patience``, TimeoutError after that
         many seconds (the queue place is given back)."""
-        pids = list(dict.fromkeys(c.provider.id for c in remaining))
-        # A provider id stands for its first candidate (as returned below).
-        models: dict[str, str] = {}
-        for c in remaining:
-            models.setdefault(c.provider.id, model_key(c.provider.id, c.model.id))
+        if len(remaining) == 1:  # one provider serves the model: the common case
+            only = remaining[0].provider.id
+            pids, models = [only], {only: model_key(only, remaining[0].model.id)}
+        else:
+            pids = list(dict.fromkeys(c.provider.id for c in remaining))
+            # A provider id stands for its first candidate (as returned below).
+            models = {}
+            for c in remaining:
+                models.setdefault(c.provider.id, model_key(c.provider.id, c.model.id))
         waited = run.queue_ms / 1000
         t = self.clock.monotonic()
         ctx = run.ctx
@@ -418,7 +422,8 @@ class Engine:
                     pid = await asyncio.wait_for(waiting, patience)
         finally:
             run.queue_ms += (self.clock.monotonic() - t) * 1000
-        return next(c for c in remaining if c.provider.id == pid)
+        return remaining[0] if len(remaining) == 1 else next(
+            c for c in remaining if c.provider.id == pid)
 
     def _release(self, run: Run, cand: Candidate) -> None:
         self.slots.release(cand.provider.id, key=run.ctx.key_name,
@@ -522,7 +527,7 @@ class Engine:
             return run.adapters(cand.provider)
         return adapter_for(cand.provider)
 
-    def _rejected(self, run: Run, cand: Candidate, resp: httpx.Response | Answer,
+    def _rejected(self, run: Run, cand: Candidate, resp: httpx.Response | Answer | Streamed,
                   raw: bytes) -> LaiError:
         # Relayed to the client: an upstream refusing a key often quotes it.
         message = self.redact(self._adapter(run, cand).error_message(raw))
@@ -709,7 +714,8 @@ class Engine:
                         run.upstream_ms += (self.clock.monotonic() - t) * 1000
                     if resp.status_code == 429 or resp.status_code >= 500:
                         if attempt == 1:
-                            await self._retry_wait(run, resp)
+                            # A Streamed is a 200 (lai.transport.open_stream): not here.
+                            await self._retry_wait(run, cast(httpx.Response, resp))
                             continue
                         raise ProviderFailed(
                             f"HTTP {resp.status_code}: {adapter.error_message(raw)}")

@@ -46,6 +46,17 @@ def member_span(obj: bytes, key: str) -> tuple[int, int] | None:
     return None if found is None else (found[1], found[2])
 
 
+def replace_member(obj: bytes, key: bytes, value: bytes) -> bytes | None:
+    """``obj`` with the value of its top-level member ``key`` (the key's JSON, e.g.
+    ``b'"model"'``) replaced by ``value`` (JSON bytes): what a new ``MemberReplacer``
+    gives for its first object, without keeping places for objects to come (a
+    non-streamed answer). None when ``member_span`` cannot place it."""
+    found = _member(obj, key)
+    if found is None:
+        return None
+    return obj[:found[1]] + value + obj[found[2]:]
+
+
 def _member(obj: bytes, wanted: bytes) -> tuple[int, int, int] | None:
     """(key start, value start, value end) of ``member_span``."""
     depth = 0

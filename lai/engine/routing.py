@@ -46,6 +46,10 @@ class Candidate:
     model: ModelConfig
 
 
+_RESOLVED = 1024
+"""Names ``Catalog.explicit`` keeps resolved; past this many it starts over."""
+
+
 class Catalog:
     """The configured providers and models, indexed for resolution."""
 
@@ -72,6 +76,7 @@ class Catalog:
             dict.fromkeys(globs), key=lambda g: -sum(c not in GLOB_CHARS for c in g[0])
         )
         """(pattern, model id), the most specific pattern first."""
+        self._explicit: dict[tuple[str, ModelKind], list[Candidate]] = {}
 
     def alias_target(self, name: str) -> str | None:
         """The model id an alias names (exact aliases before patterns), or None."""
@@ -116,6 +121,18 @@ class Catalog:
 
     def explicit(self, name: str, kind: ModelKind = "chat") -> list[Candidate]:
         """``name`` and then its fallbacks, without repeats. Raises ModelNotFound."""
+        # Resolved once per name: the catalog never changes (a reload makes a new one).
+        # Names are the clients' (a glob alias matches endless ones): the cache is bounded.
+        key = (name, kind)
+        found = self._explicit.get(key)
+        if found is None:
+            found = self._resolve(name, kind)
+            if len(self._explicit) >= _RESOLVED:
+                self._explicit.clear()
+            self._explicit[key] = found
+        return list(found)
+
+    def _resolve(self, name: str, kind: ModelKind) -> list[Candidate]:
         direct = self.lookup(name, kind)
         if not direct:
             known = ", ".join(["auto", *sorted({m.id for m in self.settings.models})])

@@ -18,6 +18,12 @@ class SSEDecoder:
         self._event: bytes | None = None
 
     def feed(self, chunk: bytes) -> list[tuple[bytes | None, bytes]]:
+        # The common chunk is one whole event, ``data: ...`` and a blank line, with
+        # nothing pending: it is that event (what the loop below would make of it).
+        if (chunk[:6] == b"data: " and chunk[-2:] == b"\n\n" and not self._buf
+                and not self._data and self._event is None
+                and chunk.find(b"\n", 6) == len(chunk) - 2 and chunk[-3:-2] != b"\r"):
+            return [(None, chunk[6:-2])]
         buf = self._buf + chunk if self._buf else chunk
         out: list[tuple[bytes | None, bytes]] = []
         start = 0

@@ -24,7 +24,7 @@ from lai.engine.slots import model_key
 from lai.engine.sse import SSEDecoder, error_event
 from lai.engine.types import RequestContext, Usage
 from lai.errors import LaiError, UpstreamError
-from lai.transport import BODY_COMPLETE
+from lai.transport import BODY_COMPLETE, Streamed
 
 if TYPE_CHECKING:
     from lai.engine.engine import Engine
@@ -40,7 +40,7 @@ class EngineStream:
         engine: Engine,
         run: Run,
         cand: Candidate,
-        resp: httpx.Response,
+        resp: httpx.Response | Streamed,
         parser: StreamParser,
         t_sent: float,
     ) -> None:
@@ -180,11 +180,11 @@ class EngineStream:
         await self._finish()
 
     async def _read_to_end(self) -> None:
-        """When the upstream's whole answer has arrived, read it to its end: httpx's
-        chain of async generators under ``aiter_bytes`` then ends by itself. Left
-        suspended, each is closed when it is collected, by a task the event loop
-        schedules through its thread-safe wake-up (an eventfd write and an extra turn
-        of the loop): several per stream (bench/README.md, "Where the CPU went")."""
+        """When the upstream's whole answer has arrived, read it to its end: the async
+        generator under ``aiter_bytes`` (a chain of them for an ``httpx.Response``) then
+        ends by itself. Left suspended, each is closed when it is collected, by a task
+        the event loop schedules through its thread-safe wake-up (an eventfd write and
+        an extra turn of the loop) (bench/README.md, "Where the CPU went")."""
         body_complete = self._resp.extensions.get(BODY_COMPLETE)
         if body_complete is None or not body_complete():
             return  # more is on its way, or another transport: close it as it is

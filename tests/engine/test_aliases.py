@@ -118,3 +118,17 @@ def test_overlapping_patterns_of_two_models_are_legal(tmp_path: Path) -> None:
     s, _ = load_settings(path, {})
     assert route(s, "claude-sonnet-4") == [("gpu", "m2")]
     assert route(s, "claude-opus-4") == [("gpu", "m1")]
+
+
+def test_one_catalog_answers_the_same_for_every_request_and_any_number_of_names() -> None:
+    # A catalog keeps what it resolved (bounded: a glob matches endless client names).
+    s = settings(model("qwen", "claude-*", "gpt-4o"), model("big-one", provider="big"))
+    catalog = Catalog(s)
+    first = catalog.explicit("gpt-4o")
+    first.clear()  # a caller's list is its own
+    assert [(c.provider.id, c.model.id) for c in catalog.explicit("gpt-4o")] == [("box", "qwen")]
+    for i in range(3000):
+        assert catalog.explicit(f"claude-{i}")[0].model.id == "qwen"
+        with pytest.raises(ModelNotFound):
+            catalog.explicit(f"unknown-{i % 3}")
+    assert catalog.explicit("big")[0].model.id == "big-one"

@@ -24,3 +24,31 @@ def test_ids_made_later_sort_later_and_never_repeat() -> None:
     assert [i[:16] for i in requests] == sorted(i[:16] for i in requests)
     assert [i[:17] for i in conversations] == sorted(i[:17] for i in conversations)
     assert requests[0][:16] < requests[-1][:16]
+
+
+def test_a_forked_child_and_a_seeded_random_do_not_repeat_ids() -> None:
+    # A forked worker starts with its parent's state, and a test library may call
+    # random.seed before each example: neither may make two processes' ids alike.
+    import os
+    import random
+
+    from lai.engine.types import time_ordered_hex
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        try:
+            random.seed(0)
+            os.write(write, "".join(time_ordered_hex()[12:] for _ in range(200)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    random.seed(0)
+    mine = {time_ordered_hex()[12:] for _ in range(200)}
+    data = b""
+    while chunk := os.read(read, 65536):
+        data += chunk
+    os.close(read)
+    os.waitpid(pid, 0)
+    theirs = {data[i:i + 12].decode() for i in range(0, len(data), 12)}
+    assert len(theirs) == len(mine) == 200 and not mine & theirs

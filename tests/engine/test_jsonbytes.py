@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from lai.engine.jsonbytes import MemberReplacer, member_span
+from lai.engine.jsonbytes import MemberReplacer, member_span, replace_member
 
 TRICKY = ['plain', '', 'with "quotes"', 'back\\slash\\', '\\"', 'é☃\U0001f600',
           '"model": "x"', '{"model":1}', '\n\t\u0000', 'model']
@@ -55,6 +55,7 @@ def test_replaces_the_top_level_member_in_any_encoding() -> None:
             out = MemberReplacer("model", "small")(raw)
             assert out is not None, raw
             assert orjson.loads(out) == {**doc, "model": "small"}, raw
+            assert replace_member(raw, b'"model"', b'"small"') == out, raw
             checked += 1
     assert checked == 2400
 
@@ -76,6 +77,7 @@ def test_nested_and_lookalike_members_are_left_alone() -> None:
 def test_what_it_cannot_place_is_none(raw: bytes) -> None:
     assert member_span(raw, "model") is None
     assert MemberReplacer("model", "small")(raw) is None
+    assert replace_member(raw, b'"model"', b'"small"') is None
 
 
 def test_a_stream_of_like_chunks_reuses_the_prefix_and_notices_a_change() -> None:

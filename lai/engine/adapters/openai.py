@@ -27,7 +27,7 @@ from lai.engine.adapters.base import (
     no_redaction,
 )
 from lai.engine.adapters.checks import Unusable, count, excerpt, expect, kind_of, not_json
-from lai.engine.jsonbytes import MemberReplacer, members, splice
+from lai.engine.jsonbytes import MemberReplacer, members, replace_member, splice
 from lai.engine.sse import DONE, encode_event, error_event
 from lai.engine.types import Usage
 from lai.errors import UpstreamError
@@ -39,6 +39,19 @@ def auth_headers(provider: ProviderConfig) -> dict[str, str]:
     if provider.auth_type == "api_key" and provider.auth_secret:
         return {"api-key": provider.auth_secret}
     return {}
+
+
+_PROVIDER_MEMBERS: dict[str, bytes] = {}
+
+
+def _provider_member(provider_id: str) -> bytes:
+    """``members({"provider": provider_id})``, encoded once per provider."""
+    found = _PROVIDER_MEMBERS.get(provider_id)
+    if found is None:
+        if len(_PROVIDER_MEMBERS) >= 256:  # providers come and go with reloads
+            _PROVIDER_MEMBERS.clear()
+        found = _PROVIDER_MEMBERS[provider_id] = members({"provider": provider_id})
+    return found
 
 
 def _usage(raw: Any, *, estimated: bool = False) -> Usage | None:
@@ -126,9 +139,9 @@ class OpenAIStreamParser:
         self._provider = provider_id
         self._model = model
         self._rename = MemberReplacer("model", model) if model is not None else None
-        self._suffix = members({"provider": provider_id})
-        self._suffix_model = (members({"model": model, "provider": provider_id})
-                              if model is not None else self._suffix)
+        self._suffix = _provider_member(provider_id)
+        self._suffix_model: bytes | None = None
+        """For chunks without a ``model``: made when the first one comes (most have it)."""
         self._drop_usage_only = not client_wants_usage
         self._redact = redact
         self._failed = False
@@ -205,6 +218,10 @@ class OpenAIStreamParser:
         # CR in its whitespace, which the client's SSE parser would take for a line end.
         if b"\n" not in data and b"\r" not in data:
             if "model" not in chunk:
+                if self._suffix_model is None:
+                    self._suffix_model = (
+                        members({"model": self._model, "provider": self._provider})
+                        if self._model is not None else self._suffix)
                 return splice(data, self._suffix_model)
             if self._rename is None:
                 return splice(data, self._suffix)
@@ -306,10 +323,10 @@ class OpenAIAdapter:
             if "model" not in doc:
                 body = splice(body, members({"model": model}))
             else:
-                renamed = MemberReplacer("model", model)(body)
+                renamed = replace_member(body, b'"model"', orjson.dumps(model))
                 body = renamed if renamed is not None else orjson.dumps({**doc, "model": model})
         return ParsedCompletion(
-            body=splice(body, members({"provider": provider_id})),
+            body=splice(body, _provider_member(provider_id)),
             usage=_usage(doc.get("usage")),
             message=choice.get("message"),
             finish_reason=choice.get("finish_reason"),
