@@ -14,6 +14,7 @@ stream with an ``upstream_error`` event; such a body is a ValueError.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NoReturn
 
 import orjson
@@ -41,17 +42,10 @@ def auth_headers(provider: ProviderConfig) -> dict[str, str]:
     return {}
 
 
-_PROVIDER_MEMBERS: dict[str, bytes] = {}
-
-
+@functools.lru_cache(maxsize=256)  # providers come and go with reloads
 def _provider_member(provider_id: str) -> bytes:
     """``members({"provider": provider_id})``, encoded once per provider."""
-    found = _PROVIDER_MEMBERS.get(provider_id)
-    if found is None:
-        if len(_PROVIDER_MEMBERS) >= 256:  # providers come and go with reloads
-            _PROVIDER_MEMBERS.clear()
-        found = _PROVIDER_MEMBERS[provider_id] = members({"provider": provider_id})
-    return found
+    return members({"provider": provider_id})
 
 
 def _usage(raw: Any, *, estimated: bool = False) -> Usage | None:
