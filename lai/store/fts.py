@@ -35,9 +35,10 @@ def fts5_query(text: str) -> str | None:
     """Turn user input into an FTS5 query matching messages that contain every word.
 
     Each word becomes a quoted string, so FTS5 operators and punctuation in the input
-    are taken literally. None when no word is left.
+    are taken literally. None when no word is left. A NUL character separates words:
+    FTS5 ends a quoted string at one ("unterminated string", a 500 for ``?q=%00``).
     """
-    words = [w.replace('"', '""') for w in text.split()]
+    words = [w.replace('"', '""') for w in text.replace("\0", " ").split()]
     words = [w for w in words if w.strip('"')]
     if not words:
         return None

@@ -74,3 +74,16 @@ async def test_bad_arguments_are_openai_shaped_400s(proxy_factory, upstream):  #
     assert (await proxy.http.get("/v1/conversations/bad%20id")).status_code == 404
     assert (await proxy.http.patch("/v1/conversations/nope", json={"display_name": "x"})
             ).status_code == 404
+
+
+async def test_a_search_with_nul_characters_is_an_answer_not_a_500(proxy_factory, upstream):  # type: ignore[no-untyped-def]
+    # FTS5 ends a quoted string at a NUL: ?q=%00 was a 500 "unterminated string"
+    # (found by tests/proxy/test_fuzz.py).
+    proxy = await proxy_factory([provider("box", upstream.url)], [model("small", "box")])
+    await _chat(proxy, "otters-1", [{"role": "user", "content": "Tell me about otters"}])
+    await proxy.runtime.recorder.flush()
+    for q in ("\0", "otters\0", "\0otters\0\0"):
+        r = await proxy.http.get("/v1/conversations", params={"q": q})
+        assert r.status_code == 200, (q, r.text)
+        expected = ["otters-1"] if "otters" in q else []
+        assert [c["id"] for c in r.json()["data"]] == expected, q
