@@ -113,8 +113,11 @@ def _search_filter(store: Store, q: str) -> sa.ColumnElement[bool]:
 
 
 def _filtered(stmt: Any, store: Store, q: str | None, filters: dict[str, str]) -> Any:
-    if q and q.strip():
-        stmt = stmt.where(_search_filter(store, q.strip()))
+    # A NUL separates words: FTS5 ends a quoted string at one and PostgreSQL refuses it
+    # in text (both were a 500 for ?q=%00); no stored text holds one.
+    q = q.replace("\0", " ").strip() if q else q
+    if q:
+        stmt = stmt.where(_search_filter(store, q))
     for name, value in filters.items():
         if name == "source":
             stmt = stmt.where(Conversation.source == value)
