@@ -46,7 +46,7 @@ def make_http_client(settings: Settings) -> httpx.AsyncClient:
     )
     client = httpx.AsyncClient(
         timeout=httpx.Timeout(connect=5.0, read=60.0, write=30.0, pool=30.0),
-        # httpx's own pool collapses under concurrency; see lai/transport.py.
+        # httpx's own pool collapses under concurrency; see lai/transport/__init__.py.
         transport=PoolTransport(limits=limits),
         follow_redirects=False,
         trust_env=False,  # a proxy from the environment must not sit between lai and a LAN box
