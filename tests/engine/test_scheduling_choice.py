@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import httpx
@@ -82,8 +82,17 @@ def body(model_name: str, text: str = "hi", **extra: Any) -> dict[str, Any]:
 async def busy(engine: Engine, fake: FakeUpstream, model_name: str,
                ctx: RequestContext | None = None) -> asyncio.Task[Any]:
     """A request that holds ``fake``'s only slot until its (scripted) delay ends."""
-    task = asyncio.create_task(engine.complete(body(model_name), ctx or RequestContext()))
-    await fake.wait_for_async(lambda: fake.in_flight == 1)
+    return await on_box(fake, engine.complete(body(model_name), ctx or RequestContext()))
+
+
+async def on_box(fake: FakeUpstream, request: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+    """Start ``request``; return once its chat request has reached ``fake``, which is
+    answering it. ``in_flight == 1`` alone was not enough: the fake runs in its own
+    thread, and the request before could still be counted there after its client had the
+    answer, so the clock moved before this one was sent (flaked under load)."""
+    seen = fake.chat_count
+    task = asyncio.create_task(request)
+    await fake.wait_for_async(lambda: fake.chat_count > seen)
     return task
 
 
@@ -177,8 +186,7 @@ async def test_the_wait_counts_the_service_time_of_the_providers_other_models(
     for name, seconds in (("summary", 30.0), ("summary", 30.0), ("chat", 1.0),
                           ("chat", 1.0), ("summary", 30.0)):
         box.script(Behaviour(delay=0.2))
-        task = asyncio.create_task(engine.complete(body(name), RequestContext()))
-        await box.wait_for_async(lambda: box.in_flight == 1)
+        task = await on_box(box, engine.complete(body(name), RequestContext()))
         clock.advance(seconds)
         await task
     # A summary holds the box: a chat behind it waits for a summary, not a chat (1 s,
@@ -273,8 +281,7 @@ async def test_a_lower_priority_waits_while_a_higher_one_is_expected_soon(
     # hi's requests take 1 s (as the clock says): now it is expected within 5 s.
     for _ in range(2):
         hi.script(Behaviour(delay=0.2))
-        task = asyncio.create_task(engine.complete(body("hi/m"), RequestContext()))
-        await hi.wait_for_async(lambda: hi.in_flight == 1)
+        task = await on_box(hi, engine.complete(body("hi/m"), RequestContext()))
         clock.advance(1.0)
         await task
     lo.reset_stats()
@@ -367,8 +374,7 @@ async def test_the_cloud_joins_once_the_wait_passes_spill_after(
     engine, clock, finished = make_engine(providers, models, spill_after=0.05)
     await engine.complete(body("local"), RequestContext())  # warm
     box.script(Behaviour(delay=0.05))
-    task = asyncio.create_task(engine.complete(body("local"), RequestContext()))
-    await box.wait_for_async(lambda: box.in_flight == 1)
+    task = await on_box(box, engine.complete(body("local"), RequestContext()))
     clock.advance(0.01)  # the box's requests take 0.01 s
     await task
     # This one holds the box 0.9 s: expected 0.01 s, within spill_after, so the cloud is
@@ -487,8 +493,7 @@ async def test_a_wait_far_past_its_estimate_joins_the_held_back_candidates(
         [model("m", "hi"), model("m", "lo")], prefer_priority_within=0.5)
     for _ in range(3):  # hi answers in 0.1 s (as the clock says)
         hi.script(Behaviour(delay=0.2))
-        task = asyncio.create_task(engine.complete(body("hi/m"), RequestContext()))
-        await hi.wait_for_async(lambda: hi.in_flight == 1)
+        task = await on_box(hi, engine.complete(body("hi/m"), RequestContext()))
         clock.advance(0.1)
         await task
     # Now hi hangs on a request far longer than that: the request that waited for hi
@@ -513,8 +518,7 @@ async def test_a_reload_that_moves_a_provider_forgets_its_learnt_times(
     models = [model("m", "box")]
     engine, clock, _ = make_engine(providers, models)
     first.script(Behaviour(delay=0.2))
-    task = asyncio.create_task(engine.complete(body("m"), RequestContext()))
-    await first.wait_for_async(lambda: first.in_flight == 1)
+    task = await on_box(first, engine.complete(body("m"), RequestContext()))
     clock.advance(2.0)
     await task
     p, m = engine.settings.providers[0], engine.settings.models[0]
