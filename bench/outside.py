@@ -45,13 +45,15 @@ BODY = {"messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 16
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def lai_config(path: Path, upstream: str) -> None:
-    """Issue 16's configuration: auth on, SQLite store, one provider, defaults otherwise."""
-    path.write_text(textwrap.dedent(f"""\
+def config_text(upstream: str, data_dir: Path | None = None) -> str:
+    """Issue 16's configuration: auth on, SQLite store, one provider, defaults otherwise
+    (``bench/versus.py`` serves every tree with it too)."""
+    extra = f'data_dir = "{data_dir}"\n' if data_dir is not None else ""
+    return textwrap.dedent(f"""\
         [server]
         host = "127.0.0.1"
         auth = true
-
+        {extra}
         [[providers]]
         id = "fast-box"
         type = "local"
@@ -63,7 +65,11 @@ def lai_config(path: Path, upstream: str) -> None:
         provider_id = "fast-box"
         upstream_id = "fake-model"
         is_default = true
-    """))
+    """)
+
+
+def lai_config(path: Path, upstream: str) -> None:
+    path.write_text(config_text(upstream))
 
 
 def cpu_seconds(pid: int, tid: int | None = None) -> float:

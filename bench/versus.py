@@ -36,39 +36,18 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from outside import config_text  # noqa: E402
 from run import ROOT, spawn  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 BODY = {"model": "bench-fast", "messages": [{"role": "user", "content": "Say hello"}],
         "max_tokens": 16}
-
-
-def config_text(upstream: str, data_dir: Path | None = None) -> str:
-    extra = f'data_dir = "{data_dir}"\n' if data_dir is not None else ""
-    return textwrap.dedent(f"""\
-        [server]
-        host = "127.0.0.1"
-        auth = true
-        {extra}
-        [[providers]]
-        id = "fast-box"
-        type = "local"
-        endpoint = "{upstream}"
-        max_concurrent = 1000
-
-        [[models]]
-        id = "bench-fast"
-        provider_id = "fast-box"
-        upstream_id = "fake-model"
-        is_default = true
-    """)
 
 
 def thread_cpu(pid: int, tid: int) -> float:
